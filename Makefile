@@ -1,0 +1,41 @@
+# FERbench. Every target creates the virtualenv when it is missing and installs nothing when it is there.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ferbench-installed
+TABLE ?= apvit_tab5
+SCALE ?= tiny
+SEEDS ?= 3
+EXECUTOR ?= local
+RESULTS ?= results
+REPORTS ?= reports
+ARGS ?=
+
+.PHONY: venv test reproduce report bench clean-venv
+
+venv: $(STAMP)
+
+# The stamp is newer than pyproject.toml once the pinned dependencies are in.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+reproduce: $(STAMP)
+	$(PY) -m harness reproduce --table $(TABLE) --scale $(SCALE) --seeds $(SEEDS) \
+		--executor $(EXECUTOR) --results $(RESULTS) $(ARGS)
+	$(PY) -m harness report --table $(TABLE) --results $(RESULTS) --out $(REPORTS)
+
+report: $(STAMP)
+	$(PY) -m harness report --results $(RESULTS) --out $(REPORTS)
+
+bench: $(STAMP)
+	$(PY) -m pytest tests/benchmarks -q --benchmark-enable --benchmark-only \
+		--benchmark-autosave --benchmark-storage=$(RESULTS)/benchmarks $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

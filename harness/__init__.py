@@ -1,0 +1,1 @@
+"""FERbench harness: table specs -> cells -> results -> frame -> statistics -> report."""

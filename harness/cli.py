@@ -1,0 +1,37 @@
+"""``python -m harness COMMAND ...``: one module per command under ``harness/commands``.
+
+Each command module exposes ``add_parser(subparsers)``, which registers its sub-parser and sets
+``func`` to a callable ``(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from harness.errors import UserError
+
+COMMANDS = ("tables", "reproduce", "status", "collect", "report", "flops", "latency", "data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available command."""
+    parser = argparse.ArgumentParser(prog="python -m harness", description="FERbench harness")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module_name = f"harness.commands.{name}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input prints ``error: ...`` to stderr and exits with 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

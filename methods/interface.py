@@ -1,0 +1,56 @@
+"""The small training interface between a method and the harness.
+
+The harness builds every model with ``timm.create_model(name, preset=..., **overrides)``
+and learns everything else it needs from two attributes the model carries:
+
+* ``model.recipe`` -- a :class:`Recipe`: how to train it at the preset it was built for;
+* ``model.set_progress(p)`` -- optional; called by the trainer with the fraction of training
+  done (0.0 .. 1.0) so that keep schedules and similar curricula can follow it.
+
+Nothing here imports the harness.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+from typing import Any
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training hyper-parameters of one method at one preset, as plain data."""
+
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    no_weight_decay: tuple[str, ...] = ()  # parameter-name substrings exempt from weight decay
+    epochs: int = 40
+    batch_size: int = 128
+    grad_clip: float | None = 10.0  # L2 norm; None disables
+    schedule: str = "cosine"  # cosine | step | constant
+    warmup_epochs: int = 0
+    img_size: int = 112
+    augment: str = "apvit"  # name of a train-time pipeline in harness.data.transforms
+    loss: str = "ce"  # name in methods.losses
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "none"  # none | sqrt | heavy (class-balanced oversampling)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the recipe as a JSON-serialisable dict."""
+        d = asdict(self)
+        d["no_weight_decay"] = list(self.no_weight_decay)
+        return d
+
+
+def get_recipe(model: nn.Module) -> Recipe:
+    """Return the training recipe a model was built with (a default one if it has none)."""
+    return getattr(model, "recipe", Recipe())
+
+
+def set_progress(model: nn.Module, progress: float) -> None:
+    """Tell a model how far training has got (0..1); a no-op for models without schedules."""
+    hook = getattr(model, "set_progress", None)
+    if callable(hook):
+        hook(float(min(max(progress, 0.0), 1.0)))
