@@ -1,0 +1,501 @@
+"""APViT: attentive patch pooling (APP) and attentive token pooling (ATP) on a (hybrid) ViT.
+
+Xue et al., "Vision Transformer with Attentive Pooling for Robust Facial Expression Recognition"
+(IEEE TAC 2022). Pipeline: IR-50 stages 1-3 -> 1x1 conv projection (with bias) -> flatten to
+patch tokens -> + position embedding (patch positions, before pooling, so kept tokens keep their
+positions) -> APP -> prepend class token (+ its position) -> M blocks, ATP in some of them ->
+final LayerNorm -> head (class token or average of patch tokens) -> zero-initialised Linear.
+
+Build every model with ``timm.create_model(name, preset="paper" | "tiny", **overrides)``, where
+``overrides`` are dotted keys passed through ``**`` (``**{"app.k": 120}``), plus timm's
+``num_classes`` (default 7). Registered names:
+
+* ``apvit`` -- the paper's model: IR-50 + old timm ``vit_small`` (768-d, 8 blocks, 8 heads,
+  mlp 3, no qkv bias, LN eps 1e-6) at 112x112; k=160, r=0.9 (RAF-DB).
+* ``apvit_baseline`` -- the same network with APP and ATP off (k=196, r=1.0): Table 1's baseline.
+* ``apvit_hybrid_deit_tiny`` -- Table 14: IR-50 + DeiT-Tiny-sized ViT (192-d, 12 blocks, 3 heads,
+  mlp 4, qkv bias) at 112x112; k=120, r=0.9 (Table 14 prose).
+* ``apvit_deit_tiny`` -- Table 14: plain DeiT-Tiny at 224x224 with 16x16 patches, ATP only
+  (k=196, r=0.8, Table 14 prose). APP can still be switched on with ``app.k``; the criterion
+  then runs on the patch-embedding output.
+
+Presets: ``paper`` is the published architecture and recipe; ``tiny`` keeps the structure
+(stage-cut IR-50, hybrid projection, ATP in the second half) at a size a 2-core CPU trains in
+seconds. ``k`` is always stated on the paper's 14x14 grid (see ``app.k``).
+
+Override keys (``describe_overrides()`` returns them with allowed values and defaults; all are
+checked when the model is built and bad input raises ``ValueError`` naming the key):
+
+* ``app.k`` (int, 1..196): patch tokens APP keeps, stated on the paper's 196-patch grid. At a
+  preset with a different grid of N patches the effective count is
+  ``k_eff = floor(k * N / 196 + 0.5)`` (round half up, at least 1), so a spec written with paper
+  values (k=160) works at every preset. ``k_eff == N`` (e.g. ``app.k=196``) switches APP off.
+* ``app.criterion`` (``abs`` | ``sum`` | ``max`` | ``lanet``): APP score, computed on the output
+  of the projection (before the position embedding is added). ``lanet`` is learned.
+* ``app.mode`` (``hard`` | ``soft``): ``hard`` keeps the top k_eff tokens in spatial order;
+  ``soft`` keeps every token and multiplies it by the (max-abs normalised) attention map
+  (Table 6). In soft mode k only switches APP on (k_eff < N) or off.
+* ``app.lanet_reduction`` (int >= 1): channel reduction of LANet's hidden layer (default 16).
+* ``app.schedule`` (``constant`` | ``decay``): keep schedule (Table 4). ``decay`` moves k from
+  196 and r from 1.0 linearly to their targets as training progresses (``set_progress``).
+* ``atp.r`` (float in (0, 1]): ATP keep rate; each pruning block keeps
+  ``max(floor((N - 1) * r), 1)`` patch tokens of the N it receives (class token counted in N and
+  always kept). ``1.0`` switches ATP off.
+* ``atp.criterion`` (``sum`` | ``max`` | ``abs``): reduction over heads of the class-token row of
+  the pre-softmax scaled logits.
+* ``atp.blocks`` (``second_half`` | ``last_quarter`` | list of block indices): which blocks prune.
+  ``second_half`` (blocks 4-7 of 8) is the paper and its PyTorch code; ``last_quarter`` (6-7 of 8)
+  is what the PaddlePaddle port does.
+* ``atp.schedule`` (``follow`` | ``constant`` | ``decay``): schedule for r; ``follow`` (default)
+  uses ``app.schedule``, as Table 4 decays k and r together.
+* ``head`` (``clt`` | ``gap``): class token, or the average of the patch tokens after the final LN.
+* ``weights.ir50`` (path or None): face.evoLVe IR-50 checkpoint (local file). Keys of stage 4 and
+  ``output_layer`` are ignored and reported in ``model.weight_reports``; all else must match.
+* ``weights.vit`` (path or None): timm ViT checkpoint in the old ``vit_small`` layout
+  (``cls_token``, ``pos_embed``, ``blocks.N.attn.qkv.weight``, ``norm``, ...). ``head.*`` is
+  ignored (task-specific), and so is ``patch_embed.*`` for hybrid models (their patch embedding
+  is the 1x1 projection of CNN features). Any other missing, unexpected or wrong-shaped key --
+  a position embedding for another grid included -- is an error listing them.
+
+Attributes of a built model: ``recipe`` (:class:`methods.interface.Recipe`), ``set_progress(p)``,
+``num_classes``, ``weight_reports`` (dict of :class:`methods.layers.ir50.LoadReport`) and
+``token_trace``, a dict refreshed by every forward (``None`` before the first)::
+
+    {"grid": N patches from the backbone,     "app_active": bool,  "app_mode": "hard" | "soft",
+     "app_k_paper": k on the 196 grid now (after schedule, float),  "app_k": k_eff (int),
+     "atp_r": r now (after schedule),        "atp_blocks": [indices of pruning blocks],
+     "blocks": [tokens entering block i, class token included, for every block],
+     "before_head": tokens after the last block, class token included}
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+from timm.layers import trunc_normal_
+from timm.models import generate_default_cfgs, register_model
+
+from methods.interface import Recipe
+from methods.layers.blocks import Block
+from methods.layers.ir50 import IR50, LoadReport, load_ir50_checkpoint, read_state_dict, strict_load
+from methods.layers.pooling import (
+    APP_CRITERIA,
+    ATP_CRITERIA,
+    LEARNED_APP_CRITERIA,
+    build_app_criterion,
+    soft_pool,
+    topk_pool,
+)
+
+__all__ = ["APViT", "OVERRIDE_KEYS", "describe_overrides", "validate_overrides", "PAPER_GRID"]
+
+PAPER_GRID = 196  # 14 x 14 patches: the grid every ``app.k`` is stated on
+
+
+# ---------------------------------------------------------------------------------------------
+# Override keys
+
+
+def _choice(key: str, allowed: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: {', '.join(allowed)}")
+        return value
+    return check
+
+
+def _check_k(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= PAPER_GRID:
+        raise ValueError(f"app.k: {value!r} is not allowed; allowed values: an integer in 1..{PAPER_GRID} "
+                         f"(stated on the paper's {PAPER_GRID}-patch grid; {PAPER_GRID} = APP off)")
+    return value
+
+
+def _check_r(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ValueError(f"atp.r: {value!r} is not allowed; allowed values: a number in (0, 1] (1.0 = ATP off)")
+    return float(value)
+
+
+def _check_positive_int(key: str) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: an integer >= 1")
+        return value
+    return check
+
+
+ATP_BLOCK_PRESETS = ("second_half", "last_quarter")
+
+
+def _check_blocks(value: Any) -> str | tuple[int, ...]:
+    if isinstance(value, str) and value in ATP_BLOCK_PRESETS:
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        return tuple(sorted(set(value)))
+    raise ValueError(f"atp.blocks: {value!r} is not allowed; allowed values: "
+                     f"{', '.join(ATP_BLOCK_PRESETS)}, or a list of block indices")
+
+
+def _check_path(key: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: a path to a local checkpoint file")
+        return os.fspath(value)
+    return check
+
+
+@dataclass(frozen=True)
+class _Key:
+    allowed: str
+    doc: str
+    check: Callable[[Any], Any]
+
+
+OVERRIDE_KEYS: dict[str, _Key] = {
+    "app.k": _Key("int in 1..196", "APP keep count on the paper's 196-patch grid (rescaled to the preset's grid); 196 = off", _check_k),
+    "app.criterion": _Key("abs | sum | max | lanet", "APP score on the projected features", _choice("app.criterion", tuple(APP_CRITERIA) + LEARNED_APP_CRITERIA)),
+    "app.mode": _Key("hard | soft", "hard: top-k; soft: re-weight every token by the map", _choice("app.mode", ("hard", "soft"))),
+    "app.lanet_reduction": _Key("int >= 1", "LANet hidden-channel reduction", _check_positive_int("app.lanet_reduction")),
+    "app.schedule": _Key("constant | decay", "keep schedule for k (and r unless atp.schedule says otherwise)", _choice("app.schedule", ("constant", "decay"))),
+    "atp.r": _Key("float in (0, 1]", "ATP keep rate per pruning block; 1.0 = off", _check_r),
+    "atp.criterion": _Key("sum | max | abs", "reduction over heads of the class-token logits", _choice("atp.criterion", tuple(ATP_CRITERIA))),
+    "atp.blocks": _Key("second_half | last_quarter | list of ints", "blocks that prune (second_half = PyTorch code, last_quarter = Paddle port)", _check_blocks),
+    "atp.schedule": _Key("follow | constant | decay", "schedule for r; follow = same as app.schedule", _choice("atp.schedule", ("follow", "constant", "decay"))),
+    "head": _Key("clt | gap", "class token or average of patch tokens", _choice("head", ("clt", "gap"))),
+    "weights.ir50": _Key("path | None", "face.evoLVe IR-50 checkpoint (local file)", _check_path("weights.ir50")),
+    "weights.vit": _Key("path | None", "timm ViT checkpoint, old vit_small layout (local file)", _check_path("weights.vit")),
+}
+
+_DEFAULT_POOLING: dict[str, Any] = {
+    "app.k": 160,
+    "app.criterion": "abs",
+    "app.mode": "hard",
+    "app.lanet_reduction": 16,
+    "app.schedule": "constant",
+    "atp.r": 0.9,
+    "atp.criterion": "sum",
+    "atp.blocks": "second_half",
+    "atp.schedule": "follow",
+    "head": "clt",
+    "weights.ir50": None,
+    "weights.vit": None,
+}
+
+
+def validate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Check dotted override keys and values; return them normalised. Raises ``ValueError``."""
+    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown override key(s) {', '.join(unknown)}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
+    return {key: OVERRIDE_KEYS[key].check(value) for key, value in overrides.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Network structure of one preset (not overridable: presets choose it)."""
+
+    img_size: int = 112
+    backbone: str = "ir50"  # ir50 (hybrid) | patch (plain ViT)
+    ir50_widths: tuple[int, ...] = (64, 128, 256)
+    ir50_depths: tuple[int, ...] = (3, 4, 14)
+    ir50_stem: int | None = None
+    patch_size: int = 16  # only for backbone="patch"
+    embed_dim: int = 768
+    depth: int = 8
+    num_heads: int = 8
+    mlp_ratio: float = 3.0
+    qkv_bias: bool = False
+    norm_eps: float = 1e-6
+
+
+def round_half_up(x: float) -> int:
+    """Round to the nearest integer, halves up (Python's ``round`` rounds halves to even)."""
+    return int(math.floor(x + 0.5))
+
+
+def atp_block_indices(spec: str | tuple[int, ...], depth: int) -> tuple[int, ...]:
+    """Resolve ``atp.blocks`` for a network of ``depth`` blocks."""
+    if spec == "second_half":
+        return tuple(range(depth // 2, depth))
+    if spec == "last_quarter":
+        return tuple(range(depth - max(depth // 4, 1), depth))
+    bad = [i for i in spec if not 0 <= i < depth]
+    if bad:
+        raise ValueError(f"atp.blocks: indices {bad} are out of range; allowed values: 0..{depth - 1} for this model")
+    return tuple(spec)
+
+
+class PatchEmbed(nn.Module):
+    """Hybrid: 1x1 conv on CNN features. Plain: conv with kernel = stride = patch size."""
+
+    def __init__(self, in_chs: int, dim: int, patch_size: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chs, dim, patch_size, patch_size, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, H, W] -> [B, N, dim], N = (H / p) * (W / p)."""
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class APViT(nn.Module):
+    """(Hybrid) ViT with APP after the patch embedding and ATP inside selected blocks."""
+
+    def __init__(self, arch: ArchConfig, pooling: dict[str, Any], num_classes: int = 7) -> None:
+        super().__init__()
+        self.arch = arch
+        self.pooling = dict(pooling)
+        self.num_classes = num_classes
+        self.num_prefix_tokens = 1
+        D = arch.embed_dim
+        if arch.backbone == "ir50":
+            self.backbone = IR50(arch.ir50_widths, arch.ir50_depths, num_stages=len(arch.ir50_widths),
+                                 stem_chs=arch.ir50_stem)
+            self.patch_embed = PatchEmbed(self.backbone.out_chs, D, 1)
+            reduction = self.backbone.reduction
+        elif arch.backbone == "patch":
+            self.backbone = nn.Identity()
+            self.patch_embed = PatchEmbed(3, D, arch.patch_size)
+            reduction = arch.patch_size
+        else:
+            raise ValueError(f"unknown backbone {arch.backbone!r}")
+        if arch.img_size % reduction:
+            raise ValueError(f"img_size {arch.img_size} is not a multiple of the total stride {reduction}")
+        self.grid = (arch.img_size // reduction) ** 2
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid + 1, D))
+        self.app_criterion = build_app_criterion(pooling["app.criterion"], D, pooling["app.lanet_reduction"])
+        self.atp_blocks = atp_block_indices(pooling["atp.blocks"], arch.depth)
+        self.blocks = nn.ModuleList(
+            Block(D, arch.num_heads, arch.mlp_ratio, arch.qkv_bias, arch.norm_eps,
+                  prune=i in self.atp_blocks, criterion=pooling["atp.criterion"])
+            for i in range(arch.depth)
+        )
+        self.norm = nn.LayerNorm(D, eps=arch.norm_eps)
+        self.head = nn.Linear(D, num_classes)
+        self.progress = 0.0
+        self.token_trace: dict[str, Any] | None = None
+        self.weight_reports: dict[str, LoadReport] = {}
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for name, m in self.named_modules():
+            if name.startswith("backbone"):
+                continue  # PyTorch's conv/BN/PReLU defaults
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.head.weight)  # APViT zero-initialises the classifier
+        nn.init.zeros_(self.head.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Parameters exempt from weight decay (APViT: position embedding and class token)."""
+        return {"pos_embed", "cls_token"}
+
+    def set_progress(self, progress: float) -> None:
+        """Set the fraction of training done (0..1); the keep schedule reads it."""
+        self.progress = float(min(max(progress, 0.0), 1.0))
+
+    def current_keep(self) -> tuple[float, int, float]:
+        """Return (k on the 196 grid, effective k on this grid, r) at the current progress."""
+        p = self.progress
+        k_target, r_target = self.pooling["app.k"], self.pooling["atp.r"]
+        k_sched = self.pooling["app.schedule"]
+        r_sched = k_sched if self.pooling["atp.schedule"] == "follow" else self.pooling["atp.schedule"]
+        k_paper = PAPER_GRID + (k_target - PAPER_GRID) * p if k_sched == "decay" else float(k_target)
+        r = 1.0 + (r_target - 1.0) * p if r_sched == "decay" else r_target
+        k_eff = min(max(round_half_up(k_paper * self.grid / PAPER_GRID), 1), self.grid)
+        return k_paper, k_eff, r
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> normalised tokens [B, 1 + n, D]; records ``self.token_trace``."""
+        k_paper, k_eff, r = self.current_keep()
+        app_active = k_eff < self.grid
+        x = self.patch_embed(self.backbone(x))  # [B, N, D]
+        B = x.shape[0]
+        scores = self.app_criterion(x) if app_active else None  # [B, N], on the projected features
+        x = x + self.pos_embed[:, 1:]  # positions added before pooling
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1)  # [B, 1, D]
+        x = torch.cat([cls, x], dim=1)  # [B, 1 + N, D]
+        if app_active and self.pooling["app.mode"] == "hard":
+            x, _ = topk_pool(x, scores, k_eff, self.num_prefix_tokens)  # [B, 1 + k_eff, D]
+        elif app_active:
+            x, _ = soft_pool(x, scores, self.num_prefix_tokens)  # [B, 1 + N, D]
+        entering = []
+        for i, blk in enumerate(self.blocks):
+            entering.append(int(x.shape[1]))
+            x = blk(x, r if i in self.atp_blocks else None)
+        self.token_trace = {
+            "grid": self.grid,
+            "app_active": app_active,
+            "app_mode": self.pooling["app.mode"],
+            "app_k_paper": k_paper,
+            "app_k": k_eff if app_active and self.pooling["app.mode"] == "hard" else self.grid,
+            "atp_r": r,
+            "atp_blocks": list(self.atp_blocks) if r < 1.0 else [],
+            "blocks": entering,
+            "before_head": int(x.shape[1]),
+        }
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 1 + n, D] -> logits [B, num_classes]."""
+        x = x[:, 0] if self.pooling["head"] == "clt" else x[:, self.num_prefix_tokens:].mean(dim=1)  # [B, D]
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> logits [B, num_classes]."""
+        return self.forward_head(self.forward_features(x))
+
+    def load_vit_checkpoint(self, path: str) -> LoadReport:
+        """Load a timm ViT checkpoint (old ``vit_small`` key layout) strictly; see the module docstring."""
+        state = read_state_dict(path)
+        hybrid = self.arch.backbone == "ir50"
+        ignored: dict[str, str] = {}
+        for key in state:
+            if key.startswith("head."):
+                ignored[key] = "classifier (task-specific, zero-initialised)"
+            elif hybrid and key.startswith("patch_embed."):
+                ignored[key] = "patch embedding (hybrid models project CNN features with a 1x1 conv)"
+        prefixes = ("cls_token", "pos_embed", "blocks.", "norm.") + (() if hybrid else ("patch_embed.",))
+        target = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+        return strict_load(target, state, ignored, f"ViT weights {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Default configs: architecture, pooling defaults and recipe for each (model, preset)
+
+_PAPER_RECIPE = Recipe(
+    optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, no_weight_decay=("pos_embed", "cls_token"),
+    epochs=40, batch_size=128, grad_clip=10.0, schedule="cosine", warmup_epochs=0, img_size=112,
+    augment="apvit", loss="ce", sampler="sqrt",
+)
+# Scaled budget for the CPU table runs: a from-scratch tiny model on ~1.5k images needs a larger
+# learning rate than fine-tuning pre-trained weights does; see the report on throughput.
+_TINY_RECIPE = replace(_PAPER_RECIPE, lr=0.05, epochs=4, batch_size=32, img_size=48, grad_clip=10.0)
+
+_TINY_HYBRID = dict(img_size=48, ir50_widths=(16, 32, 64), ir50_depths=(1, 1, 2), ir50_stem=16,
+                    embed_dim=64, depth=4, num_heads=2, mlp_ratio=3.0)
+
+PRESET_CFGS: dict[str, dict[str, Any]] = {
+    "apvit": {
+        "paper": dict(arch=ArchConfig(), pooling={}, recipe=_PAPER_RECIPE),
+        "tiny": dict(arch=ArchConfig(**_TINY_HYBRID), pooling={}, recipe=_TINY_RECIPE),
+    },
+    "apvit_baseline": {
+        "paper": dict(arch=ArchConfig(), pooling={"app.k": 196, "atp.r": 1.0}, recipe=_PAPER_RECIPE),
+        "tiny": dict(arch=ArchConfig(**_TINY_HYBRID), pooling={"app.k": 196, "atp.r": 1.0}, recipe=_TINY_RECIPE),
+    },
+    "apvit_hybrid_deit_tiny": {
+        "paper": dict(arch=ArchConfig(embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0, qkv_bias=True),
+                      pooling={"app.k": 120, "atp.r": 0.9}, recipe=_PAPER_RECIPE),
+        "tiny": dict(arch=ArchConfig(**{**_TINY_HYBRID, "embed_dim": 48, "depth": 6, "num_heads": 3, "mlp_ratio": 4.0,
+                                        "qkv_bias": True}),
+                     pooling={"app.k": 120, "atp.r": 0.9}, recipe=_TINY_RECIPE),
+    },
+    "apvit_deit_tiny": {
+        "paper": dict(arch=ArchConfig(img_size=224, backbone="patch", patch_size=16, embed_dim=192, depth=12,
+                                      num_heads=3, mlp_ratio=4.0, qkv_bias=True),
+                      pooling={"app.k": 196, "atp.r": 0.8}, recipe=replace(_PAPER_RECIPE, img_size=224)),
+        "tiny": dict(arch=ArchConfig(img_size=48, backbone="patch", patch_size=8, embed_dim=64, depth=4,
+                                     num_heads=2, mlp_ratio=4.0, qkv_bias=True),
+                     pooling={"app.k": 196, "atp.r": 0.8}, recipe=_TINY_RECIPE),
+    },
+}
+PRESETS = ("paper", "tiny")
+
+
+def _cfg(img_size: int) -> dict[str, Any]:
+    # timm metadata only: no hub weights exist, local files are loaded through weights.*
+    return {"url": "", "num_classes": 7, "input_size": (3, img_size, img_size), "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5), "first_conv": "backbone.input_layer.0", "classifier": "head"}
+
+
+default_cfgs = generate_default_cfgs({
+    name: _cfg(presets["paper"]["arch"].img_size) for name, presets in PRESET_CFGS.items()
+})
+
+
+def describe_overrides(model_name: str = "apvit", preset: str = "paper") -> dict[str, dict[str, Any]]:
+    """Every override key with its allowed values, meaning and default for ``model_name``/``preset``."""
+    cfg = _preset_cfg(model_name, preset)
+    defaults = {**_DEFAULT_POOLING, **cfg["pooling"]}
+    return {key: {"allowed": spec.allowed, "doc": spec.doc, "default": defaults[key]}
+            for key, spec in OVERRIDE_KEYS.items()}
+
+
+def _preset_cfg(model_name: str, preset: str) -> dict[str, Any]:
+    if model_name not in PRESET_CFGS:
+        raise ValueError(f"unknown APViT model {model_name!r}; allowed: {', '.join(PRESET_CFGS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset: {preset!r} is not allowed; allowed values: {', '.join(PRESETS)}")
+    return PRESET_CFGS[model_name][preset]
+
+
+def _create_apvit(variant: str, pretrained: bool = False, preset: str = "paper", **kwargs: Any) -> APViT:
+    """Build ``variant`` at ``preset`` with dotted overrides; load local weights if given."""
+    if pretrained:
+        raise ValueError(f"{variant}: pretrained=True is not supported (no model hub); "
+                         "pass local files with weights.ir50= / weights.vit=")
+    for timm_kwarg in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(timm_kwarg, None)
+    num_classes = kwargs.pop("num_classes", 7)
+    cfg = _preset_cfg(variant, preset)
+    pooling = {**_DEFAULT_POOLING, **cfg["pooling"], **validate_overrides(kwargs)}
+    arch: ArchConfig = cfg["arch"]
+    if pooling["weights.ir50"] is not None and arch.backbone != "ir50":
+        raise ValueError(f"weights.ir50: {variant} has no IR-50 backbone; allowed values: None")
+    model = APViT(arch, pooling, num_classes=num_classes)
+    model.recipe = cfg["recipe"]
+    model.preset = preset
+    model.pretrained_cfg = {**_cfg(arch.img_size), "architecture": variant, "num_classes": num_classes}
+    for key, loader in (("weights.ir50", lambda p: load_ir50_checkpoint(model.backbone, p)),
+                        ("weights.vit", model.load_vit_checkpoint)):
+        path = pooling[key]
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise ValueError(f"{key}: no such file {path!r}; allowed values: a path to a local checkpoint file")
+        model.weight_reports[key] = loader(path)
+    return model
+
+
+@register_model
+def apvit(pretrained: bool = False, **kwargs: Any) -> APViT:
+    """APViT (IR-50 + 768-d ViT, APP k=160, ATP r=0.9); Table 1 last row / Table 13."""
+    return _create_apvit("apvit", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def apvit_baseline(pretrained: bool = False, **kwargs: Any) -> APViT:
+    """APViT's network without pooling (k=196, r=1.0): Table 1 baseline, 15.30 GFLOPs."""
+    return _create_apvit("apvit_baseline", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def apvit_hybrid_deit_tiny(pretrained: bool = False, **kwargs: Any) -> APViT:
+    """IR-50 + DeiT-Tiny-sized ViT with APP k=120, ATP r=0.9 (Table 14)."""
+    return _create_apvit("apvit_hybrid_deit_tiny", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def apvit_deit_tiny(pretrained: bool = False, **kwargs: Any) -> APViT:
+    """Plain DeiT-Tiny at 224 with ATP r=0.8 only (Table 14)."""
+    return _create_apvit("apvit_deit_tiny", pretrained=pretrained, **kwargs)
