@@ -1,0 +1,180 @@
+"""Cells: one (row, dataset, seed, scale) of a table, resolved to a content-hashed run config.
+
+A cell's id hashes everything that can change its result: the model name and overrides, the
+training and data overrides, the dataset's fingerprint and protocol, the scale preset, the seed
+and the version of the code that trains it. Table and row labels are *not* part of it, so the
+same configuration in two tables (APViT's full model is in Tables 1, 5 and 6) runs once.
+
+Override keys live in one namespace shared by table specs, ``--set`` and model constructors:
+
+* ``train.<field>`` -- a field of :class:`methods.interface.Recipe` (``train.epochs: 2``);
+* ``data.<knob>`` -- a knob of the synthetic stand-in generator (``data.occlusion: 0``);
+* anything else -- a model override, validated by the model's own constructor.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+
+import methods
+from harness.errors import UserError
+from methods.interface import Recipe
+
+SCALES = ("tiny", "paper")
+ROOT = Path(__file__).resolve().parent.parent
+
+# The training path: a change here changes every cell's code version.
+TRAINING_SOURCES = ("harness/runner.py", "harness/flops.py", "harness/data", "methods/interface.py",
+                    "methods/losses.py", "methods/layers")
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the byte string that ids are hashed from."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def short_hash(obj: Any, n: int = 16) -> str:
+    """First ``n`` hex digits of the SHA-256 of ``canonical_json(obj)``."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+def _hash_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.relative_to(ROOT)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def code_version(method: str) -> str:
+    """Hash of the source that defines ``method`` and of the training path (not the git commit)."""
+    files: list[Path] = []
+    for rel in TRAINING_SOURCES:
+        p = ROOT / rel
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []
+    entry = timm.models.model_entrypoint(method)
+    files.append(Path(inspect.getsourcefile(entry)).resolve())
+    return _hash_files(list(dict.fromkeys(files)))
+
+
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Split one override dict into ``(model, train, data)`` parts; prefixes are stripped."""
+    model, train, data = {}, {}, {}
+    for key, value in overrides.items():
+        if key.startswith("train."):
+            train[key[len("train."):]] = value
+        elif key.startswith("data."):
+            data[key[len("data."):]] = value
+        else:
+            model[key] = value
+    return model, train, data
+
+
+def apply_train_overrides(recipe: Recipe, train: dict[str, Any]) -> Recipe:
+    """Return ``recipe`` with ``train.*`` overrides applied; unknown fields are an error."""
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(train) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown override key(s) {['train.' + k for k in unknown]}; "
+                         f"allowed train.* keys: {sorted('train.' + k for k in fields)}")
+    values = {k: tuple(v) if k == "no_weight_decay" else v for k, v in train.items()}
+    return dataclasses.replace(recipe, **values)
+
+
+def build_model(method: str, scale: str, model_overrides: dict[str, Any], **kwargs: Any) -> torch.nn.Module:
+    """Build a registered model at a preset; the single place the harness calls timm."""
+    if method not in timm.list_models():
+        near = [m for m in timm.list_models() if m.split("_")[0] == method.split("_")[0]]
+        raise UserError(f"unknown method {method!r}; FERbench models: {sorted(near) or 'see timm.list_models()'}")
+    return timm.create_model(method, preset=scale, **model_overrides, **kwargs)
+
+
+def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: str) -> None:
+    """Validate every override by building the model on the meta device (no memory, no compute).
+
+    Errors are re-raised as :class:`UserError` prefixed with ``where`` (file and row), keeping the
+    model's own message, which names the key and its allowed values.
+    """
+    model_o, train_o, _ = split_overrides(overrides)
+    try:
+        with torch.device("meta"):
+            model = build_model(method, scale, model_o)
+        apply_train_overrides(getattr(model, "recipe", Recipe()), train_o)
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{where}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A fully resolved run configuration. Plain data: it pickles and serialises to JSON."""
+
+    method: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+    data: dict[str, Any]
+    dataset: str
+    protocol: str | None
+    scale: str
+    seed: int
+    fingerprint: str
+    code_version: str
+    synthetic: bool
+    data_root: str  # where the data lives now; not hashed, the fingerprint stands for the content
+    upstream: tuple[str, ...] = ()
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines the result (the hashed part)."""
+        d = dataclasses.asdict(self)
+        d.pop("data_root")
+        return d
+
+    @property
+    def id(self) -> str:
+        """Content hash of :meth:`identity`."""
+        return short_hash(self.identity())
+
+    @property
+    def logical_key(self) -> str:
+        """Hash of the configuration without code version and data fingerprint.
+
+        Two cells with the same logical key but different ids are the same experiment run by
+        different code or on changed data: the older result is *stale*.
+        """
+        d = self.identity()
+        for k in ("code_version", "fingerprint", "upstream"):
+            d.pop(k)
+        return short_hash(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form, with ``id`` and ``logical_key``."""
+        return {**dataclasses.asdict(self), "id": self.id, "logical_key": self.logical_key}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Cell":
+        """Inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["upstream"] = tuple(kw.get("upstream", ()))
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell as it appears in a table: which row, which column."""
+
+    table_id: str
+    row: str
+    row_index: int
+    dataset: str
+    seed: int
+    cell: Cell = field(compare=False)

@@ -1,0 +1,150 @@
+"""Results -> one tidy pandas frame, one row per (table, row, dataset, seed).
+
+The frame is the only thing later stages read (statistics, tables, figures, report), so it
+carries what they need: the spec's labels and paper values, the metrics, the per-sample test
+predictions (``y_true``/``y_pred`` arrays, for paired tests), costs, timings, provenance, and the
+status of every cell: ``ok``, ``stale`` (a result exists, but from other code or data: shown,
+never reused), ``failed`` (in the ledger), ``missing`` or ``reference`` (a paper-only row).
+
+Cells are re-planned from the specs without touching datasets: the current code version and the
+data fingerprint recorded with each cell's config decide which record is current.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.cells import Cell, code_version, split_overrides
+from harness.specs import TableSpec, load_spec
+from harness.store import Store
+
+NAN = math.nan
+
+
+def _index_records(store: Store) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    by_id, by_key = {}, {}
+    for rec in store.iter_records():
+        by_id[rec["cell_id"]] = rec
+        by_key.setdefault(rec["cell"]["logical_key"], []).append(rec)
+    return by_id, by_key
+
+
+def _known_cells(store: Store) -> dict[str, list[dict[str, Any]]]:
+    """Planned cell configs in the store, by logical key (newest code version first)."""
+    out: dict[str, list[dict]] = {}
+    paths = sorted(store.root.glob("cells/*/cell.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in paths:
+        c = store.cell(p.parent.name)
+        if c:
+            out.setdefault(c["logical_key"], []).append(c)
+    return out
+
+
+def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
+    m, t, cost, prov = rec["metrics"], rec["timing"], rec.get("cost", {}), rec["provenance"]
+    arrays = store.predictions(rec["cell_id"])
+    return {
+        "accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
+        "val_accuracy": m.get("val_accuracy", NAN), "per_class_accuracy": m["per_class_accuracy"],
+        "confusion": m["confusion"], "class_names": rec["class_names"],
+        "y_true": arrays["y_true"].astype(np.int64), "y_pred": arrays["y_pred"].astype(np.int64),
+        "gflops": cost.get("gflops", NAN), "params_m": cost.get("params_m", NAN),
+        "tokens_before_head": cost.get("tokens_before_head"),
+        "train_s": t["train_s"], "eval_s": t["eval_s"], "wall_s": t.get("wall_s", NAN),
+        "epochs": t["epochs"], "steps": t["steps"], "final_loss": t["final_train_loss"],
+        "resumed": rec.get("resumed_from_epoch") is not None,
+        "git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"), "cpu": prov.get("cpu"),
+        "gpu": prov.get("gpu"), "threads": prov.get("threads"),
+        "torch_version": prov.get("packages", {}).get("torch"), "packages": prov.get("packages", {}),
+        "dataset_fingerprint": prov.get("dataset_fingerprint"), "hostname": prov.get("hostname"),
+    }
+
+
+def _empty_metrics() -> dict[str, Any]:
+    return {"accuracy": NAN, "mean_class_accuracy": NAN, "val_accuracy": NAN, "per_class_accuracy": None,
+            "confusion": None, "class_names": None, "y_true": None, "y_pred": None, "gflops": NAN,
+            "params_m": NAN, "tokens_before_head": None, "train_s": NAN, "eval_s": NAN, "wall_s": NAN,
+            "epochs": None, "steps": None, "final_loss": NAN, "resumed": False, "git_commit": None,
+            "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "torch_version": None,
+            "packages": None, "dataset_fingerprint": None, "hostname": None}
+
+
+def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> pd.DataFrame:
+    """The frame of one table from whatever the store holds for it."""
+    by_id, by_key = _index_records(store)
+    known = _known_cells(store)
+    rows: list[dict[str, Any]] = []
+    for i, row in enumerate(spec.rows):
+        method, overrides = spec.resolved(row)
+        model_o, train_o, data_o = split_overrides(overrides)
+        version = None if row.reference else code_version(method)
+        for col in spec.datasets:
+            base = {"table_id": spec.id, "row": row.label, "row_index": i, "dataset": col.key,
+                    "dataset_label": col.label, "paper_value": spec.paper_value(row.label, col.key) or NAN,
+                    "paper_extra": dict(row.paper_extra), "is_baseline": row.label == spec.baseline,
+                    "reference": row.reference, "method": method, "overrides": overrides}
+            pv = spec.paper_value(row.label, col.key)
+            base["paper_value"] = NAN if pv is None else pv
+            if row.reference:
+                rows.append({**base, **_empty_metrics(), "seed": -1, "scale": None, "cell_id": None,
+                             "status": "reference", "stale": False, "failed": False, "synthetic": False,
+                             "error": None, "attempts": 0, "log_path": None})
+                continue
+            # The configs planned for this row and column, from any code version and data.
+            probe = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.key,
+                         protocol=col.protocol, scale=scale or "tiny", seed=0, fingerprint="",
+                         code_version="", synthetic=False, data_root="")
+            scales = [scale] if scale else sorted({c["scale"] for cs in known.values() for c in cs} or {"tiny"})
+            for sc in scales:
+                seeds = range(spec.seeds)
+                for seed in seeds:
+                    c = Cell(**{**probe.__dict__, "scale": sc, "seed": seed})
+                    candidates = known.get(c.logical_key, [])
+                    current = [k for k in candidates if k["code_version"] == version]
+                    planned = current[0] if current else None
+                    rec = by_id.get(planned["id"]) if planned else None
+                    entry = {**base, "seed": seed, "scale": sc, "cell_id": planned["id"] if planned else None,
+                             "synthetic": bool(planned["synthetic"]) if planned else None,
+                             "error": None, "attempts": 0, "log_path": None}
+                    if rec is not None:
+                        rows.append({**entry, **_metric_columns(rec, store), "status": "ok", "stale": False,
+                                     "failed": False, "synthetic": bool(rec["data"]["synthetic"])})
+                        continue
+                    fail = store.failure(planned["id"]) if planned else None
+                    old = [r for r in by_key.get(c.logical_key, []) if not planned or r["cell_id"] != planned["id"]]
+                    if fail is not None:
+                        rows.append({**entry, **_empty_metrics(), "status": "failed", "stale": False, "failed": True,
+                                     "error": f"{fail['error_type']}: {fail['message']}",
+                                     "attempts": fail["attempts"], "log_path": fail.get("log_path")})
+                    elif old:
+                        stale = max(old, key=lambda r: r["timing"].get("finished_at", 0))
+                        rows.append({**entry, **_metric_columns(stale, store), "cell_id": stale["cell_id"],
+                                     "status": "stale", "stale": True, "failed": False,
+                                     "synthetic": bool(stale["data"]["synthetic"])})
+                    else:
+                        rows.append({**entry, **_empty_metrics(), "status": "missing", "stale": False,
+                                     "failed": False})
+    return pd.DataFrame(rows)
+
+
+def collect_tables(table_ids: list[str], results_dir: Path | str, *, scale: str | None = None) -> pd.DataFrame:
+    """The tidy frame of several tables, concatenated."""
+    store = Store(results_dir)
+    frames = [collect_spec(load_spec(t), store, scale=scale) for t in table_ids]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def tables_with_results(results_dir: Path | str) -> list[str]:
+    """Ids of the specs that have at least one ok or failed cell in the store."""
+    from harness.specs import list_specs
+
+    out = []
+    for t in list_specs():
+        df = collect_spec(load_spec(t), Store(results_dir))
+        if (df["status"].isin(["ok", "failed", "stale"])).any():
+            out.append(t)
+    return out

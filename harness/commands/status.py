@@ -1,0 +1,46 @@
+"""``python -m harness status``: what is done, running, failed or stale, and the failure ledger."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from harness.collect import collect_tables
+from harness.commands.common import add_results_flag
+from harness.specs import list_specs
+from harness.store import Store
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``status`` command."""
+    p = sub.add_parser("status", help="cells done / running / failed / stale, and the failure ledger")
+    p.add_argument("--table", action="append", help="table id(s); default: all")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    add_results_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Summarise the store for the given tables."""
+    store = Store(args.results)
+    tables = args.table or list_specs()
+    df = collect_tables(tables, args.results)
+    df = df[df["status"] != "reference"]
+    running = {cid: store.progress(cid) for cid in df["cell_id"].dropna().unique()
+               if store.claim_owner(cid) is not None and store.claim_alive(cid)}
+    counts = {t: g["status"].value_counts().to_dict() for t, g in df.groupby("table_id")}
+    ledger = [f for f in store.ledger() if f["cell_id"] in set(df["cell_id"].dropna())]
+    if args.json:
+        print(json.dumps({"counts": counts, "running": running, "failures": ledger}, default=str))
+        return 0
+    for t, c in counts.items():
+        line = ", ".join(f"{n} {k}" for k, n in sorted(c.items()))
+        print(f"{t}: {line}")
+    for cid, prog in running.items():
+        where = f"epoch {prog['epoch'] + 1}/{prog['epochs']}" if prog else "queued"
+        print(f"  running {cid}: {where}")
+    if ledger:
+        print("failure ledger:")
+        for f in ledger:
+            print(f"  {f['cell_id']}  {f['error_type']}: {f['message'][:120]}  (attempts {f['attempts']}, "
+                  f"log {f['log_path']})")
+    return 0

@@ -1,0 +1,282 @@
+"""Fan cells out through submitit: ``local`` (bounded), ``debug`` (in-process) or ``slurm``.
+
+The executor only moves cells and reports back; the runner writes records and the parent
+process writes the failure ledger. What runs is decided here, from the store:
+
+* a cell with a valid record is *cached* and not run again;
+* a cell in the failure ledger is skipped unless ``retry_failed`` (its failure is reported);
+* a cell claimed by another live invocation is *waited for*, not computed twice;
+* everything else is claimed (atomically) and submitted.
+
+submitit's local executor starts every job at once and kills them after 2 minutes by default;
+here at most ``max_parallel`` cells run at a time, each with ``cores // max_parallel`` threads,
+under an explicit ``timeout_min``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import submitit
+import yaml
+from tqdm import tqdm
+
+from harness.cells import Cell
+from harness.errors import UserError
+from harness.runner import CellJob
+from harness.store import Store
+
+EXECUTORS = ("local", "debug", "slurm")
+
+
+@dataclass
+class ExecutorConfig:
+    """How to run cells. SLURM fields may also come from a YAML profile (``--profile``)."""
+
+    name: str = "local"
+    max_parallel: int | None = None  # default: number of cores
+    threads: int | None = None  # per cell; default: cores // max_parallel
+    timeout_min: float = 60.0
+    max_retries: int = 0  # automatic re-submissions of a failed cell within one invocation
+    retry_failed: bool = False
+    detach: bool = False
+    poll_s: float = 0.5
+    slurm_partition: str | None = None
+    slurm_time_min: float | None = None
+    slurm_cpus_per_task: int = 1
+    slurm_gpus_per_node: int = 0
+    slurm_mem_gb: float = 4.0
+    slurm_array_parallelism: int = 64
+    slurm_extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_profile(cls, path: str | None, **overrides: Any) -> "ExecutorConfig":
+        """Defaults, then the YAML profile, then explicit (non-None) flags."""
+        values: dict[str, Any] = {}
+        if path:
+            p = Path(path)
+            if not p.is_file():
+                raise UserError(f"executor profile {path!r} does not exist")
+            values = yaml.safe_load(p.read_text()) or {}
+            unknown = set(values) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise UserError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**values)
+        if cfg.name not in EXECUTORS:
+            raise UserError(f"unknown executor {cfg.name!r}; allowed: {', '.join(EXECUTORS)}")
+        return cfg
+
+    def parallel(self) -> int:
+        """How many cells run at once."""
+        return max(1, self.max_parallel or os.cpu_count() or 1)
+
+    def cell_threads(self) -> int:
+        """Threads per cell so that concurrent cells don't oversubscribe the cores."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.parallel())
+
+
+def check_executor(cfg: ExecutorConfig) -> None:
+    """Fail before submitting anything when the executor cannot start."""
+    if cfg.name == "slurm":
+        missing = [c for c in ("sbatch", "squeue", "scontrol") if shutil.which(c) is None]
+        if missing:
+            raise UserError(f"executor 'slurm' cannot start: {', '.join(missing)} not found on PATH "
+                            "(install slurm-wlm, or run scripts/slurm_local.sh start for a local cluster)")
+
+
+@dataclass
+class Summary:
+    """What one invocation did."""
+
+    done: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped_failed: list[str] = field(default_factory=list)
+    waited: list[str] = field(default_factory=list)
+    submitted: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def line(self) -> str:
+        """One-line human summary."""
+        parts = [f"{len(self.done)} done", f"{len(self.cached)} cached", f"{len(self.failed)} failed"]
+        if self.skipped_failed:
+            parts.append(f"{len(self.skipped_failed)} failed earlier (use --retry-failed)")
+        if self.waited:
+            parts.append(f"{len(self.waited)} computed by another invocation")
+        if self.submitted:
+            parts.append(f"{len(self.submitted)} submitted (detached)")
+        return ", ".join(parts) + f" in {self.wall_s:.1f}s"
+
+
+def _make_executor(cfg: ExecutorConfig, store: Store) -> submitit.Executor:
+    folder = store.log_dir / cfg.name / "%j"
+    if cfg.name == "debug":
+        return submitit.DebugExecutor(folder=folder)
+    if cfg.name == "local":
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=cfg.timeout_min)
+        return ex
+    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
+    params: dict[str, Any] = dict(time=int(cfg.slurm_time_min or cfg.timeout_min), cpus_per_task=cfg.slurm_cpus_per_task,
+                                  mem=f"{int(cfg.slurm_mem_gb * 1024)}M", signal_delay_s=30,
+                                  array_parallelism=cfg.slurm_array_parallelism, **cfg.slurm_extra)
+    if cfg.slurm_partition:
+        params["partition"] = cfg.slurm_partition
+    if cfg.slurm_gpus_per_node:
+        params["gpus_per_node"] = cfg.slurm_gpus_per_node
+    ex.update_parameters(**params)
+    return ex
+
+
+def _failure_of(job: submitit.Job) -> tuple[str, str, str]:
+    """(type, message, traceback tail) of a finished job that left no record."""
+    try:
+        job.result()
+        return "NoRecord", "the job finished but wrote no valid record", ""
+    except Exception as err:  # submitit wraps worker errors; keep their text
+        text = str(err)
+        tail = "\n".join(text.strip().splitlines()[-25:])
+        etype = type(err).__name__
+        for line in reversed(text.strip().splitlines()):
+            head = line.split(":", 1)[0].strip()
+            if head.endswith(("Error", "Exception", "Loss", "Fault")) and " " not in head:
+                etype = head.rsplit(".", 1)[-1]
+                break
+        if "UncompletedJobError" in etype or "has not produced any output" in text:
+            etype = "Killed"
+        return etype, text.strip().splitlines()[-1] if text.strip() else etype, tail
+
+
+def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig,
+              on_event: Callable[[str, str], None] | None = None) -> Summary:
+    """Run every cell that lacks a valid result; return what happened.
+
+    ``on_event(kind, cell_id)`` is called for "done", "failed" and "cached" (tests use it to
+    interfere with running jobs).
+    """
+    t0 = time.time()
+    summary = Summary()
+    unique = list({c.id: c for c in cells}.values())
+    for c in unique:
+        store.write_cell(c.to_dict())
+    todo: list[Cell] = []
+    for c in unique:
+        if store.record(c.id) is not None:
+            summary.cached.append(c.id)
+        elif store.failure(c.id) is not None and not cfg.retry_failed:
+            summary.skipped_failed.append(c.id)
+        else:
+            todo.append(c)
+
+    owner = {"pid": os.getpid(), "argv": sys.argv[:6], "executor": cfg.name}
+    mine, theirs = [], []
+    for c in todo:
+        (mine if store.claim(c.id, owner) else theirs).append(c)
+
+    bar = tqdm(total=len(unique), initial=len(summary.cached) + len(summary.skipped_failed), unit="cell",
+               desc="cells", dynamic_ncols=True, disable=None, file=sys.stderr)
+    try:
+        executor = _make_executor(cfg, store)
+        threads = cfg.cell_threads()
+        if cfg.name == "slurm" and cfg.detach:
+            jobs = _submit_array(executor, mine, store, threads)
+            summary.submitted = [c.id for c in mine]
+            for c, job in zip(mine, jobs):
+                store.update_claim(c.id, slurm_job_id=job.job_id)
+            mine = []
+        _run_bounded(executor, cfg, mine, store, threads, summary, bar, on_event)
+        _wait_for_others(theirs, store, cfg, summary, bar)
+    finally:
+        bar.close()
+        if not (cfg.name == "slurm" and cfg.detach):
+            for c in mine:
+                owner_now = store.claim_owner(c.id) or {}
+                if owner_now.get("pid") == os.getpid():
+                    store.release(c.id)
+    summary.wall_s = time.time() - t0
+    return summary
+
+
+def _submit_array(executor: submitit.Executor, cells: list[Cell], store: Store, threads: int) -> list[submitit.Job]:
+    if not cells:
+        return []
+    return executor.map_array(CellJob(), [c.to_dict() for c in cells], [str(store.root)] * len(cells),
+                              [threads] * len(cells))
+
+
+def _run_bounded(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
+                 summary: Summary, bar, on_event) -> None:
+    pending = list(cells)
+    attempts: dict[str, int] = {}
+    running: dict[str, tuple[Cell, submitit.Job]] = {}
+    limit = len(pending) if cfg.name == "slurm" else cfg.parallel()
+    if cfg.name == "slurm" and pending:  # SLURM bounds concurrency itself: submit one array
+        for c, job in zip(pending, _submit_array(executor, pending, store, threads)):
+            running[c.id] = (c, job)
+            store.update_claim(c.id, slurm_job_id=job.job_id)
+        pending = []
+    while pending or running:
+        while pending and len(running) < limit:
+            c = pending.pop(0)
+            attempts[c.id] = attempts.get(c.id, 0) + 1
+            running[c.id] = (c, executor.submit(CellJob(), c.to_dict(), str(store.root), threads))
+            if cfg.name == "debug":
+                break  # the debug executor runs on result(): one at a time
+        for cid, (c, job) in list(running.items()):
+            if cfg.name != "debug" and not job.done():
+                continue
+            if cfg.name == "debug":
+                try:
+                    job.result()
+                except Exception:
+                    pass
+            del running[cid]
+            if store.record(cid) is not None:
+                summary.done.append(cid)
+                bar.update(1)
+                _emit(on_event, "done", cid)
+                continue
+            etype, msg, tail = _failure_of(job)
+            entry = store.record_failure(cid, error_type=etype, message=msg, traceback_tail=tail,
+                                         log_path=str(job.paths.stderr))
+            if attempts[cid] <= cfg.max_retries:
+                pending.append(c)
+                continue
+            summary.failed.append(cid)
+            bar.update(1)
+            tqdm.write(f"cell {cid} failed ({entry['error_type']}: {entry['message'][:160]}); log: {entry['log_path']}",
+                       file=sys.stderr)
+            _emit(on_event, "failed", cid)
+        if running:
+            time.sleep(cfg.poll_s)
+
+
+def _wait_for_others(cells: list[Cell], store: Store, cfg: ExecutorConfig, summary: Summary, bar) -> None:
+    """Cells another live invocation is computing: wait for their record or their failure."""
+    waiting = {c.id for c in cells}
+    while waiting:
+        for cid in list(waiting):
+            if store.record(cid) is not None:
+                summary.waited.append(cid)
+            elif not store.claim_alive(cid):
+                summary.failed.append(cid)
+                if store.failure(cid) is None:
+                    store.record_failure(cid, error_type="Abandoned", message="the invocation computing this cell "
+                                         "stopped without a result", traceback_tail="", log_path=None)
+            else:
+                continue
+            waiting.discard(cid)
+            bar.update(1)
+        if waiting:
+            time.sleep(max(cfg.poll_s, 1.0))
+
+
+def _emit(on_event, kind: str, cid: str) -> None:
+    if on_event is not None:
+        on_event(kind, cid)

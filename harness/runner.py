@@ -1,0 +1,318 @@
+"""Run one cell: train with the method's recipe, select on validation, test once, write a record.
+
+The model is selected by *validation* accuracy (the split carved from training by the data
+loaders); the test split is evaluated exactly once, on the selected weights. The public APViT,
+TransFER and MAE code select on the test set; we do not (see the report's methods notes).
+
+Seeds control everything: Python, numpy and torch are seeded from the cell's seed, data order
+and augmentation draw from generators seeded by ``(seed, epoch)``, so a run resumed from its
+epoch checkpoint continues exactly as the uninterrupted run would have. On CPU with a fixed
+thread count the same cell gives the same predictions bit for bit.
+
+:class:`CellJob` is what executors submit: a ``submitit`` checkpointable whose ``checkpoint``
+re-submits itself on preemption or timeout; the resubmitted job resumes from the last epoch
+checkpoint and its record says so.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import submitit
+import torch
+import torch.nn as nn
+
+from harness.cells import Cell, apply_train_overrides, build_model
+from harness.store import Store, atomic_write_bytes
+from methods.interface import Recipe, set_progress
+
+PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the cell fails instead of recording garbage."""
+
+
+class InjectedFault(RuntimeError):
+    """A fault requested by ``FERBENCH_INJECT_FAULT`` (used by the fault-tolerance tests)."""
+
+
+def _injected_fault(cell_id: str) -> str | None:
+    """``FERBENCH_INJECT_FAULT="<cell id>=raise|kill|preempt,..."`` asks a cell to fail on purpose.
+
+    It lets the end-to-end tests exercise crashes, SIGKILL and preemption through the real
+    executor; it is never set in normal use.
+    """
+    for item in os.environ.get("FERBENCH_INJECT_FAULT", "").split(","):
+        cid, _, kind = item.partition("=")
+        if cid and cell_id.startswith(cid):
+            return kind
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
+    """Weight decay on every parameter except those named in ``recipe.no_weight_decay``.
+
+    APViT's public config exempts only the position embedding and class token (norms and biases
+    are decayed); the paper is silent, so we follow the code.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if any(s in name for s in recipe.no_weight_decay) else decay).append(p)
+    return [{"params": decay, "weight_decay": recipe.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimiser over :func:`_param_groups`."""
+    groups = _param_groups(model, recipe)
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=recipe.lr)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=recipe.lr)
+    raise ValueError(f"train.optimizer={recipe.optimizer!r}; allowed: sgd, adam, adamw")
+
+
+def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
+    """Per-step schedule: optional linear warm-up, then cosine to 0, step decay or constant."""
+    total = max(recipe.epochs * steps_per_epoch, 1)
+    warm = min(recipe.warmup_epochs * steps_per_epoch, total - 1)
+    lrs = torch.optim.lr_scheduler
+    if recipe.schedule == "cosine":
+        main = lrs.CosineAnnealingLR(opt, T_max=total - warm)
+    elif recipe.schedule == "step":
+        main = lrs.StepLR(opt, step_size=max((total - warm) // 3, 1), gamma=0.1)
+    elif recipe.schedule == "constant":
+        main = lrs.ConstantLR(opt, factor=1.0)
+    else:
+        raise ValueError(f"train.schedule={recipe.schedule!r}; allowed: cosine, step, constant")
+    if warm <= 0:
+        return main
+    return lrs.SequentialLR(opt, [lrs.LinearLR(opt, start_factor=0.01, total_iters=warm), main], [warm])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split, transform, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a whole split, in the split's order. Returns ([N, C], [N])."""
+    from harness.data import iterate_batches
+
+    model.eval()
+    logits, labels = [], []
+    for x, y, _ in iterate_batches(split, batch_size=batch_size, transform=transform, seed=0, epoch=0,
+                                   shuffle=False):
+        logits.append(model(x).float())
+        labels.append(y)
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Accuracy and mean class accuracy in %, per-class accuracy, confusion matrix (rows = truth)."""
+    c = len(class_names)
+    confusion = np.bincount(y_true * c + y_pred, minlength=c * c).reshape(c, c)
+    support = confusion.sum(1)
+    per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan) * 100
+    return {"accuracy": float((y_true == y_pred).mean() * 100),
+            "mean_class_accuracy": float(np.nanmean(per_class)),
+            "per_class_accuracy": {n: (None if np.isnan(a) else float(a)) for n, a in zip(class_names, per_class)},
+            "confusion": confusion.tolist()}
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent.parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(threads: int) -> dict[str, Any]:
+    """Where and with what a result was computed."""
+    cpu = platform.processor()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                   if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    packages = {}
+    for p in PACKAGES:
+        try:
+            packages[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            packages[p] = None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
+            "packages": packages, "python": platform.python_version(), "platform": platform.platform(),
+            "cpu": cpu, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "threads": threads, "hostname": socket.gethostname()}
+
+
+def _load_data(cell: Cell, decode_size: int):
+    from harness.data import load_dataset
+
+    return load_dataset(cell.dataset, cell.data_root, protocol=cell.protocol, decode_size=decode_size,
+                        split_seed=0)
+
+
+def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
+    """Train, select on validation, test once, and write the record. Returns the record."""
+    from harness.data import build_transform, iterate_batches
+    from harness.flops import count_flops
+    from methods.losses import build_loss
+
+    t_start = time.time()
+    torch.set_num_threads(threads)
+    seed_everything(cell.seed)
+    fault = _injected_fault(cell.id)
+    ckpt_path = store.checkpoint_path(cell.id)
+
+    model = build_model(cell.method, cell.scale, cell.model)
+    recipe = apply_train_overrides(model.recipe, cell.train)
+    data = _load_data(cell, recipe.img_size)
+    if model.num_classes != data.num_classes:
+        model = build_model(cell.method, cell.scale, cell.model, num_classes=data.num_classes)
+    train_split, val_split, test_split = (data.splits[k] for k in ("train", "val", "test"))
+    train_tf = build_transform(recipe.augment, recipe.img_size, train=True)
+    eval_tf = build_transform(recipe.augment, recipe.img_size, train=False)
+    loss_fn = build_loss(recipe.loss, **recipe.loss_kwargs)
+    n_train = len(train_split.labels)
+    steps_per_epoch = max(n_train // recipe.batch_size, 1)
+    opt = build_optimizer(model, recipe)
+    sched = build_scheduler(opt, recipe, steps_per_epoch)
+
+    state = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": -1, "best_state": None,
+             "history": [], "train_s": 0.0, "resumed_from_epoch": None}
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        state = ck["state"]
+        state["resumed_from_epoch"] = state["epoch"]
+    setup_s = time.time() - t_start
+
+    total_steps = recipe.epochs * steps_per_epoch
+    last_loss = float("nan")
+    while state["epoch"] < recipe.epochs:
+        epoch = state["epoch"]
+        t0 = time.time()
+        store.write_progress(cell.id, epoch=epoch, epochs=recipe.epochs)
+        if fault and epoch == min(1, recipe.epochs - 1):
+            if fault == "raise":
+                raise InjectedFault(f"injected failure in cell {cell.id} at epoch {epoch}")
+            if fault == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "preempt" and state["resumed_from_epoch"] is None:
+                os.kill(os.getpid(), signal.SIGUSR2)  # submitit's preemption signal
+                time.sleep(30)  # the handler checkpoints and exits before this returns
+        torch.manual_seed(_epoch_seed(cell.seed, epoch))
+        gen = torch.Generator().manual_seed(_epoch_seed(cell.seed, epoch))
+        model.train()
+        losses = []
+        for x, y, _ in iterate_batches(train_split, batch_size=recipe.batch_size, transform=lambda b: train_tf(b, gen),
+                                       seed=cell.seed, epoch=epoch, shuffle=True, sampler=recipe.sampler,
+                                       drop_last=True):
+            set_progress(model, state["step"] / max(total_steps, 1))
+            loss = loss_fn(model(x), y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"training loss is {loss.item()} at epoch {epoch}, step {state['step']} "
+                                    f"(lr {sched.get_last_lr()[0]:.3g}); the cell is failed, not recorded")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            sched.step()
+            state["step"] += 1
+            losses.append(loss.item())
+        last_loss = float(np.mean(losses)) if losses else float("nan")
+        val_logits, val_y = predict(model, val_split, lambda b: eval_tf(b, None), recipe.batch_size * 2)
+        val_acc = float((val_logits.argmax(1) == val_y).mean() * 100)
+        if val_acc > state["best_val"]:
+            state.update(best_val=val_acc, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
+        state["train_s"] += time.time() - t0
+        state["history"].append({"epoch": epoch, "train_loss": last_loss, "val_accuracy": val_acc})
+        state["epoch"] = epoch + 1
+        _save_checkpoint(ckpt_path, model, opt, sched, state)
+
+    t_eval = time.time()
+    model.load_state_dict(state["best_state"])
+    set_progress(model, 1.0)
+    logits, y_true = predict(model, test_split, lambda b: eval_tf(b, None), recipe.batch_size * 2)
+    y_pred = logits.argmax(1)
+    eval_s = time.time() - t_eval
+    flops = count_flops(model, recipe.img_size)
+    metrics = classification_metrics(y_true, y_pred, data.class_names)
+    metrics.update(val_accuracy=state["best_val"], selected_epoch=state["best_epoch"], selection="val")
+    record = {
+        "cell": cell.to_dict(),
+        "metrics": metrics,
+        "class_names": list(data.class_names),
+        "cost": {k: flops.get(k) for k in ("gflops", "params_m", "tokens_per_block", "tokens_before_head",
+                                           "flop_convention")},
+        "timing": {"train_s": state["train_s"], "eval_s": eval_s, "setup_s": setup_s,
+                   "epochs": recipe.epochs, "steps": state["step"], "final_train_loss": last_loss,
+                   "history": state["history"]},
+        "recipe": recipe.to_dict(),
+        "data": {"fingerprint": data.fingerprint, "split_info": data.split_info, "skipped": data.skipped,
+                 "synthetic": data.synthetic, "sizes": {k: len(v.labels) for k, v in data.splits.items()}},
+        "resumed_from_epoch": state["resumed_from_epoch"],
+        "provenance": {**provenance(threads), "dataset_fingerprint": data.fingerprint},
+    }
+    record["timing"].update(wall_s=time.time() - t_start, finished_at=time.time())
+    store.write_result(cell.id, record, {"y_true": y_true.astype(np.int16), "y_pred": y_pred.astype(np.int16),
+                                         "logits": logits.astype(np.float32)})
+    return record
+
+
+def _save_checkpoint(path: Path, model, opt, sched, state) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "state": state}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """The callable that executors submit: ``CellJob()(cell_dict, results_dir, threads)``.
+
+    On preemption or timeout submitit calls :meth:`checkpoint`, which re-submits the same call;
+    training state is already on disk (one checkpoint per epoch), so the new job resumes.
+    """
+
+    def __call__(self, cell: dict[str, Any], results_dir: str, threads: int = 1) -> dict[str, Any]:
+        store = Store(results_dir)
+        c = Cell.from_dict(cell)
+        try:
+            rec = train_cell(c, store, threads=threads)
+        except Exception:
+            # The parent writes the ledger; leave the traceback in the job's stderr for it.
+            traceback.print_exc()
+            raise
+        return {"cell_id": c.id, "accuracy": rec["metrics"]["accuracy"], "wall_s": rec["timing"]["wall_s"]}
