@@ -230,11 +230,10 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
             if fault == "preempt" and state["resumed_from_epoch"] is None:
                 os.kill(os.getpid(), signal.SIGUSR2)  # submitit's preemption signal
                 time.sleep(30)  # the handler checkpoints and exits before this returns
-        torch.manual_seed(_epoch_seed(cell.seed, epoch))
-        gen = torch.Generator().manual_seed(_epoch_seed(cell.seed, epoch))
+        torch.manual_seed(_epoch_seed(cell.seed, epoch))  # anything in the model that draws randomness
         model.train()
         losses = []
-        for x, y, _ in iterate_batches(train_split, batch_size=recipe.batch_size, transform=lambda b: train_tf(b, gen),
+        for x, y, _ in iterate_batches(train_split, batch_size=recipe.batch_size, transform=train_tf,
                                        seed=cell.seed, epoch=epoch, shuffle=True, sampler=recipe.sampler,
                                        drop_last=True):
             set_progress(model, state["step"] / max(total_steps, 1))
@@ -251,7 +250,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
             state["step"] += 1
             losses.append(loss.item())
         last_loss = float(np.mean(losses)) if losses else float("nan")
-        val_logits, val_y = predict(model, val_split, lambda b: eval_tf(b, None), recipe.batch_size * 2)
+        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2)
         val_acc = float((val_logits.argmax(1) == val_y).mean() * 100)
         if val_acc > state["best_val"]:
             state.update(best_val=val_acc, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
@@ -263,7 +262,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     t_eval = time.time()
     model.load_state_dict(state["best_state"])
     set_progress(model, 1.0)
-    logits, y_true = predict(model, test_split, lambda b: eval_tf(b, None), recipe.batch_size * 2)
+    logits, y_true = predict(model, test_split, eval_tf, recipe.batch_size * 2)
     y_pred = logits.argmax(1)
     eval_s = time.time() - t_eval
     flops = count_flops(model, recipe.img_size)

@@ -1,0 +1,54 @@
+"""Cells: content hashes, staleness keys, override validation."""
+import dataclasses
+
+import pytest
+
+from harness.cells import Cell, apply_train_overrides, check_overrides, code_version, split_overrides
+from harness.errors import UserError
+from methods.interface import Recipe
+
+
+def _cell(**kw) -> Cell:
+    base = dict(method="apvit", model={"app.k": 160}, train={}, data={}, dataset="rafdb", protocol=None,
+                scale="tiny", seed=0, fingerprint="f1", code_version="v1", synthetic=True, data_root="/a")
+    return Cell(**{**base, **kw})
+
+
+def test_id_covers_everything_that_changes_a_result():
+    c = _cell()
+    for change in [dict(model={"app.k": 120}), dict(seed=1), dict(scale="paper"), dict(fingerprint="f2"),
+                   dict(code_version="v2"), dict(train={"epochs": 2}), dict(dataset="affectnet")]:
+        assert _cell(**change).id != c.id, change
+    assert _cell(data_root="/elsewhere").id == c.id  # where the data lives is not what it is
+
+
+def test_logical_key_ignores_code_and_data_versions():
+    assert _cell(code_version="v2", fingerprint="f2").logical_key == _cell().logical_key
+    assert _cell(seed=1).logical_key != _cell().logical_key
+
+
+def test_roundtrip():
+    c = _cell(upstream=("abc",))
+    assert Cell.from_dict(c.to_dict()) == c
+
+
+def test_split_and_train_overrides():
+    m, t, d = split_overrides({"app.k": 1, "train.epochs": 3, "data.occlusion": 0.0})
+    assert (m, t, d) == ({"app.k": 1}, {"epochs": 3}, {"occlusion": 0.0})
+    assert apply_train_overrides(Recipe(), t).epochs == 3
+    with pytest.raises(ValueError, match="train.epoch"):
+        apply_train_overrides(Recipe(), {"epoch": 3})
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"app.kk": 3}, "app.kk"), ({"app.k": 500}, "app.k"), ({"atp.r": 1.5}, "atp.r"),
+    ({"app.criterion": "median"}, "app.criterion"), ({"train.lrr": 1}, "train.lrr")])
+def test_check_overrides_names_key_and_place(overrides, needle):
+    with pytest.raises(UserError) as err:
+        check_overrides("apvit", "tiny", overrides, "tables/x.yaml: row 2")
+    assert "tables/x.yaml: row 2" in str(err.value) and needle in str(err.value)
+
+
+def test_code_version_is_stable_and_method_specific():
+    assert code_version("apvit") == code_version("apvit")
+    assert len(code_version("apvit")) == 16

@@ -1,0 +1,87 @@
+"""Table specs: schema validation, row generation, error messages."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import UserError
+from harness.specs import NOT_REPORTED, list_specs, load_spec
+
+
+def _write(tmp_path: Path, data: dict, name: str = "t_tab1") -> Path:
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return tmp_path
+
+
+def _spec(**kw) -> dict:
+    base = {"id": "t_tab1", "caption": "c", "source": {"paper": "P", "table": "Table 1", "file": "p.txt"},
+            "method": "apvit", "base": {"app.k": 160}, "datasets": [{"key": "rafdb", "label": "RAF-DB"}],
+            "seeds": 2, "baseline": "a", "rows": [{"label": "a", "paper": {"rafdb": 90.0}},
+                                                   {"label": "b", "set": {"head": "gap"}}]}
+    base.update(kw)
+    return base
+
+
+def test_every_shipped_spec_loads():
+    ids = list_specs()
+    assert "apvit_tab5" in ids
+    for tid in ids:
+        spec = load_spec(tid)
+        assert spec.rows and spec.datasets
+        assert spec.baseline is None or spec.baseline in [r.label for r in spec.rows]
+
+
+def test_tab5_reading_matches_the_paper():
+    spec = load_spec("apvit_tab5")
+    assert [r.label for r in spec.rows] == ["LANet / SUM", "MAX / SUM", "SUM / SUM", "ABS / SUM",
+                                            "ABS / ABS", "ABS / MAX"]
+    method, full = spec.resolved(spec.row("ABS / SUM"))
+    assert (method, full["app.criterion"], full["atp.criterion"]) == ("apvit", "abs", "sum")
+    assert spec.paper_value("ABS / SUM", "rafdb") == 91.98
+    assert spec.paper_value("LANet / SUM", "affectnet") == 66.28
+    assert spec.resolved(spec.row("ABS / MAX"))[1]["atp.criterion"] == "max"
+
+
+def test_not_reported_and_row_defaults(tmp_path):
+    spec = load_spec("t_tab1", _write(tmp_path, _spec()))
+    assert spec.paper_value("b", "rafdb") is None
+    assert spec.resolved(spec.row("b"))[1] == {"app.k": 160, "head": "gap"}
+
+
+def test_product_with_exclusion_and_label_template(tmp_path):
+    rows = [{"generate": {"product": {"app.k": [196, 160], "atp.r": [1.0, 0.9]}, "label": "k={app_k} r={atp_r}",
+                          "paper": {"rafdb": {"k=160 r=0.9": 66.94}},
+                          "exclude": [{"when": {"app.k": 196, "atp.r": 0.9}, "reason": "not in the figure"}]}}]
+    spec = load_spec("t_tab1", _write(tmp_path, _spec(rows=rows, baseline="k=196 r=1.0")))
+    assert [r.label for r in spec.rows] == ["k=196 r=1.0", "k=160 r=1.0", "k=160 r=0.9"]
+    assert spec.excluded == [{"label": "k=196 r=0.9", "set": {"app.k": 196, "atp.r": 0.9},
+                              "reason": "not in the figure"}]
+    assert spec.paper_value("k=160 r=0.9", "rafdb") == 66.94
+    assert spec.paper_value("k=160 r=1.0", "rafdb") is None
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda d: d["rows"][1].update(colour="red"), "rows.1"),
+    (lambda d: d.update(metric="f1"), "allowed values"),
+    (lambda d: d.update(baseline="zzz"), "baseline 'zzz' is not a row label"),
+    (lambda d: d["rows"][0].update(paper={"ferplus": 1.0}), "unknown dataset 'ferplus'"),
+    (lambda d: d["rows"][0].update(paper={"rafdb": "n/a"}), "rows.0"),
+    (lambda d: d["rows"].append({"label": "a"}), "duplicate row labels"),
+])
+def test_bad_specs_name_file_row_and_key(tmp_path, mutate, needle):
+    data = _spec()
+    mutate(data)
+    with pytest.raises(UserError) as err:
+        load_spec("t_tab1", _write(tmp_path, data))
+    assert "t_tab1.yaml" in str(err.value) and needle in str(err.value)
+
+
+def test_misspelt_table_suggests_nearest():
+    with pytest.raises(UserError, match="Did you mean apvit_tab5"):
+        load_spec("apvit_tab55")
+
+
+def test_not_reported_literal(tmp_path):
+    data = _spec()
+    data["rows"][1]["paper"] = {"rafdb": NOT_REPORTED}
+    assert load_spec("t_tab1", _write(tmp_path, data)).paper_value("b", "rafdb") is None

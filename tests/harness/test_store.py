@@ -1,0 +1,61 @@
+"""The results store: atomic records, corruption detection, claims, the failure ledger."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from harness.store import Store
+
+
+def _arrays():
+    return {"y_true": np.array([0, 1, 2]), "y_pred": np.array([0, 1, 1])}
+
+
+def test_record_roundtrip_and_cleanup(tmp_path):
+    s = Store(tmp_path)
+    s.checkpoint_path("c1").parent.mkdir(parents=True)
+    s.checkpoint_path("c1").write_bytes(b"state")
+    s.record_failure("c1", error_type="X", message="m", traceback_tail="t", log_path=None)
+    s.write_result("c1", {"metrics": {"accuracy": 66.7}}, _arrays())
+    rec = s.record("c1")
+    assert rec["metrics"]["accuracy"] == 66.7 and rec["cell_id"] == "c1"
+    assert np.array_equal(s.predictions("c1")["y_pred"], [0, 1, 1])
+    assert not s.checkpoint_path("c1").exists() and s.failure("c1") is None
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_truncated_record_is_detected_and_moved_aside(tmp_path):
+    s = Store(tmp_path)
+    s.write_result("c1", {"metrics": {}}, _arrays())
+    path = s.cell_dir("c1") / "record.json"
+    path.write_text(path.read_text()[:20])
+    assert s.record("c1") is None
+    assert not path.exists() and len(s.corrupt_files("c1")) == 1
+
+
+def test_predictions_checksum_mismatch_invalidates(tmp_path):
+    s = Store(tmp_path)
+    s.write_result("c1", {"metrics": {}}, _arrays())
+    (s.cell_dir("c1") / "predictions.npz").write_bytes(b"garbage")
+    assert s.record("c1") is None
+
+
+def test_claims_are_exclusive_and_dead_claims_are_broken(tmp_path):
+    s = Store(tmp_path)
+    assert s.claim("c1", {"pid": os.getpid()})
+    assert not s.claim("c1", {"pid": os.getpid()})  # held by a live process
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    s.release("c1")
+    assert s.claim("c1", {"pid": int(dead.stdout)})  # the owner has exited
+    assert not s.claim_alive("c1")
+    assert s.claim("c1", {"pid": os.getpid()})
+    assert json.loads((s.cell_dir("c1") / "claim.json").read_text())["pid"] == os.getpid()
+
+
+def test_ledger_counts_attempts(tmp_path):
+    s = Store(tmp_path)
+    s.record_failure("c1", error_type="ValueError", message="boom", traceback_tail="tb", log_path="/x.err")
+    e = s.record_failure("c1", error_type="ValueError", message="boom", traceback_tail="tb", log_path="/x.err")
+    assert e["attempts"] == 2 and [f["cell_id"] for f in s.ledger()] == ["c1"]
