@@ -1,0 +1,207 @@
+"""Report figures (seaborn on the Agg backend), each saved as SVG and PNG.
+
+Every ``*_figure`` function takes the analysis cells (or the frame) and returns a matplotlib
+``Figure`` or None when there is nothing to draw; ``save`` writes it and closes it. Figures read
+only the frame/analysis, never result files.
+
+* ``delta_figure``: per-row delta against the baseline with the paired-bootstrap CI, the
+  paper's delta as a cross (one panel per dataset).
+* ``cost_figure``: accuracy vs GFLOPs (Table 13 style), ours and the paper's points.
+* ``heatmap_figure``: our mean accuracy over a two-factor grid (Fig. 5 style, k x r).
+* ``confusion_figure``: row-normalised confusion matrices summed over seeds (Fig. 6 style).
+* ``latency_figure``: median latency (IQR bars) vs GFLOPs from a benchmark frame.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+plt.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable SVGs
+plt.rcParams["svg.hashsalt"] = "ferbench"  # deterministic ids
+
+SYNTH_NOTE = "synthetic stand-in data: absolute values are meaningless"
+
+
+def save(fig: plt.Figure, out_dir: Path, name: str, dpi: int = 110) -> dict[str, Path]:
+    """Write ``<name>.svg`` and ``<name>.png`` under ``out_dir`` and close the figure."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"svg": out_dir / f"{name}.svg", "png": out_dir / f"{name}.png"}
+    fig.savefig(paths["svg"], bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(paths["png"], bbox_inches="tight", dpi=dpi)
+    plt.close(fig)
+    return paths
+
+
+def _table(cells: pd.DataFrame, table_id: str) -> pd.DataFrame:
+    return cells[cells["table_id"] == table_id]
+
+
+def _synth_title(fig: plt.Figure, title: str, synthetic: bool) -> None:
+    fig.suptitle(f"{title}\n({SYNTH_NOTE})" if synthetic else title, fontsize=10)
+
+
+def delta_figure(cells: pd.DataFrame, table_id: str) -> plt.Figure | None:
+    """Our delta vs the baseline (points, bootstrap 95% CI bars) beside the paper's (crosses)."""
+    t = _table(cells, table_id)
+    t = t[~t["is_baseline"].astype(bool) & ~t["reference"].astype(bool)]
+    if t.empty or not (np.isfinite(t["our_delta"]).any() or np.isfinite(t["paper_delta"]).any()):
+        return None
+    datasets = list(dict.fromkeys(t["dataset_label"]))
+    rows = list(dict.fromkeys(t.sort_values("row_index")["row"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets) + 1.2, 0.42 * len(rows) + 1.4),
+                             sharey=True, squeeze=False)
+    pal = sns.color_palette()
+    for ax, ds in zip(axes[0], datasets):
+        d = t[t["dataset_label"] == ds].set_index("row").reindex(rows)
+        y = np.arange(len(rows))
+        lo = (d["our_delta"] - d["diff_ci_low"]).clip(lower=0).fillna(0)
+        hi = (d["diff_ci_high"] - d["our_delta"]).clip(lower=0).fillna(0)
+        ax.errorbar(d["our_delta"], y, xerr=[lo, hi], fmt="o", color=pal[0], capsize=3, label="ours (95% CI)")
+        ax.scatter(d["paper_delta"], y, marker="x", color=pal[3], zorder=3, label="paper")
+        for yi, m in zip(y, d["marker"].fillna("")):
+            if m:
+                ax.annotate(m, (1.0, yi), xycoords=("axes fraction", "data"), ha="right", va="center",
+                            fontsize=8)
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set_title(ds)
+        ax.set_xlabel("Δ accuracy vs baseline (points)")
+    axes[0][0].set_yticks(np.arange(len(rows)), rows)
+    axes[0][0].invert_yaxis()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
+    _synth_title(fig, f"{table_id}: effect against the baseline row", bool(t["synthetic"].any()))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def cost_figure(cells: pd.DataFrame, table_id: str) -> plt.Figure | None:
+    """Accuracy against GFLOPs: our mean ± CI at our measured GFLOPs, the paper's points."""
+    t = _table(cells, table_id)
+    pe = t["paper_extra"].map(lambda e: (e or {}).get("gflops") if isinstance(e, dict) else None)
+    paper_g = pd.to_numeric(pe, errors="coerce")
+    ours = t[np.isfinite(t["gflops"]) & np.isfinite(t["mean"])]
+    papers = t.assign(pg=paper_g)[np.isfinite(paper_g) & np.isfinite(t["paper_value"])]
+    if ours.empty and papers.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    pal = sns.color_palette()
+    if len(papers):
+        ax.scatter(papers["pg"], papers["paper_value"], marker="s", color=pal[1], label="paper")
+        for r in papers.itertuples():
+            ax.annotate(r.row, (r.pg, r.paper_value), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    if len(ours):
+        half = ((ours["ci_high"] - ours["ci_low"]) / 2).fillna(0)
+        ax.errorbar(ours["gflops"], ours["mean"], yerr=half, fmt="o", color=pal[0], capsize=3,
+                    label="ours (mean ± 95% CI)")
+        for r in ours.itertuples():
+            ax.annotate(r.row, (r.gflops, r.mean), fontsize=7, xytext=(4, -9), textcoords="offset points",
+                        color=pal[0])
+    ax.set_xlabel("GFLOPs (fvcore: 1 multiply-add = 1 FLOP)")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=8)
+    _synth_title(fig, f"{table_id}: accuracy vs computation", bool(t["synthetic"].any()))
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_figure(cells: pd.DataFrame, table_id: str, x: str, y: str,
+                   dataset: str | None = None) -> plt.Figure | None:
+    """Our mean accuracy on the grid of overrides ``x`` (columns) by ``y`` (rows), one dataset.
+
+    Each square is annotated with our mean and, where the paper states one, the paper's value
+    in brackets; missing cells stay blank.
+    """
+    t = _table(cells, table_id)
+    if dataset is not None:
+        t = t[t["dataset"] == dataset]
+    if t.empty:
+        return None
+    ds = t["dataset"].iloc[0]
+    t = t[t["dataset"] == ds]
+    ov = t["overrides"].map(lambda o: o if isinstance(o, dict) else {})
+    t = t.assign(_x=ov.map(lambda o: o.get(x)), _y=ov.map(lambda o: o.get(y)))
+    t = t[t["_x"].notna() & t["_y"].notna()]
+    if t.empty:
+        return None
+    grid = t.pivot_table(index="_y", columns="_x", values="mean", aggfunc="first", dropna=False)
+    paper = t.pivot_table(index="_y", columns="_x", values="paper_value", aggfunc="first", dropna=False)
+    grid = grid.sort_index(ascending=False).sort_index(axis=1, ascending=False)
+    paper = paper.reindex_like(grid)
+    annot = np.full(grid.shape, "", dtype=object)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            g, p = grid.iat[i, j], paper.iat[i, j]
+            s = f"{g:.1f}" if math.isfinite(g) else "–"
+            if math.isfinite(p):
+                s += f"\n[{p:.2f}]"
+            annot[i, j] = s
+    fig, ax = plt.subplots(figsize=(1.0 * grid.shape[1] + 2.4, 0.7 * grid.shape[0] + 1.6))
+    sns.heatmap(grid.astype(float), annot=annot, fmt="", cmap="viridis", ax=ax,
+                cbar_kws={"label": "our accuracy (%)"}, annot_kws={"fontsize": 7}, linewidths=0.5)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    label = t["dataset_label"].iloc[0]
+    _synth_title(fig, f"{table_id}: {y} × {x} on {label} (ours; [paper])", bool(t["synthetic"].any()))
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(frame: pd.DataFrame, table_id: str, row: str) -> plt.Figure | None:
+    """Row-normalised confusion matrices of one row, summed over its ok seeds, per dataset."""
+    t = frame[(frame["table_id"] == table_id) & (frame["row"] == row) & (frame["status"] == "ok")]
+    if "confusion" not in t:
+        return None
+    t = t[t["confusion"].map(lambda c: c is not None and len(c) > 0)]
+    if t.empty:
+        return None
+    datasets = list(dict.fromkeys(t["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.3 * len(datasets), 4.0), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        g = t[t["dataset"] == ds]
+        m = np.sum([np.asarray(c, dtype=float) for c in g["confusion"]], axis=0)
+        norm = m / np.clip(m.sum(axis=1, keepdims=True), 1, None)
+        names = list(g["class_names"].iloc[0]) if "class_names" in g else list(range(len(m)))
+        sns.heatmap(norm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
+                    xticklabels=names, yticklabels=names, annot_kws={"fontsize": 6}, square=True)
+        ax.set_title(f"{g['dataset_label'].iloc[0]} (n seeds = {len(g)})")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.tick_params(labelsize=7)
+    _synth_title(fig, f"{table_id}: confusion of '{row}'", bool(t["synthetic"].any()))
+    fig.tight_layout()
+    return fig
+
+
+def latency_figure(benchmarks: pd.DataFrame) -> plt.Figure | None:
+    """Median latency (ms, IQR bars) against GFLOPs, one colour per machine."""
+    need = {"name", "median_ms", "gflops"}
+    if benchmarks is None or benchmarks.empty or not need <= set(benchmarks.columns):
+        return None
+    b = benchmarks.copy()
+    if "machine" not in b:
+        b["machine"] = "unknown"
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    pal = dict(zip(dict.fromkeys(b["machine"]), sns.color_palette()))
+    for machine, g in b.groupby("machine", sort=False):
+        yerr = g["iqr_ms"].fillna(0) / 2 if "iqr_ms" in g else None
+        ax.errorbar(g["gflops"], g["median_ms"], yerr=yerr, fmt="o", capsize=3, color=pal[machine],
+                    label=str(machine))
+        for r in g.itertuples():
+            ax.annotate(str(r.name), (r.gflops, r.median_ms), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+    ax.set_xlabel("GFLOPs (fvcore)")
+    ax.set_ylabel("median latency (ms), bars = IQR")
+    ax.legend(fontsize=8, title="machine", title_fontsize=8)
+    fig.suptitle("Latency vs computation", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,252 @@
+"""Regenerated paper tables: the paper's layout, our numbers beside the paper's.
+
+``table_frame`` builds one display frame per table (rows = the spec's row labels in the paper's
+order, columns = dataset x {Ours, Paper, Δ paper, Δ base, Verdict}, plus the paper's extra
+columns such as FLOPs); ``to_markdown`` / ``to_latex`` / ``to_html`` export it through pandas
+(``DataFrame.to_markdown`` and ``Styler.to_latex`` / ``Styler.to_html``), never by hand.
+
+Cell conventions (the legend below the tables says the same):
+
+* Ours: mean ± half-width of the 95 % t-CI over n seeds; ``(n=1, no CI)`` for one seed;
+  ``failed`` / ``missing`` when no seed finished; ``†`` marks synthetic stand-in data.
+* Paper: the paper's value, ``n.r.`` when it reports none; reference rows show only this.
+* Δ paper: our mean minus the paper's value.
+* Δ base: our delta against the baseline row, the paper's delta in brackets, and the
+  significance marker of the Holm-adjusted McNemar p (``*`` < .05, ``**`` < .01, ``***`` < .001).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness import stats
+from harness.specs import NOT_REPORTED
+
+SYNTHETIC_MARK = "†"
+SUBCOLUMNS = ("Ours", "Paper", "Δ paper", "Δ base", "Verdict")
+LEGEND = (
+    "Ours: mean ± 95% t-CI half-width over n seeds. Paper: the paper's value (n.r. = not "
+    "reported). Δ paper: ours − paper. Δ base: ours − baseline row [paper's delta], with the "
+    "Holm-adjusted exact McNemar marker (* p<.05, ** p<.01, *** p<.001). "
+    f"{SYNTHETIC_MARK} = synthetic stand-in data: absolute values are meaningless."
+)
+
+
+def _num(x: Any, digits: int = 2, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return ""
+    return f"{x:+.{digits}f}".replace("-", "−") if signed else f"{x:.{digits}f}"
+
+
+def format_ours(cell: pd.Series) -> str:
+    """``mean ± half-CI`` for one cell of the analysis, with the n=1 / failure conventions."""
+    if bool(cell.get("reference", False)):
+        return "ref."
+    n = int(cell.get("n", 0) or 0)
+    if n == 0:
+        if int(cell.get("n_failed", 0) or 0):
+            return "failed"
+        if int(cell.get("n_stale", 0) or 0):
+            return "stale"
+        return "missing"
+    mark = SYNTHETIC_MARK if bool(cell.get("synthetic", False)) else ""
+    if n == 1 or not math.isfinite(float(cell["ci_high"])):
+        return f"{cell['mean']:.2f}{mark} (n=1, no CI)"
+    half = (float(cell["ci_high"]) - float(cell["ci_low"])) / 2
+    return f"{cell['mean']:.2f} ± {half:.2f}{mark}"
+
+
+def format_base(cell: pd.Series) -> str:
+    """Δ base: ``ours [paper] marker``, empty for the baseline and reference rows."""
+    if bool(cell.get("is_baseline", False)):
+        return "baseline"
+    ours = _num(cell.get("our_delta", np.nan), signed=True)
+    paper = _num(cell.get("paper_delta", np.nan), signed=True)
+    if not ours and not paper:
+        return ""
+    marker = cell.get("marker", "") or ""
+    return f"{ours or '–'} [{paper or 'n.r.'}]{marker}"
+
+
+def _extra_ours(key: str, rows: pd.DataFrame, base_gflops: float) -> str:
+    g = rows["gflops"].dropna()
+    if not len(g):
+        return ""
+    gf = float(g.iloc[0])
+    if key == "flops":
+        return f"{100 * gf / base_gflops:.0f}%" if math.isfinite(base_gflops) and base_gflops else ""
+    if key == "gflops":
+        return f"{gf:.2f}"
+    return ""
+
+
+def table_frame(cells: pd.DataFrame, spec: Any) -> pd.DataFrame:
+    """The display frame of one table: index = row labels, columns = (dataset, sub-column).
+
+    ``cells`` is ``Analysis.cells`` (any tables); ``spec`` the table's ``TableSpec``. Rows come
+    in the spec's order; a row without any result still appears. Extra columns
+    (``columns_extra``) come first, as (key, Paper) and (key, Ours) pairs; ``flops`` in ours is
+    GFLOPs relative to the baseline row, as the paper prints it.
+    """
+    t = cells[cells["table_id"] == spec.id]
+    labels = [r.label for r in spec.rows]
+    base_g = np.nan
+    if spec.baseline is not None:
+        b = t[(t["row"] == spec.baseline)]["gflops"].dropna()
+        base_g = float(b.iloc[0]) if len(b) else np.nan
+    data: dict[tuple[str, str], list[str]] = {}
+    for key in spec.columns_extra:
+        name = {"flops": "FLOPs", "gflops": "GFLOPs"}.get(key, key)
+        paper_col, ours_col = [], []
+        for r in spec.rows:
+            pv = r.paper_extra.get(key, "")
+            paper_col.append(f"{pv:.2f}" if isinstance(pv, float) else str(pv))
+            ours_col.append(_extra_ours(key, t[t["row"] == r.label], base_g))
+        data[(name, "Paper")] = paper_col
+        data[(name, "Ours")] = ours_col
+    for ds in spec.datasets:
+        cols = {c: [] for c in SUBCOLUMNS}
+        for r in spec.rows:
+            hit = t[(t["row"] == r.label) & (t["dataset"] == ds.key)]
+            pv = r.paper.get(ds.key, NOT_REPORTED)
+            paper = "n.r." if pv == NOT_REPORTED else f"{float(pv):.2f}"
+            if hit.empty:
+                cols["Ours"].append("ref." if r.reference else "missing")
+                cols["Paper"].append(paper)
+                cols["Δ paper"].append("")
+                cols["Δ base"].append("")
+                cols["Verdict"].append(stats.REFERENCE if r.reference else stats.NO_RESULT)
+                continue
+            c = hit.iloc[0]
+            cols["Ours"].append(format_ours(c))
+            cols["Paper"].append(paper)
+            cols["Δ paper"].append(_num(c.get("delta_paper", np.nan), signed=True))
+            cols["Δ base"].append(format_base(c) if not r.reference else "")
+            cols["Verdict"].append(str(c.get("verdict", "")))
+        for sub in SUBCOLUMNS:
+            data[(ds.label, sub)] = cols[sub]
+    frame = pd.DataFrame(data, index=pd.Index(labels))
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """GitHub-flavoured Markdown (pandas ``to_markdown``); header = ``dataset · sub-column``."""
+    flat = frame.copy()
+    flat.columns = [f"{a} · {b}" for a, b in frame.columns]
+    flat.index.name = "Row"
+    return flat.to_markdown()
+
+
+_LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": "$-$", "†": r"\textsuperscript{\dag}",
+                  "τ": r"$\tau$", "–": "--", "²": r"$^2$"}
+
+
+def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "") -> str:
+    """A booktabs ``tabular`` (``\\toprule``/``\\midrule``/``\\bottomrule``) via ``Styler.to_latex``."""
+    styler = (frame.style.format(escape="latex")
+              .format_index(escape="latex", axis=0).format_index(escape="latex", axis=1))
+    kwargs: dict[str, Any] = {"hrules": True, "multicol_align": "c",
+                              "column_format": "l" + "r" * frame.shape[1]}
+    if caption:
+        kwargs["caption"] = caption
+    if label:
+        kwargs["label"] = label
+    text = styler.to_latex(**kwargs)
+    for sym, tex in _LATEX_SYMBOLS.items():
+        text = text.replace(sym, tex)
+    return text
+
+
+_VERDICT_CLASS = {v: "v-" + v.replace(" ", "-") for v in stats.VERDICTS}
+
+
+def to_html(frame: pd.DataFrame, table_id: str = "t") -> str:
+    """An HTML ``<table>`` via ``Styler.to_html`` (cell text escaped by pandas).
+
+    Verdict cells get a class ``v-<verdict>``, synthetic cells ``synthetic``, reference rows
+    ``reference``; the report's stylesheet colours them.
+    """
+    classes = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    for col in frame.columns:
+        for i, val in enumerate(frame[col]):
+            cls = []
+            if col[1] == "Verdict" and val in _VERDICT_CLASS:
+                cls.append(_VERDICT_CLASS[val])
+            if isinstance(val, str) and SYNTHETIC_MARK in val:
+                cls.append("synthetic")
+            if val == "ref.":
+                cls.append("reference")
+            if col[1] in ("Ours", "Paper"):
+                cls.append("num")
+            classes.iloc[i, frame.columns.get_loc(col)] = " ".join(cls)
+    styler = (frame.style.format(escape="html").format_index(escape="html", axis=0)
+              .format_index(escape="html", axis=1)
+              .set_td_classes(classes).set_uuid(table_id.replace("_", ""))
+              .set_table_attributes(f'class="paper-table" data-table="{table_id}"'))
+    return styler.to_html()
+
+
+def summary_frame(summary: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The index page's comparison of all tables: one row per (table, dataset)."""
+    if summary.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame({
+        "Table": summary["table_id"],
+        "Dataset": summary["dataset_label"],
+        "Kendall τ (n)": [f"{_num(t)} ({int(n)})" if math.isfinite(t) else f"– ({int(n)})"
+                          for t, n in zip(summary["kendall_tau"], summary["kendall_n"])],
+        "Sign agrees": [f"{a}/{n}" if n else "–" for a, n in zip(summary["sign_agree"], summary["sign_n"])],
+    })
+    for v in stats.VERDICTS:
+        out[v] = summary[f"n_{v.replace(' ', '_')}"].astype(int).to_numpy()
+    out["Data"] = np.where(summary["synthetic"], f"synthetic {SYNTHETIC_MARK}", "real")
+    return out
+
+
+def comparisons_frame(cells: pd.DataFrame, table_id: str) -> pd.DataFrame:
+    """The per-comparison statistics of one table (McNemar, bootstrap CI, seed-level test)."""
+    t = cells[(cells["table_id"] == table_id) & ~cells["is_baseline"] & ~cells["reference"]]
+    if t.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "Row": t["row"], "Dataset": t["dataset_label"],
+        "n pairs": t["n_pairs"].fillna(0).astype(int),
+        "b / c": [f"{int(b)} / {int(c)}" if math.isfinite(b) else "" for b, c in zip(t["mcnemar_b"], t["mcnemar_c"])],
+        "Δ (95% bootstrap CI)": [f"{_num(d, signed=True)} [{_num(lo, signed=True)}, {_num(hi, signed=True)}]"
+                                 if math.isfinite(lo) else _num(d, signed=True)
+                                 for d, lo, hi in zip(t["our_delta"], t["diff_ci_low"], t["diff_ci_high"])],
+        "McNemar p": [_p(x) for x in t["mcnemar_p"]],
+        "p Holm": [_p(x) + m for x, m in zip(t["p_holm"], t["marker"])],
+        "seed-level p": [_p(x) for x in t["seed_p"]],
+        "seed-level p Holm": [_p(x) for x in t["seed_p_holm"]],
+        "Note": t["note"].fillna(""),
+    }).reset_index(drop=True)
+
+
+def _p(x: float) -> str:
+    if x is None or not math.isfinite(float(x)):
+        return "–"
+    return "<1e-4" if x < 1e-4 else f"{x:.4f}"
+
+
+def benchmarks_frame(benchmarks: pd.DataFrame) -> pd.DataFrame:
+    """The latency table: one row per (name, machine), median and IQR in ms, GFLOPs."""
+    cols = [c for c in ("name", "machine", "batch", "gflops", "median_ms", "iqr_ms", "rounds")
+            if c in benchmarks]
+    out = benchmarks[cols].copy()
+    for c in ("gflops", "median_ms", "iqr_ms"):
+        if c in out:
+            out[c] = out[c].map(lambda v: _num(float(v)) if v is not None else "")
+    return out.rename(columns={"median_ms": "median (ms)", "iqr_ms": "IQR (ms)", "gflops": "GFLOPs"})
+
+
+def plain_html(frame: pd.DataFrame, css_class: str = "plain") -> str:
+    """A simple escaped HTML table of a small frame (no index) via ``Styler.to_html``."""
+    if frame.empty:
+        return ""
+    return (frame.style.format(escape="html").format_index(escape="html", axis=1).hide(axis="index")
+            .set_table_attributes(f'class="{css_class}"').to_html())

@@ -1,0 +1,283 @@
+"""The static HTML comparison report (jinja2 over ``report_templates/``, autoescape on).
+
+``build_report(frame, specs, out_dir)`` reads only the collected frame (as built by
+``harness.collect.collect_tables`` or re-read with :func:`read_exported`), the table specs and an
+optional benchmark frame, and writes a folder that can be published as is::
+
+    index.html            comparison of all tables, provenance, failure ledger, stale cells,
+                          methods notes, statistics and verdict definitions, latency
+    <table_id>.html       one page per table: regenerated table, statistics, figures
+    report.css            the only stylesheet (no CDN, no external resource)
+    figures/<id>/*.svg|png
+    tables/<id>.md|tex|html   the regenerated tables in three formats
+    data/frame.csv|parquet, cells.csv, summary.csv, comparisons.csv[, benchmarks.csv]
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from harness import figures, render, stats
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "report_templates"
+ARRAY_COLUMNS = ("y_true", "y_pred")
+JSON_COLUMNS = ("per_class_accuracy", "confusion", "class_names", "paper_extra", "overrides", "packages")
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    return str(o)
+
+
+def _to_json(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return json.dumps(v, default=_json_default, sort_keys=True)
+
+
+def export_frame(frame: pd.DataFrame, data_dir: Path) -> dict[str, Path]:
+    """Write the frame as Parquet (per-sample predictions kept as int lists, dict/list columns
+    as JSON text) and as CSV (per-sample predictions dropped). Returns the paths."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    out = frame.copy()
+    for col in JSON_COLUMNS:
+        if col in out:
+            out[col] = out[col].map(_to_json)
+    for col in ARRAY_COLUMNS:
+        if col in out:
+            out[col] = out[col].map(lambda a: None if a is None else [int(x) for x in np.asarray(a)])
+    paths = {"parquet": data_dir / "frame.parquet", "csv": data_dir / "frame.csv"}
+    out.to_parquet(paths["parquet"], index=False)
+    out.drop(columns=[c for c in ARRAY_COLUMNS if c in out]).to_csv(paths["csv"], index=False)
+    return paths
+
+
+def read_exported(path: Path) -> pd.DataFrame:
+    """Read ``frame.parquet`` written by :func:`export_frame` back into the collect contract."""
+    frame = pd.read_parquet(path)
+    for col in JSON_COLUMNS:
+        if col in frame:
+            frame[col] = frame[col].map(lambda s: None if s is None else json.loads(s))
+    for col in ARRAY_COLUMNS:
+        if col in frame:
+            frame[col] = frame[col].map(lambda a: None if a is None else np.asarray(a, dtype=int))
+    return frame
+
+
+# --- pieces of the pages ---------------------------------------------------------------------
+
+
+def _uniq(frame: pd.DataFrame, col: str) -> list:
+    if col not in frame:
+        return []
+    vals = [v for v in frame[col].tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return list(dict.fromkeys(str(v) for v in vals))
+
+
+def provenance(frame: pd.DataFrame) -> dict[str, Any]:
+    """Commit, dirty flag, hardware, packages, datasets + fingerprints, scale and seeds."""
+    run = frame[frame["status"].isin(["ok", "stale", "failed"])] if "status" in frame else frame
+    packages: dict[str, set[str]] = {}
+    if "packages" in run:
+        for p in run["packages"]:
+            if isinstance(p, str):
+                p = json.loads(p)
+            for k, v in (p or {}).items():
+                packages.setdefault(str(k), set()).add(str(v))
+    datasets = []
+    if len(run):
+        cols = [c for c in ("dataset", "dataset_label", "dataset_fingerprint", "synthetic") if c in run]
+        for _, r in run[cols].drop_duplicates().iterrows():
+            datasets.append({c: r[c] for c in cols})
+    dirty = [bool(x) for x in run["git_dirty"].dropna()] if "git_dirty" in run else []
+    seeds = sorted({int(s) for s in run["seed"].dropna()}) if "seed" in run else []
+    return {
+        "commits": _uniq(run, "git_commit"),
+        "dirty": any(dirty),
+        "dirty_known": bool(dirty),
+        "cpu": _uniq(run, "cpu"), "gpu": _uniq(run, "gpu"), "threads": _uniq(run, "threads"),
+        "torch": _uniq(run, "torch_version"), "hostname": _uniq(run, "hostname"),
+        "packages": {k: ", ".join(sorted(v)) for k, v in sorted(packages.items())},
+        "datasets": datasets, "scale": _uniq(run, "scale"), "seeds": seeds,
+    }
+
+
+def ledger(frame: pd.DataFrame, status: str) -> pd.DataFrame:
+    """The failed (or stale) seeds: table, row, dataset, seed, attempts, error, log."""
+    if "status" not in frame:
+        return pd.DataFrame()
+    mask = frame["status"] == status
+    if status == "stale" and "stale" in frame:
+        mask |= frame["stale"].fillna(False).astype(bool)
+    cols = [c for c in ("table_id", "row", "dataset", "seed", "attempts", "error", "log_path", "cell_id")
+            if c in frame]
+    out = frame.loc[mask, cols].reset_index(drop=True)
+    return out.astype(object).where(out.notna(), "")
+
+
+def methods_notes() -> list[dict[str, str]]:
+    """The paper-vs-code choices, from ``report_templates/methods_notes.yaml``."""
+    return yaml.safe_load((TEMPLATES_DIR / "methods_notes.yaml").read_text())["notes"]
+
+
+def _featured_row(cells: pd.DataFrame, spec: Any) -> str | None:
+    """The row whose confusion matrices are drawn: the paper's best row that ran, else ours."""
+    t = cells[(cells["table_id"] == spec.id) & (cells["n"] > 0) & ~cells["reference"].astype(bool)]
+    if t.empty:
+        return None
+    first = t[t["dataset"] == t["dataset"].iloc[0]]
+    col = "paper_value" if np.isfinite(first["paper_value"]).any() else "mean"
+    return str(first.loc[first[col].idxmax(), "row"])
+
+
+def _figures_for(frame: pd.DataFrame, cells: pd.DataFrame, spec: Any, out_dir: Path) -> list[dict]:
+    fig_dir = out_dir / "figures" / spec.id
+    made: list[dict] = []
+
+    def keep(fig, name: str, caption: str) -> None:
+        if fig is None:
+            return
+        paths = figures.save(fig, fig_dir, name)
+        made.append({"name": name, "caption": caption,
+                     "svg": paths["svg"].relative_to(out_dir).as_posix(),
+                     "png": paths["png"].relative_to(out_dir).as_posix()})
+
+    hints = list(spec.figures)
+    kinds = {h.get("kind") for h in hints}
+    if spec.baseline is not None:
+        keep(figures.delta_figure(cells, spec.id), "delta",
+             f"Each row's accuracy difference against the baseline '{spec.baseline}' on the same "
+             "dataset: ours (paired-bootstrap 95% CI, Holm-McNemar marker) and the paper's (cross).")
+    has_paper_gflops = any("gflops" in r.paper_extra for r in spec.rows)
+    if "cost" in kinds or has_paper_gflops or "gflops" in spec.columns_extra:
+        keep(figures.cost_figure(cells, spec.id), "cost", "Accuracy against GFLOPs (Table 13 style).")
+    for i, h in enumerate(h for h in hints if h.get("kind") == "heatmap"):
+        keep(figures.heatmap_figure(cells, spec.id, h["x"], h["y"], h.get("dataset")), f"heatmap{i or ''}",
+             f"Our mean accuracy over {h['y']} × {h['x']}; the paper's value in brackets where it "
+             "states one (Fig. 5 style).")
+    featured = _featured_row(cells, spec)
+    if featured is not None:
+        keep(figures.confusion_figure(frame, spec.id, featured), "confusion",
+             f"Row-normalised confusion matrices of '{featured}', summed over seeds (Fig. 6 style).")
+    return made
+
+
+def _html(frame: pd.DataFrame, css: str = "plain") -> Markup:
+    # Styler escapes every cell and header itself (format(escape="html")).
+    return Markup(render.plain_html(frame, css))
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def build_report(
+    frame: pd.DataFrame,
+    specs: list,
+    out_dir: Path,
+    *,
+    benchmarks: pd.DataFrame | None = None,
+    analysis: stats.Analysis | None = None,
+) -> Path:
+    """Write the static report for ``specs`` from ``frame`` into ``out_dir``; return index.html.
+
+    ``frame`` follows the collect contract (one row per table x row x dataset x seed); tables
+    of ``specs`` without any row in the frame are still listed, as missing. ``benchmarks`` (columns
+    name, machine, median_ms, iqr_ms, rounds, batch, gflops, ...) adds the latency figure and table.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ids = [s.id for s in specs]
+    frame = frame[frame["table_id"].isin(ids)].reset_index(drop=True)
+    analysis = analysis or stats.analyse(frame)
+    cells = analysis.cells
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    shutil.copyfile(TEMPLATES_DIR / "report.css", out_dir / "report.css")
+
+    synthetic = bool(frame["synthetic"].fillna(False).astype(bool).any()) if "synthetic" in frame else False
+    synthetic_tables = sorted(set(frame.loc[frame["synthetic"].fillna(False).astype(bool), "table_id"])) \
+        if synthetic else []
+    common = {
+        "synthetic": synthetic, "synthetic_tables": synthetic_tables, "synth_mark": render.SYNTHETIC_MARK,
+        "legend": render.LEGEND, "nav": ids,
+        "verdicts": list(stats.VERDICTS.items()),
+        "statistics": stats.statistics_text(analysis.params),
+    }
+
+    tables_dir = out_dir / "tables"
+    tables_dir.mkdir(exist_ok=True)
+    pages = []
+    for spec in specs:
+        tframe = render.table_frame(cells, spec) if len(cells) else render.table_frame(
+            pd.DataFrame(columns=["table_id"]), spec)
+        (tables_dir / f"{spec.id}.md").write_text(render.to_markdown(tframe) + "\n")
+        (tables_dir / f"{spec.id}.tex").write_text(render.to_latex(tframe, spec.caption, f"tab:{spec.id}"))
+        table_html = render.to_html(tframe, spec.id)
+        (tables_dir / f"{spec.id}.html").write_text(table_html)
+        summ = analysis.summary[analysis.summary["table_id"] == spec.id] if len(analysis.summary) else pd.DataFrame()
+        tcells = cells[cells["table_id"] == spec.id] if len(cells) else cells
+        ran = tcells[tcells["n"] > 0] if len(tcells) else tcells
+        page = {
+            "id": spec.id, "caption": spec.caption, "source": spec.source, "reading": spec.reading,
+            "method": spec.method, "base": spec.base, "baseline": spec.baseline, "seeds": spec.seeds,
+            "datasets": spec.datasets, "excluded": spec.excluded,
+            "n_rows": len(spec.rows), "n_ran": int(ran["row"].nunique()) if len(ran) else 0,
+            "synthetic": spec.id in synthetic_tables,
+            "table_html": Markup(table_html),
+            "summary_html": _html(render.summary_frame(summ, tcells)) if len(summ) else Markup(""),
+            "comparisons_html": _html(render.comparisons_frame(cells, spec.id)) if len(cells) else Markup(""),
+            "failed_html": _html(ledger(frame[frame["table_id"] == spec.id], "failed")),
+            "stale_html": _html(ledger(frame[frame["table_id"] == spec.id], "stale")),
+            "files": {f: f"tables/{spec.id}.{f}" for f in ("md", "tex", "html")},
+            "summary_rows": summ.to_dict("records") if len(summ) else [],
+        }
+        page["figures"] = _figures_for(frame, cells, spec, out_dir) if len(tcells) else []
+        pages.append(page)
+        (out_dir / f"{spec.id}.html").write_text(
+            env.get_template("table.html").render(page=page, title=spec.id, **common))
+
+    data_dir = out_dir / "data"
+    exported = export_frame(frame, data_dir)
+    cells.drop(columns=[c for c in ("paper_extra", "overrides") if c in cells]).to_csv(data_dir / "cells.csv", index=False)
+    analysis.summary.to_csv(data_dir / "summary.csv", index=False)
+    analysis.comparisons.to_csv(data_dir / "comparisons.csv", index=False)
+
+    bench = None
+    if benchmarks is not None and not benchmarks.empty:
+        benchmarks.to_csv(data_dir / "benchmarks.csv", index=False)
+        fig = figures.latency_figure(benchmarks)
+        figs = []
+        if fig is not None:
+            p = figures.save(fig, out_dir / "figures" / "latency", "latency")
+            figs.append({"svg": p["svg"].relative_to(out_dir).as_posix(),
+                         "png": p["png"].relative_to(out_dir).as_posix()})
+        bench = {"html": _html(render.benchmarks_frame(benchmarks)), "figures": figs}
+
+    index = out_dir / "index.html"
+    index.write_text(env.get_template("index.html").render(
+        title="FERbench reproduction report", pages=pages,
+        overview_html=_html(render.summary_frame(analysis.summary, cells)) if len(analysis.summary) else Markup(""),
+        prov=provenance(frame),
+        failed_html=_html(ledger(frame, "failed")), n_failed=len(ledger(frame, "failed")),
+        stale_html=_html(ledger(frame, "stale")), n_stale=len(ledger(frame, "stale")),
+        notes=methods_notes(), bench=bench,
+        data_files={k: v.relative_to(out_dir).as_posix() for k, v in exported.items()},
+        **common))
+    return index
