@@ -1,0 +1,81 @@
+"""``python -m harness flops MODEL [--preset paper|tiny] [--set key=value ...] [--input-size N] [--json]``.
+
+Builds ``MODEL`` with ``timm.create_model(MODEL, preset=..., **overrides)`` and counts its FLOPs
+with :func:`harness.flops.count_flops` (fvcore, eval mode, batch 1, one multiply-add = one FLOP).
+``--set`` values are parsed with ``yaml.safe_load`` so ``app.k=120`` is an int, ``atp.r=0.9`` a
+float and ``atp.blocks=[6,7]`` a list. ``--input-size`` defaults to the model's recipe image size.
+With ``--json`` the output is one JSON object (model, preset, overrides, plus every field of
+``count_flops``); without it, a short human-readable summary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import yaml
+
+from harness.errors import UserError
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["app.k=120", "head=gap"]`` -> ``{"app.k": 120, "head": "gap"}`` (values via YAML)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected key=value")
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise UserError(f"--set {item!r}: value is not valid YAML ({err})") from None
+    return overrides
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``flops`` command."""
+    p = subparsers.add_parser("flops", help="count a model's FLOPs (fvcore, multiply-add = 1 FLOP)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="registered model name, e.g. apvit")
+    p.add_argument("--preset", default="paper", choices=("paper", "tiny"))
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="model override (repeatable), e.g. --set app.k=120")
+    p.add_argument("--input-size", type=int, default=None, help="square input side (default: recipe img_size)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the model, count its FLOPs, print the result."""
+    import timm
+
+    import methods  # noqa: F401  (registers the models)
+    from harness.flops import count_flops
+    from methods.interface import get_recipe
+
+    overrides = parse_sets(args.sets)
+    if not timm.is_model(args.model):
+        known = ", ".join(n for n in timm.list_models()
+                          if timm.models.model_entrypoint(n).__module__.startswith("methods."))
+        raise UserError(f"unknown model {args.model!r}; FERbench models: {known or 'none registered'}")
+    try:
+        model = timm.create_model(args.model, preset=args.preset, **overrides)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{args.model} ({args.preset}): {err}") from None
+    size = args.input_size if args.input_size is not None else get_recipe(model).img_size
+    if size < 1:
+        raise UserError(f"--input-size {size}: must be a positive integer")
+    try:
+        result = count_flops(model, size)
+    except RuntimeError as err:
+        raise UserError(f"{args.model}: cannot trace at input size {size} ({err})") from None
+    record = {"model": args.model, "preset": args.preset, "overrides": overrides, **result}
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print(f"{args.model} ({args.preset}, {size}x{size}): {result['gflops']:.3f} GFLOPs "
+              f"({result['flop_convention']}), {result['params_m']:.2f} M params")
+        if result["tokens_per_block"] is not None:
+            print(f"tokens entering each block: {result['tokens_per_block']}; before head: {result['tokens_before_head']}")
+        print(f"uncounted ops: {result['uncounted_ops']} (~{100 * result['uncounted_share']:.2f}% of FLOPs)")
+    return 0

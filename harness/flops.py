@@ -1,0 +1,125 @@
+"""FLOP counting with fvcore, in the convention the APViT paper reports (one multiply-add = one FLOP).
+
+One counter (fvcore's ``FlopCountAnalysis``), one set of extra handles, eval mode, one input size
+for every method. fvcore counts one fused multiply-add as one FLOP, so its "GFLOPs" are GMACs;
+papers that cite fvcore (APViT) use that convention, and so does every number here
+(``flop_convention`` in the result says so).
+
+Handles added with ``set_op_handle`` (fvcore has none for these and would count them as zero):
+
+* ``aten::scaled_dot_product_attention``: ``L*S*(E + Ev)`` per batch-head, i.e. the same as the
+  two matmuls (q.k^T and attn.v) an unfused attention is counted with, so fused attention can stay on;
+* ``aten::_native_multi_head_attention`` (the eval-mode fast path of ``nn.MultiheadAttention``):
+  input and output projections plus the two attention matmuls.
+
+Everything else fvcore does not count is reported, not guessed into the total: ``uncounted_ops``
+(op name -> number of calls) and ``uncounted_share``, an estimate of the FLOPs they would add at
+one FLOP per output element (activations, residual adds, PReLU, pooling, top-k, sort, softmax ...),
+relative to counted + estimated. Ops fvcore ignores on purpose (gather, cat, reshape, slicing ...)
+move data and are not part of either.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+import torch.nn as nn
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import get_shape
+
+FLOP_CONVENTION = "fvcore: one multiply-add = one FLOP (the numbers are MACs), as in the APViT paper"
+UNCOUNTED_SHARE_MEASURE = (
+    "estimate: one FLOP per output element of every op fvcore does not count, divided by "
+    "(counted + that estimate); data-movement ops fvcore ignores (gather, cat, views) are excluded"
+)
+
+
+def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """FLOPs of ``scaled_dot_product_attention(q, k, v)``: q [*, L, E], k [*, S, E], v [*, S, Ev].
+
+    ``prod(*) * L * S * (E + Ev)``: q.k^T plus attn.v, as fvcore counts the unfused matmuls
+    (softmax and scaling are elementwise and not counted there either).
+    """
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    batch = math.prod(q[:-2])
+    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def native_mha_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """FLOPs of ``aten::_native_multi_head_attention``: query [B, L, E], key/value [B, S, E].
+
+    Projections ``(L + 2 S) E^2 + L E^2`` plus attention ``2 L S E``, per batch element.
+    """
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    batch, L, E = math.prod(q[:-2]), q[-2], q[-1]
+    S = k[-2]
+    return batch * ((L + 2 * S) * E * E + L * E * E + 2 * L * S * E)
+
+
+EXTRA_HANDLES = {
+    "aten::scaled_dot_product_attention": sdpa_flop_jit,
+    "aten::_native_multi_head_attention": native_mha_flop_jit,
+}
+
+
+def _output_numel(inputs: list[Any], outputs: list[Any]) -> int:
+    shape = get_shape(outputs[0]) if outputs else None
+    return math.prod(shape) if shape else 0
+
+
+def _quiet(analysis: FlopCountAnalysis) -> FlopCountAnalysis:
+    return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+
+
+def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, Any]:
+    """Count a model's FLOPs with fvcore on a ``[batch, 3, input_size, input_size]`` input, eval mode.
+
+    The model is counted as deployed: in eval mode and, if it has a keep schedule
+    (``set_progress``), at the end of it (progress 1.0); both are restored afterwards. Returns
+    ``gflops`` (per image, multiply-add = 1 FLOP, see ``flop_convention``), ``gflops_by_operator``,
+    ``params_m``, ``tokens_per_block`` (tokens entering each block, class token included) and
+    ``tokens_before_head`` from the model's ``token_trace`` (None for models without one),
+    ``uncounted_ops`` (op -> calls), ``uncounted_share`` (+ ``uncounted_share_measure``).
+    """
+    if batch < 1 or input_size < 1:
+        raise ValueError(f"count_flops: batch ({batch}) and input_size ({input_size}) must be >= 1")
+    was_training = model.training
+    progress = getattr(model, "progress", None)
+    has_schedule = callable(getattr(model, "set_progress", None))
+    model.eval()
+    if has_schedule:
+        model.set_progress(1.0)
+    try:
+        x = torch.randn(batch, 3, input_size, input_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                analysis = _quiet(FlopCountAnalysis(model, x).set_op_handle(**EXTRA_HANDLES))
+                total = analysis.total()
+                by_op = analysis.by_operator()
+                uncounted = dict(sorted(analysis.unsupported_ops().items()))
+                estimate = 0
+                if uncounted:
+                    rough = _quiet(FlopCountAnalysis(model, x).set_op_handle(**EXTRA_HANDLES))
+                    rough.set_op_handle(**{op: _output_numel for op in uncounted})
+                    estimate = rough.total() - total
+        trace = getattr(model, "token_trace", None) or {}
+    finally:
+        model.train(was_training)
+        if has_schedule and progress is not None:
+            model.set_progress(progress)
+    return {
+        "gflops": total / batch / 1e9,
+        "flop_convention": FLOP_CONVENTION,
+        "gflops_by_operator": {op: v / batch / 1e9 for op, v in sorted(by_op.items())},
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "input_size": input_size,
+        "batch": batch,
+        "tokens_per_block": trace.get("blocks"),
+        "tokens_before_head": trace.get("before_head"),
+        "uncounted_ops": uncounted,
+        "uncounted_share": estimate / (total + estimate) if total + estimate else 0.0,
+        "uncounted_share_measure": UNCOUNTED_SHARE_MEASURE,
+    }
