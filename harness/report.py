@@ -74,10 +74,11 @@ def read_exported(path: Path) -> pd.DataFrame:
     frame = pd.read_parquet(path)
     for col in JSON_COLUMNS:
         if col in frame:
-            frame[col] = frame[col].map(lambda s: None if s is None else json.loads(s))
+            frame[col] = frame[col].map(lambda s: json.loads(s) if isinstance(s, str) else None).astype(object)
     for col in ARRAY_COLUMNS:
         if col in frame:
-            frame[col] = frame[col].map(lambda a: None if a is None else np.asarray(a, dtype=int))
+            frame[col] = frame[col].map(
+                lambda a: None if a is None or isinstance(a, float) else np.asarray(a, dtype=int)).astype(object)
     return frame
 
 

@@ -1,0 +1,68 @@
+"""``python -m harness report``: build the static HTML comparison report and print its path."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from harness.commands.common import add_results_flag
+from harness.errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``report`` command."""
+    p = sub.add_parser("report", help="build the HTML comparison report from collected results")
+    p.add_argument("--table", action="append", metavar="ID",
+                   help="table id (repeatable); default: every table that has results")
+    add_results_flag(p)
+    p.add_argument("--out", default=os.environ.get("FERBENCH_REPORTS", "reports"),
+                   help="report folder (default: $FERBENCH_REPORTS or ./reports)")
+    p.add_argument("--scale", default=None, help="only results of this scale preset")
+    p.add_argument("--frame", default=None, metavar="FILE",
+                   help="rebuild from an exported frame.parquet instead of the results store")
+    p.add_argument("--benchmarks", default=None, metavar="FILE",
+                   help="latency results (CSV or Parquet: name, machine, median_ms, iqr_ms, gflops, ...)")
+    p.set_defaults(func=run)
+
+
+def _read_table_file(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    raise UserError(f"{path}: expected a .csv or .parquet file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Collect (or read) the frame, build the report, print the path of index.html."""
+    from harness.collect import collect_tables, tables_with_results
+    from harness.report import build_report, read_exported
+    from harness.specs import load_spec
+
+    if args.frame:
+        path = Path(args.frame)
+        if not path.is_file() or path.suffix != ".parquet":
+            raise UserError(f"--frame {path}: expected an existing frame.parquet written by a report")
+        frame = read_exported(path)
+        tables = args.table or list(dict.fromkeys(frame["table_id"]))
+    else:
+        results = Path(args.results)
+        if not results.is_dir():
+            raise UserError(f"results folder {results} does not exist (run `python -m harness reproduce` first, "
+                            "or pass --results DIR)")
+        tables = args.table or tables_with_results(results)
+        if not tables:
+            raise UserError(f"no table has results in {results}")
+        specs_checked = [load_spec(t) for t in tables]  # a misspelt id fails here, with suggestions
+        frame = collect_tables([s.id for s in specs_checked], results, scale=args.scale)
+    specs = [load_spec(t) for t in tables]
+    if args.scale and "scale" in frame:
+        frame = frame[frame["scale"].isna() | (frame["scale"] == args.scale)]
+    benchmarks = _read_table_file(Path(args.benchmarks)) if args.benchmarks else None
+    index = build_report(frame, specs, Path(args.out), benchmarks=benchmarks)
+    print(index)
+    return 0
