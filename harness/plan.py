@@ -16,6 +16,7 @@ from harness.errors import UserError
 from harness.specs import TableSpec
 
 SYNTHETIC_SEED = 0  # the stand-in data is one fixed dataset; training seeds vary, the data does not
+SYNTHETIC_SCALE = {"tiny": "tiny", "paper": "medium"}  # stand-in size per scale preset
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def _resolve_dataset(source: DataSource, name: str, protocol: str | None, scale:
     from harness.data import load_dataset, synthetic_root
 
     if source.synthetic:
-        root = synthetic_root(name, scale=scale, seed=SYNTHETIC_SEED, cache_dir=source.cache_dir, **dict(knobs))
+        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir, **dict(knobs))
     else:
         if knobs:
             raise UserError(f"data.* overrides {sorted(k for k, _ in knobs)} apply to synthetic data only")
