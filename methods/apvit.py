@@ -391,7 +391,7 @@ _PAPER_RECIPE = Recipe(
 # learning rate than fine-tuning pre-trained weights does; see the report on throughput.
 _TINY_RECIPE = replace(_PAPER_RECIPE, lr=0.05, epochs=4, batch_size=32, img_size=48, grad_clip=10.0)
 
-_TINY_HYBRID = dict(img_size=48, ir50_widths=(16, 32, 64), ir50_depths=(1, 1, 2), ir50_stem=16,
+_TINY_HYBRID = dict(img_size=48, ir50_widths=(8, 24, 64), ir50_depths=(1, 1, 2), ir50_stem=8,
                     embed_dim=64, depth=4, num_heads=2, mlp_ratio=3.0)
 
 PRESET_CFGS: dict[str, dict[str, Any]] = {
