@@ -106,6 +106,7 @@ def cost_figure(cells: pd.DataFrame, table_id: str) -> plt.Figure | None:
         for r in ours.itertuples():
             ax.annotate(r.row, (r.gflops, r.mean), fontsize=7, xytext=(4, -9), textcoords="offset points",
                         color=pal[0])
+    ax.margins(x=0.12, y=0.08)
     ax.set_xlabel("GFLOPs (fvcore: 1 multiply-add = 1 FLOP)")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=8)
@@ -199,9 +200,10 @@ def latency_figure(benchmarks: pd.DataFrame) -> plt.Figure | None:
         for r in g.itertuples():
             ax.annotate(str(r.name), (r.gflops, r.median_ms), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")
+    ax.margins(x=0.2, y=0.15)
     ax.set_xlabel("GFLOPs (fvcore)")
     ax.set_ylabel("median latency (ms), bars = IQR")
-    ax.legend(fontsize=8, title="machine", title_fontsize=8)
+    ax.legend(fontsize=8, title="machine", title_fontsize=8, loc="best")
     fig.suptitle("Latency vs computation", fontsize=10)
     fig.tight_layout()
     return fig

@@ -205,7 +205,8 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = [s.id for s in specs]
-    frame = frame[frame["table_id"].isin(ids)].reset_index(drop=True)
+    frame = frame[frame["table_id"].isin(ids)]
+    frame = frame.iloc[np.argsort(frame["table_id"].map(ids.index).to_numpy(), kind="stable")].reset_index(drop=True)
     analysis = analysis or stats.analyse(frame)
     cells = analysis.cells
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True,

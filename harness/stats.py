@@ -503,7 +503,13 @@ def analyse(
         )
         for r in cells.itertuples()
     ]
-    cells = cells.sort_values(["table_id", "row_index", "dataset"], kind="stable").reset_index(drop=True)
+    # Keep the frame's order of tables and datasets (the specs' order), not the alphabet's.
+    table_order = {t: i for i, t in enumerate(pd.unique(frame["table_id"]))}
+    ds_order = {ds: i for i, ds in enumerate(pd.unique(frame["dataset"]))}
+    cells["dataset_index"] = cells["dataset"].map(ds_order)
+    cells = (cells.assign(_t=cells["table_id"].map(table_order))
+             .sort_values(["_t", "row_index", "dataset_index"], kind="stable")
+             .drop(columns="_t").reset_index(drop=True))
     summary = table_summary(cells)
     params = {"alpha": alpha, "confidence": confidence, "n_boot": n_boot, "boot_seed": boot_seed,
               "seed_method": seed_method}
