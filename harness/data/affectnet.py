@@ -1,0 +1,82 @@
+"""AffectNet: ``training.csv`` / ``validation.csv`` + ``Manually_Annotated_Images/``.
+
+Columns: subDirectory_filePath, face_x, face_y, face_width, face_height, facial_landmarks,
+expression, valence, arousal. Images are looked up under ``Manually_Annotated_Images/`` (the
+original, uncropped images) and cropped to the face box. Protocol "7class" (default) drops
+contempt (7); "8class" keeps it. Expressions 8-10 (none, uncertain, no-face) are dropped and
+counted. The balanced validation set is the test set; val is carved from training.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from harness.data.base import BadEntries, Entry, RawDataset, require_file
+from harness.data.labels import (AFFECTNET_LABELS, AFFECTNET_NON_EXPRESSION, CANONICAL_CLASSES,
+                                 CANONICAL_INDEX, SEVEN_CLASSES)
+from harness.errors import UserError
+
+PROTOCOLS = ("7class", "8class")
+HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+          "facial_landmarks", "expression", "valence", "arousal"]
+IMAGE_DIR = "Manually_Annotated_Images"
+
+
+def _read_csv(path: Path, image_dir: Path, protocol: str, bad: BadEntries,
+              dropped: dict[str, int]) -> list[Entry]:
+    entries: list[Entry] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        got = next(reader, None)
+        if got is None or [h.strip() for h in got] != HEADER:
+            raise UserError(f"{path}:1: wrong CSV header {got!r}, expected {HEADER!r}")
+        for row in reader:
+            if not row:
+                continue
+            where = f"{path}:{reader.line_num}"
+            if len(row) != len(HEADER):
+                bad.report(f"{where}: expected {len(HEADER)} columns, got {len(row)}")
+                continue
+            rel = row[0].strip()
+            try:
+                code = int(row[6])
+            except ValueError:
+                code = -1
+            if code in AFFECTNET_NON_EXPRESSION:
+                key = AFFECTNET_NON_EXPRESSION[code]
+                dropped[key] = dropped.get(key, 0) + 1
+                continue
+            if code not in AFFECTNET_LABELS:
+                bad.report(f"{where}: unknown expression {row[6]!r} for {rel} (AffectNet uses 0..10)")
+                continue
+            if code == 7 and protocol == "7class":
+                dropped["contempt (7class)"] = dropped.get("contempt (7class)", 0) + 1
+                continue
+            try:
+                x, y, w, h = (int(float(v)) for v in row[1:5])
+            except ValueError:
+                bad.report(f"{where}: face box {row[1:5]!r} is not numeric for {rel}")
+                continue
+            if w <= 0 or h <= 0:
+                bad.report(f"{where}: empty face box {row[1:5]!r} for {rel}")
+                continue
+            entries.append(Entry(name=rel, label=CANONICAL_INDEX[AFFECTNET_LABELS[code]],
+                                 source=image_dir / rel, where=where, box=(x, y, x + w, y + h)))
+    return entries
+
+
+def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
+    """Parse both CSVs: training.csv -> train (val carved from it), validation.csv -> test."""
+    train_csv = require_file(root / "training.csv", "AffectNet annotation file (training.csv)")
+    test_csv = require_file(root / "validation.csv", "AffectNet annotation file (validation.csv)")
+    image_dir = root / IMAGE_DIR
+    if not image_dir.is_dir():
+        raise UserError(f"{image_dir}: missing AffectNet image folder ({IMAGE_DIR})")
+    dropped: dict[str, int] = {}
+    official = {"train": _read_csv(train_csv, image_dir, protocol, bad, dropped),
+                "test": _read_csv(test_csv, image_dir, protocol, bad, dropped)}
+    classes = SEVEN_CLASSES if protocol == "7class" else CANONICAL_CLASSES
+    return RawDataset(class_names=list(classes), official=official,
+                      annotation_files=[train_csv, test_csv],
+                      label_map={str(k): v for k, v in AFFECTNET_LABELS.items()
+                                 if v in classes}, dropped=dropped)

@@ -1,0 +1,318 @@
+"""Plain records shared by the loaders: entries, splits, datasets, decoding and val carving.
+
+A loader module only parses its dataset's annotation files into :class:`Entry` lists (one
+per official split) and names the files it read; :func:`assemble` does the rest the same way
+for every dataset: decode once to uint8 tensors, carve the validation split, fingerprint.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from harness.errors import UserError
+
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Entry:
+    """One labelled sample before decoding.
+
+    ``source`` is an image path or, for datasets that store pixels in a CSV (FERPlus), a
+    uint8 array [H, W] or [H, W, 3]. ``box`` is an optional face box (left, top, right,
+    bottom) in pixels. ``where`` names the file and line/entry for error messages.
+    """
+
+    name: str
+    label: int
+    source: Path | np.ndarray
+    where: str
+    box: tuple[int, int, int, int] | None = None
+    votes: np.ndarray | None = None  # float [C], canonical order, sums to 1
+
+
+@dataclass
+class Split:
+    """One split, decoded: images uint8 [N, 3, S, S], labels int64 [N] in canonical order."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    names: list[str]
+    votes: torch.Tensor | None = None  # float32 [N, C], rows sum to 1 (FERPlus); else None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_counts(self, num_classes: int) -> list[int]:
+        """Number of samples per class index."""
+        return torch.bincount(self.labels, minlength=num_classes).tolist()
+
+
+@dataclass
+class FERDataset:
+    """A loaded dataset: three splits, the class names and the identity of the data."""
+
+    name: str
+    protocol: str
+    class_names: list[str]
+    splits: dict[str, Split]
+    fingerprint: str
+    split_info: dict[str, Any]
+    skipped: list[str]
+    root: str
+    synthetic: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class RawDataset:
+    """What a loader module returns: entries per official split plus provenance.
+
+    ``official`` maps "train", "test" and optionally "val" to entries. ``val_policy`` is
+    "carve" (val is a seeded stratified part of train), "official" (``official["val"]``
+    is used as is) or "all" (``official["all"]`` is split seeded into train/val/test with
+    ``fractions``).
+    """
+
+    class_names: list[str]
+    official: dict[str, list[Entry]]
+    annotation_files: list[Path]
+    label_map: dict[str, Any]
+    val_policy: str = "carve"
+    fractions: tuple[float, float, float] | None = None
+    has_votes: bool = False
+    dropped: dict[str, int] = field(default_factory=dict)  # documented filtering, by reason
+    skipped: list[str] = field(default_factory=list)  # bad entries skipped under skip_bad
+
+
+class BadEntries:
+    """Collects bad entries: raises at once, or records them when ``skip_bad`` is set."""
+
+    def __init__(self, skip_bad: bool) -> None:
+        self.skip_bad = skip_bad
+        self.skipped: list[str] = []
+
+    def report(self, message: str) -> None:
+        if not self.skip_bad:
+            raise UserError(message + " (pass --skip-bad / skip_bad=True to skip bad entries)")
+        self.skipped.append(message)
+
+
+def require_file(path: Path, what: str) -> Path:
+    """Return ``path`` if it is a file, else raise a UserError naming it."""
+    if not path.is_file():
+        raise UserError(f"{path}: missing {what}")
+    return path
+
+
+def decode_image(entry: Entry, size: int) -> np.ndarray:
+    """Decode one entry to uint8 [size, size, 3] (grey is replicated), or raise UserError.
+
+    A face box, when given, is clamped to the image and cropped first; the crop is resized
+    to a square without keeping the aspect ratio (faces are near-square already).
+    """
+    try:
+        if isinstance(entry.source, np.ndarray):
+            img = Image.fromarray(entry.source)
+        else:
+            if not entry.source.is_file():
+                raise UserError(f"{entry.where}: image file {entry.source} not found")
+            img = Image.open(entry.source)
+            img.load()
+        img = img.convert("RGB")
+        if entry.box is not None:
+            left, top, right, bottom = entry.box
+            left, top = max(0, left), max(0, top)
+            right, bottom = min(img.width, right), min(img.height, bottom)
+            if right - left < 2 or bottom - top < 2:
+                raise UserError(f"{entry.where}: face box {entry.box} lies outside the "
+                                f"{img.width}x{img.height} image {entry.source}")
+            img = img.crop((left, top, right, bottom))
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+    except UserError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise UserError(f"{entry.where}: cannot decode image {entry.source}: {err}") from None
+
+
+def _decode_all(entries: list[Entry], size: int, bad: BadEntries) -> tuple[np.ndarray, list[int]]:
+    """Decode entries into one array [N, S, S, 3]; returns it and the kept entry indices."""
+    out = np.empty((len(entries), size, size, 3), dtype=np.uint8)
+    kept: list[int] = []
+    for i, entry in enumerate(entries):
+        try:
+            out[len(kept)] = decode_image(entry, size)
+        except UserError as err:
+            bad.report(str(err))
+            continue
+        kept.append(i)
+    return out[: len(kept)], kept
+
+
+def _hash_files(h: "hashlib._Hash", root: Path, raw: RawDataset) -> None:
+    for path in raw.annotation_files:
+        h.update(b"ann\0" + _rel(path, root).encode() + b"\0")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    for split in sorted(raw.official):
+        for e in raw.official[split]:
+            if isinstance(e.source, Path):
+                try:
+                    size = e.source.stat().st_size
+                except OSError:
+                    size = -1
+                h.update(f"img\0{split}\0{_rel(e.source, root)}\0{size}\0{e.label}\0".encode())
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _stratified_pick(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask choosing round(fraction * n_c) samples of every class c, seeded."""
+    mask = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = int(round(fraction * len(idx)))
+        if k == len(idx) and len(idx) > 1 and fraction < 1:
+            k -= 1
+        mask[rng.permutation(idx)[:k]] = True
+    return mask
+
+
+def _carve(raw: RawDataset, val_fraction: float, split_seed: int) -> tuple[dict[str, list[Entry]], dict]:
+    """Turn the official splits into train/val/test entry lists, seeded and stratified."""
+    rng = np.random.default_rng([split_seed, 0x5A17])
+    if raw.val_policy == "official":
+        splits = {k: raw.official[k] for k in ("train", "val", "test")}
+        info = {"val_source": "official validation split"}
+    elif raw.val_policy == "carve":
+        if not 0.0 < val_fraction < 1.0:
+            raise UserError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        train = raw.official["train"]
+        mask = _stratified_pick(np.array([e.label for e in train], dtype=np.int64), val_fraction, rng)
+        splits = {"train": [e for e, m in zip(train, mask) if not m],
+                  "val": [e for e, m in zip(train, mask) if m],
+                  "test": raw.official["test"]}
+        info = {"val_source": "carved from the official train split (stratified per class)",
+                "fraction": val_fraction}
+    elif raw.val_policy == "all":
+        assert raw.fractions is not None
+        entries = raw.official["all"]
+        labels = np.array([e.label for e in entries], dtype=np.int64)
+        f_train, f_val, f_test = raw.fractions
+        test_mask = _stratified_pick(labels, f_test, rng)
+        rest = np.flatnonzero(~test_mask)
+        val_mask = np.zeros(len(entries), dtype=bool)
+        val_mask[rest[_stratified_pick(labels[rest], f_val / (f_train + f_val), rng)]] = True
+        splits = {"train": [e for i, e in enumerate(entries) if not test_mask[i] and not val_mask[i]],
+                  "val": [e for i, e in enumerate(entries) if val_mask[i]],
+                  "test": [e for i, e in enumerate(entries) if test_mask[i]]}
+        info = {"val_source": "seeded stratified split of all labelled entries",
+                "fractions": list(raw.fractions)}
+    else:  # pragma: no cover - loaders only use the three policies above
+        raise ValueError(raw.val_policy)
+    info["seed"] = split_seed
+    return splits, info
+
+
+def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_size: int,
+             val_fraction: float, split_seed: int, skip_bad: bool) -> FERDataset:
+    """Decode, carve val, fingerprint: the part every loader shares."""
+    bad = BadEntries(skip_bad)
+    bad.skipped.extend(raw.skipped)
+    synthetic = (root / SYNTHETIC_MARKER).is_file()
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"dataset": name, "protocol": protocol, "classes": raw.class_names,
+                         "label_map": raw.label_map, "val_policy": raw.val_policy,
+                         "fractions": raw.fractions, "val_fraction": val_fraction
+                         if raw.val_policy == "carve" else None, "split_seed": split_seed},
+                        sort_keys=True, default=str).encode())
+    _hash_files(h, root, raw)
+    content_key = h.hexdigest()
+
+    # Decode every official entry once (the order is fixed by the annotation files).
+    order = [(s, e) for s in sorted(raw.official) for e in raw.official[s]]
+    entries = [e for _, e in order]
+    images, kept = _load_cached(root, content_key, decode_size, skip_bad) if synthetic else (None, None)
+    if images is None:
+        images, kept = _decode_all(entries, decode_size, bad)
+        if synthetic and not bad.skipped:
+            _save_cached(root, content_key, decode_size, images, kept)
+    kept_ids = {id(entries[i]): j for j, i in enumerate(kept)}
+    official = {s: [e for e in raw.official[s] if id(e) in kept_ids] for s in raw.official}
+    carved, info = _carve(RawDataset(raw.class_names, official, [], {}, raw.val_policy,
+                                     raw.fractions), val_fraction, split_seed)
+
+    tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # [N, 3, S, S]
+    splits: dict[str, Split] = {}
+    for split_name in ("train", "val", "test"):
+        es = carved[split_name]
+        rows = torch.tensor([kept_ids[id(e)] for e in es], dtype=torch.int64)
+        votes = None
+        if raw.has_votes:
+            votes = torch.from_numpy(np.stack([e.votes for e in es]).astype(np.float32)) if es \
+                else torch.zeros((0, len(raw.class_names)), dtype=torch.float32)
+        splits[split_name] = Split(
+            images=tensor[rows],
+            labels=torch.tensor([e.label for e in es], dtype=torch.int64),
+            names=[e.name for e in es], votes=votes)
+    if bad.skipped:
+        h.update(("\0skipped\0" + "\n".join(bad.skipped)).encode())
+    info.update({"sizes": {k: len(v) for k, v in splits.items()}, "dropped": dict(raw.dropped),
+                 "skipped": len(bad.skipped)})
+    return FERDataset(name=name, protocol=protocol, class_names=list(raw.class_names),
+                      splits=splits, fingerprint=h.hexdigest()[:16], split_info=info,
+                      skipped=list(bad.skipped), root=str(root), synthetic=synthetic)
+
+
+def _cache_path(root: Path, key: str, size: int) -> Path:
+    return root / f".decoded-{key[:16]}-{size}.pt"
+
+
+def _load_cached(root: Path, key: str, size: int, skip_bad: bool):
+    path = _cache_path(root, key, size)
+    if not path.is_file():
+        return None, None
+    try:
+        blob = torch.load(path, weights_only=True)
+    except Exception:  # a stale or partial cache is simply rebuilt
+        return None, None
+    if blob.get("key") != key:
+        return None, None
+    return blob["images"].numpy(), blob["kept"].tolist()
+
+
+def _save_cached(root: Path, key: str, size: int, images: np.ndarray, kept: list[int]) -> None:
+    path = _cache_path(root, key, size)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"key": key, "images": torch.from_numpy(images),
+                    "kept": torch.tensor(kept, dtype=torch.int64)}, tmp)
+        os.replace(tmp, path)
+    except OSError:  # a read-only root just means no cache
+        tmp.unlink(missing_ok=True)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,0 +1,282 @@
+"""Batched image pipelines: uint8 [B, 3, S, S] + torch.Generator -> float32 [B, 3, s, s].
+
+"apvit" is the APViT / TransFER training augmentation (RAF-DB config): random rotation
+(p 0.5, +-6 deg), RandomResizedCrop (scale 0.8-1, ratio 1), horizontal flip 0.5, random
+grayscale 0.2, colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, normalise, random erasing
+(p 0.5, scale 0.02-0.33, ratio 0.3-3.3, value 0). At eval time every pipeline is resize +
+normalise. "none" is resize + normalise in training too.
+
+All per-sample parameters are drawn from the passed generator, so a batch is a pure function
+of (images, generator state). Two shortcuts keep "apvit" fast on CPU, where a tiny run's
+data path must not dominate:
+
+* rotation, crop, resize and flip are composed into one affine warp per sample and applied
+  in a single bilinear ``grid_sample`` pass (zero fill outside the image, as torchvision's
+  rotate) instead of three resamplings;
+* grayscale and colour jitter are composed into one 3x3 colour matrix plus offset per sample
+  (brightness, contrast and saturation are linear; the four ops keep torchvision's random
+  per-sample order) and applied with one batched matmul, clamped once at the end; hue is a
+  rotation of the chroma plane in YIQ space rather than a shift of HSV hue.
+
+"apvit_tv" is the same pipeline with torchvision's colour semantics (clamping after every
+op, HSV hue), about 3x slower; the two differ only in pixel values, not in what is random.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+# face.evoLVe IR-50 convention, (x - 0.5) / 0.5, used by the APViT/TransFER configs.
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+PIPELINES = ("apvit", "apvit_tv", "none")
+_GREY = (0.299, 0.587, 0.114)
+
+
+def build_transform(name: str, img_size: int, *, train: bool) -> Transform:
+    """Return the pipeline ``name`` ("apvit" or "none") at ``img_size`` for train or eval."""
+    if name not in PIPELINES:
+        from harness.errors import UserError
+        raise UserError(f"unknown augmentation {name!r}; known: {', '.join(PIPELINES)}")
+    if train and name == "apvit":
+        return lambda x, g: apvit_train(x, g, img_size)
+    if train and name == "apvit_tv":
+        return lambda x, g: apvit_train_tv(x, g, img_size)
+    return lambda x, g: resize_normalize(x, img_size)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """x: float [B, 3, H, W] in [0, 1] -> normalised with :data:`MEAN`/:data:`STD`."""
+    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _normalize_(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """In place: x * scale in [0, 1] -> normalised."""
+    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
+    return x.mul_(scale / std).sub_(mean / std)
+
+
+def resize_normalize(images: torch.Tensor, img_size: int) -> torch.Tensor:
+    """images: uint8 [B, 3, S, S] -> float [B, 3, img_size, img_size], bilinear + normalise."""
+    x = images.float()
+    if x.shape[-1] != img_size or x.shape[-2] != img_size:
+        x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False,
+                          antialias=True).clamp_(0.0, 255.0)
+    return _normalize_(x, 1 / 255.0)
+
+
+def _u(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
+    return torch.rand(n, generator=g) * (hi - lo) + lo
+
+
+def geometric(images: torch.Tensor, g: torch.Generator, img_size: int, *,
+              rot_p: float = 0.5, degrees: float = 6.0, scale: tuple[float, float] = (0.8, 1.0),
+              flip_p: float = 0.5, unit: bool = True) -> torch.Tensor:
+    """Rotate -> RandomResizedCrop (ratio 1) -> h-flip, as one warp.
+
+    images: uint8 [B, 3, S, S] -> float [B, 3, img_size, img_size] in [0, 1] (in [0, 255]
+    when ``unit`` is False).
+    """
+    b = images.shape[0]
+    angle = torch.where(torch.rand(b, generator=g) < rot_p,
+                        _u(g, b, -degrees, degrees), torch.zeros(b)) * (math.pi / 180)  # [B]
+    half = _u(g, b, scale[0], scale[1]).sqrt()  # [B] crop half-size in normalised units
+    centre = (torch.rand(b, 2, generator=g) * 2 - 1) * (1 - half).unsqueeze(1)  # [B, 2]
+    flip = torch.where(torch.rand(b, generator=g) < flip_p, -1.0, 1.0)  # [B]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)  # [B,2,2]
+    scale_m = torch.diag_embed(torch.stack([half * flip, half], -1))  # [B, 2, 2]
+    theta = torch.cat([rot @ scale_m, (rot @ centre.unsqueeze(-1))], -1)  # [B, 2, 3]
+    grid = F.affine_grid(theta, [b, 3, img_size, img_size], align_corners=False)
+    x = images.float()
+    return F.grid_sample(x.div_(255.0) if unit else x, grid, mode="bilinear",
+                         padding_mode="zeros", align_corners=False)
+
+
+def grey(x: torch.Tensor) -> torch.Tensor:
+    """x: float [B, 3, H, W] -> luma [B, 1, H, W] (ITU-R 601, as torchvision)."""
+    w = torch.tensor(_GREY, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """x: float [N, 3, H, W] in [0, 1] -> hsv [N, 3, H, W], hue in [0, 1)."""
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    eq = maxc == minc
+    cr = maxc - minc
+    ones = torch.ones_like(maxc)
+    s = cr / torch.where(eq, ones, maxc)
+    div = torch.where(eq, ones, cr)
+    rc, gc, bc = (maxc - r) / div, (maxc - g) / div, (maxc - b) / div
+    hr = (maxc == r) * (bc - gc)
+    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
+    h = torch.remainder((hr + hg + hb) / 6.0 + 1.0, 1.0)
+    return torch.stack([h, s, maxc], 1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """x: hsv [N, 3, H, W] -> rgb [N, 3, H, W]."""
+    h, s, v = x.unbind(1)
+    h6 = h * 6.0
+    i = torch.floor(h6)
+    f = h6 - i
+    i = i.long().remainder(6).unsqueeze(1)  # [N, 1, H, W]
+    p = (v * (1.0 - s)).clamp(0.0, 1.0)
+    q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
+    t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
+    table = {  # sector -> (r, g, b)
+        "r": torch.stack([v, q, p, p, t, v], 1), "g": torch.stack([t, v, v, q, p, p], 1),
+        "b": torch.stack([p, p, t, v, v, q], 1)}
+    return torch.cat([table[c].gather(1, i) for c in "rgb"], 1)
+
+
+def _adjust(x: torch.Tensor, op: int, f: torch.Tensor) -> torch.Tensor:
+    """One colour-jitter op on x [n, 3, H, W] with per-sample factors f [n]."""
+    fv = f.view(-1, 1, 1, 1)
+    if op == 0:  # brightness
+        return (x * fv).clamp_(0.0, 1.0)
+    if op == 1:  # contrast: blend with the mean grey level
+        m = grey(x).mean((1, 2, 3), keepdim=True)
+        return (fv * x + (1 - fv) * m).clamp_(0.0, 1.0)
+    if op == 2:  # saturation: blend with the grey image
+        return (fv * x + (1 - fv) * grey(x)).clamp_(0.0, 1.0)
+    hsv = rgb_to_hsv(x)  # hue
+    hsv[:, 0] = torch.remainder(hsv[:, 0] + f.view(-1, 1, 1), 1.0)
+    return hsv_to_rgb(hsv)
+
+
+def colour_jitter(x: torch.Tensor, g: torch.Generator, *, p: float = 0.8,
+                  strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)) -> torch.Tensor:
+    """torchvision ColorJitter applied with probability p per sample; x float [B, 3, H, W]."""
+    b = x.shape[0]
+    apply = torch.rand(b, generator=g) < p  # [B]
+    br, co, sa, hu = strength
+    factors = torch.stack([_u(g, b, 1 - br, 1 + br), _u(g, b, 1 - co, 1 + co),
+                           _u(g, b, 1 - sa, 1 + sa), _u(g, b, -hu, hu)], 1)  # [B, 4]
+    order = torch.argsort(torch.rand(b, 4, generator=g), 1)  # [B, 4] random op order
+    x = x.clone()
+    for step in range(4):
+        for op in range(4):
+            idx = torch.nonzero(apply & (order[:, step] == op)).flatten()
+            if idx.numel():
+                x[idx] = _adjust(x[idx], op, factors[idx, op])
+    return x
+
+
+def random_grayscale(x: torch.Tensor, g: torch.Generator, p: float = 0.2) -> torch.Tensor:
+    """Replace each sample by its luma (3 channels) with probability p."""
+    m = (torch.rand(x.shape[0], generator=g) < p).view(-1, 1, 1, 1)
+    return torch.where(m, grey(x).expand_as(x), x)
+
+
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_INV = torch.linalg.inv(_YIQ)
+
+
+def colour_matrices(means: torch.Tensor, g: torch.Generator, *, grey_p: float = 0.2,
+                    p: float = 0.8, strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random grayscale + colour jitter as per-sample affine colour maps.
+
+    means: [B, 3] per-sample channel means of the input (for contrast). Returns (M [B, 3, 3],
+    o [B, 3]) with output pixel = M @ pixel + o, before clamping. Draws the same random
+    numbers, in the same order, as :func:`random_grayscale` followed by :func:`colour_jitter`.
+    """
+    b = means.shape[0]
+    eye = torch.eye(3).expand(b, 3, 3)
+    grey_m = torch.tensor(_GREY).view(1, 1, 3).expand(b, 3, 3)  # every row = luma weights
+    use_grey = (torch.rand(b, generator=g) < grey_p).view(-1, 1, 1)
+    m = torch.where(use_grey, grey_m, eye)  # [B, 3, 3]
+    o = torch.zeros(b, 3)
+    apply = torch.rand(b, generator=g) < p  # [B]
+    br, co, sa, hu = strength
+    f = torch.stack([_u(g, b, 1 - br, 1 + br), _u(g, b, 1 - co, 1 + co),
+                     _u(g, b, 1 - sa, 1 + sa), _u(g, b, -hu, hu)], 1)  # [B, 4]
+    order = torch.argsort(torch.rand(b, 4, generator=g), 1)  # [B, 4]
+    f = torch.where(apply.unsqueeze(1), f, torch.tensor([1.0, 1.0, 1.0, 0.0]))  # identity if off
+    luma = torch.tensor(_GREY)
+    ang = f[:, 3] * 2 * math.pi
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    rot = torch.zeros(b, 3, 3)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+    ops = [
+        f[:, 0].view(-1, 1, 1) * eye,  # brightness
+        None,  # contrast: depends on the current mean, built per step
+        f[:, 2].view(-1, 1, 1) * eye + (1 - f[:, 2]).view(-1, 1, 1) * grey_m,  # saturation
+        _YIQ_INV @ rot @ _YIQ,  # hue
+    ]
+    for step in range(4):
+        op = order[:, step]
+        mean_grey = ((m @ means.unsqueeze(-1)).squeeze(-1) + o) @ luma  # [B]
+        c = f[:, 1]
+        ops[1] = c.view(-1, 1, 1) * eye
+        c_off = ((1 - c) * mean_grey).unsqueeze(1).expand(b, 3)  # [B, 3]
+        t = torch.stack(ops, 1)[torch.arange(b), op]  # [B, 3, 3]
+        off = torch.where((op == 1).unsqueeze(1), c_off, torch.zeros(b, 3))
+        m, o = t @ m, (t @ o.unsqueeze(-1)).squeeze(-1) + off
+    return m, o
+
+
+def erase_boxes(shape: torch.Size, g: torch.Generator, *, p: float = 0.5,
+                scale: tuple[float, float] = (0.02, 0.33), ratio: tuple[float, float] = (0.3, 3.3),
+                attempts: int = 10) -> list[tuple[int, int, int, int, int]]:
+    """torchvision RandomErasing boxes, vectorised: up to ``attempts`` per sample, first fit.
+
+    Returns (sample, top, left, height, width) for every sample that gets erased.
+    """
+    b, _, hgt, wid = shape
+    apply = torch.rand(b, generator=g) < p  # [B]
+    area = hgt * wid * _u(g, b * attempts, *scale).view(b, attempts)
+    aspect = torch.exp(_u(g, b * attempts, math.log(ratio[0]), math.log(ratio[1]))).view(b, attempts)
+    eh = torch.round(torch.sqrt(area * aspect))
+    ew = torch.round(torch.sqrt(area / aspect))
+    ok = (eh < hgt) & (ew < wid)  # [B, A]
+    first = torch.argmax(ok.int(), 1)  # [B] first fitting attempt
+    rows = torch.arange(b)
+    eh, ew = eh[rows, first], ew[rows, first]
+    apply &= ok.any(1)
+    top = torch.floor(torch.rand(b, generator=g) * (hgt - eh + 1))
+    left = torch.floor(torch.rand(b, generator=g) * (wid - ew + 1))
+    return [(i, int(top[i]), int(left[i]), int(eh[i]), int(ew[i]))
+            for i in torch.nonzero(apply).flatten().tolist()]
+
+
+def random_erasing(x: torch.Tensor, g: torch.Generator, *, p: float = 0.5,
+                   scale: tuple[float, float] = (0.02, 0.33),
+                   ratio: tuple[float, float] = (0.3, 3.3), value: float = 0.0,
+                   attempts: int = 10) -> torch.Tensor:
+    """Erase one random box per sample with probability p, in place; x float [B, C, H, W]."""
+    for i, top, left, h, w in erase_boxes(x.shape, g, p=p, scale=scale, ratio=ratio,
+                                          attempts=attempts):
+        x[i, :, top:top + h, left:left + w] = value
+    return x
+
+
+def apvit_train(images: torch.Tensor, g: torch.Generator, img_size: int) -> torch.Tensor:
+    """The APViT/TransFER training pipeline; images uint8 [B, 3, S, S] -> float [B, 3, s, s]."""
+    x = geometric(images, g, img_size, unit=False)  # [B, 3, s, s] in 0..255
+    b = x.shape[0]
+    m, o = colour_matrices(x.mean((2, 3)) / 255.0, g)  # [B, 3, 3], [B, 3]
+    x = torch.baddbmm(o.unsqueeze(-1), m / 255.0, x.view(b, 3, -1)).view_as(x)  # [B, 3, s, s]
+    x = _normalize_(x.clamp_(0.0, 1.0))
+    return random_erasing(x, g)
+
+
+def apvit_train_tv(images: torch.Tensor, g: torch.Generator, img_size: int) -> torch.Tensor:
+    """As :func:`apvit_train` with torchvision's colour semantics (per-op clamps, HSV hue)."""
+    x = geometric(images, g, img_size)
+    x = random_grayscale(x, g)
+    x = colour_jitter(x, g)
+    return random_erasing(normalize(x), g)
