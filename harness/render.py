@@ -212,8 +212,9 @@ def comparisons_frame(cells: pd.DataFrame, table_id: str) -> pd.DataFrame:
     t = cells[(cells["table_id"] == table_id) & ~cells["is_baseline"] & ~cells["reference"]]
     if t.empty:
         return pd.DataFrame()
+    mark = np.where(t["synthetic"].astype(bool), f" {SYNTHETIC_MARK}", "")
     return pd.DataFrame({
-        "Row": t["row"], "Dataset": t["dataset_label"],
+        "Row": t["row"] + mark, "Dataset": t["dataset_label"],
         "n pairs": t["n_pairs"].fillna(0).astype(int),
         "b / c": [f"{int(b)} / {int(c)}" if math.isfinite(b) else "" for b, c in zip(t["mcnemar_b"], t["mcnemar_c"])],
         "Δ (95% bootstrap CI)": [f"{_num(d, signed=True)} [{_num(lo, signed=True)}, {_num(hi, signed=True)}]"

@@ -195,19 +195,22 @@ def build_report(
     *,
     benchmarks: pd.DataFrame | None = None,
     analysis: stats.Analysis | None = None,
+    seed_test: str = "welch",
 ) -> Path:
     """Write the static report for ``specs`` from ``frame`` into ``out_dir``; return index.html.
 
     ``frame`` follows the collect contract (one row per table x row x dataset x seed); tables
     of ``specs`` without any row in the frame are still listed, as missing. ``benchmarks`` (columns
     name, machine, median_ms, iqr_ms, rounds, batch, gflops, ...) adds the latency figure and table.
+    ``seed_test`` picks the seed-level test (``welch`` or ``wilcoxon``); ``analysis`` reuses a
+    precomputed :class:`harness.stats.Analysis` of the same frame.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = [s.id for s in specs]
     frame = frame[frame["table_id"].isin(ids)]
     frame = frame.iloc[np.argsort(frame["table_id"].map(ids.index).to_numpy(), kind="stable")].reset_index(drop=True)
-    analysis = analysis or stats.analyse(frame)
+    analysis = analysis or stats.analyse(frame, seed_method=seed_test)
     cells = analysis.cells
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)

@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="rebuild from an exported frame.parquet instead of the results store")
     p.add_argument("--benchmarks", default=None, metavar="FILE",
                    help="latency results (CSV or Parquet: name, machine, median_ms, iqr_ms, gflops, ...)")
+    p.add_argument("--seed-test", choices=("welch", "wilcoxon"), default="welch",
+                   help="seed-level test reported beside McNemar (default welch)")
     p.set_defaults(func=run)
 
 
@@ -62,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
     specs = [load_spec(t) for t in tables]
     if args.scale and "scale" in frame:
         frame = frame[frame["scale"].isna() | (frame["scale"] == args.scale)]
+    if not args.scale and "scale" in frame:
+        ran = frame[frame["status"].isin(["ok", "stale", "failed"])]
+        mixed = {t: sorted(map(str, g.dropna().unique())) for t, g in ran.groupby("table_id")["scale"]
+                 if g.dropna().nunique() > 1}
+        if mixed:
+            raise UserError(f"results of several scale presets would be pooled ({mixed}); pass --scale")
     benchmarks = _read_table_file(Path(args.benchmarks)) if args.benchmarks else None
-    index = build_report(frame, specs, Path(args.out), benchmarks=benchmarks)
+    index = build_report(frame, specs, Path(args.out), benchmarks=benchmarks, seed_test=args.seed_test)
     print(index)
     return 0

@@ -208,3 +208,13 @@ def test_statistics_text_mentions_choices():
     text = " ".join(t for _, t in stats.statistics_text())
     for word in ("McNemar", "pooled", "Holm", "Kendall", "bootstrap", "Welch", "n = 1"):
         assert word in text
+
+
+def test_wilcoxon_option_uses_seed_matched_accuracies():
+    frame = make_frame(seeds=(0, 1, 2, 3, 4, 5), n_samples=100)
+    a = stats.analyse(frame, n_boot=50, seed_method="wilcoxon")
+    row = a.comparisons.set_index(["row", "dataset"]).loc[("LANet / SUM", "rafdb")]
+    acc = frame[frame.dataset == "rafdb"].pivot_table(index="seed", columns="row", values="accuracy")
+    ref = sps.wilcoxon(acc["LANet / SUM"], acc["ABS / SUM"])
+    assert row.seed_p == pytest.approx(ref.pvalue, abs=TOL)
+    assert "Wilcoxon" in " ".join(t for _, t in stats.statistics_text(a.params))
