@@ -187,13 +187,25 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _stratified_pick(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask choosing round(fraction * n_c) samples of every class c, seeded."""
+    """Boolean mask choosing round(fraction * N) samples, spread over classes in proportion.
+
+    Each class c gets floor(fraction * n_c); the remaining picks go to the classes with the
+    largest remainders (ties to the lower class index), never taking a class's last sample.
+    Which samples of a class are picked is seeded by ``rng``.
+    """
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = fraction * counts
+    take = np.floor(quota).astype(int)
+    take = np.minimum(take, np.maximum(counts - 1, 0))
+    want = int(round(fraction * len(labels)))
+    for c in np.argsort(-(quota - np.floor(quota)), kind="stable"):
+        if take.sum() >= want:
+            break
+        if take[c] < counts[c] - 1:
+            take[c] += 1
     mask = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
+    for c, k in zip(classes, take):
         idx = np.flatnonzero(labels == c)
-        k = int(round(fraction * len(idx)))
-        if k == len(idx) and len(idx) > 1 and fraction < 1:
-            k -= 1
         mask[rng.permutation(idx)[:k]] = True
     return mask
 
