@@ -18,18 +18,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.cells import Cell, code_version, split_overrides
+from harness.cells import canonical_json, code_version, split_overrides
 from harness.specs import TableSpec, load_spec
 from harness.store import Store
 
 NAN = math.nan
 
 
+_SLOT_FIELDS = ("method", "model", "train", "data", "dataset", "protocol", "scale", "seed")
+
+
+def slot_key(cell: dict[str, Any]) -> str:
+    """What a table cell asks for, whatever the code version, data fingerprint or data source."""
+    return canonical_json({k: cell[k] for k in _SLOT_FIELDS})
+
+
 def _index_records(store: Store) -> tuple[dict[str, dict], dict[str, list[dict]]]:
     by_id, by_key = {}, {}
     for rec in store.iter_records():
         by_id[rec["cell_id"]] = rec
-        by_key.setdefault(rec["cell"]["logical_key"], []).append(rec)
+        by_key.setdefault(slot_key(rec["cell"]), []).append(rec)
     return by_id, by_key
 
 
@@ -40,7 +48,7 @@ def _known_cells(store: Store) -> dict[str, list[dict[str, Any]]]:
     for p in paths:
         c = store.cell(p.parent.name)
         if c:
-            out.setdefault(c["logical_key"], []).append(c)
+            out.setdefault(slot_key(c), []).append(c)
     return out
 
 
@@ -94,16 +102,14 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                              "status": "reference", "stale": False, "failed": False, "synthetic": False,
                              "error": None, "attempts": 0, "log_path": None})
                 continue
-            # The configs planned for this row and column, from any code version and data.
-            probe = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.key,
-                         protocol=col.protocol, scale=scale or "tiny", seed=0, fingerprint="",
-                         code_version="", synthetic=False, data_root="")
+            probe = {"method": method, "model": model_o, "train": train_o, "data": data_o, "dataset": col.key,
+                     "protocol": col.protocol}
             scales = [scale] if scale else sorted({c["scale"] for cs in known.values() for c in cs} or {"tiny"})
             for sc in scales:
                 seeds = range(spec.seeds)
                 for seed in seeds:
-                    c = Cell(**{**probe.__dict__, "scale": sc, "seed": seed})
-                    candidates = known.get(c.logical_key, [])
+                    key = slot_key({**probe, "scale": sc, "seed": seed})
+                    candidates = known.get(key, [])
                     current = [k for k in candidates if k["code_version"] == version]
                     planned = current[0] if current else None
                     rec = by_id.get(planned["id"]) if planned else None
@@ -115,7 +121,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                                      "failed": False, "synthetic": bool(rec["data"]["synthetic"])})
                         continue
                     fail = store.failure(planned["id"]) if planned else None
-                    old = [r for r in by_key.get(c.logical_key, []) if not planned or r["cell_id"] != planned["id"]]
+                    old = [r for r in by_key.get(key, []) if not planned or r["cell_id"] != planned["id"]]
                     if fail is not None:
                         rows.append({**entry, **_empty_metrics(), "status": "failed", "stale": False, "failed": True,
                                      "error": f"{fail['error_type']}: {fail['message']}",

@@ -30,6 +30,7 @@ from harness.cells import Cell
 from harness.errors import UserError
 from harness.runner import CellJob
 from harness.store import Store
+from harness.workqueue import QueueWorker, WorkQueue
 
 EXECUTORS = ("local", "debug", "slurm")
 
@@ -190,7 +191,8 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig,
             for c, job in zip(mine, jobs):
                 store.update_claim(c.id, slurm_job_id=job.job_id)
             mine = []
-        _run_bounded(executor, cfg, mine, store, threads, summary, bar, on_event)
+        (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, mine, store, threads, summary, bar,
+                                                            on_event)
         _wait_for_others(theirs, store, cfg, summary, bar)
     finally:
         bar.close()
@@ -210,51 +212,101 @@ def _submit_array(executor: submitit.Executor, cells: list[Cell], store: Store, 
                               [threads] * len(cells))
 
 
-def _run_bounded(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
-                 summary: Summary, bar, on_event) -> None:
-    pending = list(cells)
-    attempts: dict[str, int] = {}
-    running: dict[str, tuple[Cell, submitit.Job]] = {}
-    limit = len(pending) if cfg.name == "slurm" else cfg.parallel()
-    if cfg.name == "slurm" and pending:  # SLURM bounds concurrency itself: submit one array
-        for c, job in zip(pending, _submit_array(executor, pending, store, threads)):
-            running[c.id] = (c, job)
-            store.update_claim(c.id, slurm_job_id=job.job_id)
-        pending = []
-    while pending or running:
-        while pending and len(running) < limit:
-            c = pending.pop(0)
-            attempts[c.id] = attempts.get(c.id, 0) + 1
-            running[c.id] = (c, executor.submit(CellJob(), c.to_dict(), str(store.root), threads))
+def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
+               summary: Summary, bar, on_event) -> None:
+    """Local and debug: ``max_parallel`` queue workers drain this invocation's cells."""
+    if not cells:
+        return
+    queue = WorkQueue(store.root / "queue" / f"{os.getpid()}-{time.time_ns()}")
+    for i, c in enumerate(cells):
+        queue.put(i, c.to_dict())
+    attempts = {c.id: 1 for c in cells}
+    remaining = {c.id for c in cells}
+    workers: dict[int, submitit.Job] = {}
+
+    def spawn(slot: int) -> None:
+        workers[slot] = executor.submit(QueueWorker(), str(queue.root), str(store.root), slot, threads)
+
+    for slot in range(1 if cfg.name == "debug" else min(cfg.parallel(), len(cells))):
+        spawn(slot)
+    while remaining:
+        for slot, job in list(workers.items()):
             if cfg.name == "debug":
-                break  # the debug executor runs on result(): one at a time
-        for cid, (c, job) in list(running.items()):
-            if cfg.name != "debug" and not job.done():
+                _result_quietly(job)  # the debug executor runs the worker here, in-process
+            elif not job.done():
                 continue
-            if cfg.name == "debug":
-                try:
-                    job.result()
-                except Exception:
-                    pass
-            del running[cid]
+            del workers[slot]
+            for item in queue.held(slot):  # the worker died inside this cell: killed, out of memory...
+                etype, msg, tail = _failure_of(job)
+                store.record_failure(queue.cell_id(item), error_type=etype, message=msg, traceback_tail=tail,
+                                     log_path=str(job.paths.stderr))
+                queue.finish(item)
+        for item in queue.done():
+            cid = queue.cell_id(item)
+            if cid not in remaining:
+                continue
             if store.record(cid) is not None:
+                remaining.discard(cid)
                 summary.done.append(cid)
                 bar.update(1)
                 _emit(on_event, "done", cid)
-                continue
-            etype, msg, tail = _failure_of(job)
-            entry = store.record_failure(cid, error_type=etype, message=msg, traceback_tail=tail,
-                                         log_path=str(job.paths.stderr))
-            if attempts[cid] <= cfg.max_retries:
-                pending.append(c)
-                continue
-            summary.failed.append(cid)
-            bar.update(1)
-            tqdm.write(f"cell {cid} failed ({entry['error_type']}: {entry['message'][:160]}); log: {entry['log_path']}",
-                       file=sys.stderr)
-            _emit(on_event, "failed", cid)
-        if running:
+            elif attempts[cid] <= cfg.max_retries:
+                attempts[cid] += 1
+                queue.requeue(item)
+            else:
+                remaining.discard(cid)
+                summary.failed.append(cid)
+                bar.update(1)
+                entry = store.failure(cid) or {}
+                tqdm.write(f"cell {cid} failed ({entry.get('error_type')}: {str(entry.get('message'))[:160]}); "
+                           f"log: {entry.get('log_path')}", file=sys.stderr)
+                _emit(on_event, "failed", cid)
+        if queue.pending() and len(workers) < (1 if cfg.name == "debug" else cfg.parallel()):
+            spawn(next(s for s in range(cfg.parallel() + 1) if s not in workers))
+        if remaining and workers and cfg.name != "debug":
             time.sleep(cfg.poll_s)
+
+
+def _result_quietly(job: submitit.Job) -> None:
+    try:
+        job.result()
+    except Exception:
+        pass  # the outcome is read from the store and the queue
+
+
+def _run_slurm(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
+               summary: Summary, bar, on_event) -> None:
+    """SLURM: one array job per invocation, one task per cell; SLURM bounds the concurrency."""
+    running = {}
+    for c, job in zip(cells, _submit_array(executor, cells, store, threads)):
+        running[c.id] = job
+        store.update_claim(c.id, slurm_job_id=job.job_id)
+    while running:
+        for cid, job in list(running.items()):
+            if not job.done():
+                continue
+            del running[cid]
+            if store.record(cid) is not None:
+                summary.done.append(cid)
+                _emit(on_event, "done", cid)
+            else:
+                if store.failure(cid) is None or store.failure(cid)["time"] < job_submitted(job):
+                    etype, msg, tail = _failure_of(job)
+                    store.record_failure(cid, error_type=etype, message=msg, traceback_tail=tail,
+                                         log_path=str(job.paths.stderr))
+                summary.failed.append(cid)
+                _emit(on_event, "failed", cid)
+            bar.update(1)
+        if running:
+            time.sleep(max(cfg.poll_s, 2.0))
+
+
+def job_submitted(job: submitit.Job) -> float:
+    """When a job was submitted (the mtime of its pickled submission)."""
+    try:
+        return job.paths.submitted_pickle.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _wait_for_others(cells: list[Cell], store: Store, cfg: ExecutorConfig, summary: Summary, bar) -> None:

@@ -22,6 +22,7 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from importlib import metadata
@@ -298,20 +299,36 @@ def _save_checkpoint(path: Path, model, opt, sched, state) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def job_log_path() -> str | None:
+    """The stderr log of the submitit job running this code, if any."""
+    try:
+        return str(submitit.JobEnvironment().paths.stderr)
+    except RuntimeError:
+        return None
+
+
+def run_and_record(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any] | None:
+    """Train a cell; on an exception write its ledger entry (and return None) instead of raising.
+
+    Recording in the worker keeps the ledger complete when the submitting process has detached.
+    A process killed outright cannot record anything: the executor does it for it.
+    """
+    try:
+        return train_cell(cell, store, threads=threads)
+    except Exception as err:
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        store.record_failure(cell.id, error_type=type(err).__name__, message=str(err), traceback_tail=tb,
+                             log_path=job_log_path())
+        return None
+
+
 class CellJob(submitit.helpers.Checkpointable):
-    """The callable that executors submit: ``CellJob()(cell_dict, results_dir, threads)``.
+    """Run one cell as one job: ``CellJob()(cell_dict, results_dir, threads)`` (SLURM arrays).
 
     On preemption or timeout submitit calls :meth:`checkpoint`, which re-submits the same call;
     training state is already on disk (one checkpoint per epoch), so the new job resumes.
     """
 
-    def __call__(self, cell: dict[str, Any], results_dir: str, threads: int = 1) -> dict[str, Any]:
-        store = Store(results_dir)
-        c = Cell.from_dict(cell)
-        try:
-            rec = train_cell(c, store, threads=threads)
-        except Exception:
-            # The parent writes the ledger; leave the traceback in the job's stderr for it.
-            traceback.print_exc()
-            raise
-        return {"cell_id": c.id, "accuracy": rec["metrics"]["accuracy"], "wall_s": rec["timing"]["wall_s"]}
+    def __call__(self, cell: dict[str, Any], results_dir: str, threads: int = 1) -> bool:
+        return run_and_record(Cell.from_dict(cell), Store(results_dir), threads=threads) is not None

@@ -1,0 +1,95 @@
+"""A work queue in a directory, and the worker that drains it.
+
+The local executor does not start one process per cell: importing torch, timm and the harness
+costs seconds, which would be a large share of a tiny cell. Instead it starts ``max_parallel``
+workers, each a submitit job that takes cells from this queue until it is empty.
+
+Layout: ``pending/<order>-<cell id>.json`` -> ``held/<slot>/...`` (taken by worker ``slot``) ->
+``done/...``. Every move is an atomic ``rename``, so two workers never take the same item. A
+worker that is preempted keeps its held item; when submitit requeues it, it resumes that item
+first (from the cell's epoch checkpoint).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from harness.cells import Cell
+from harness.runner import run_and_record
+from harness.store import Store
+
+
+class WorkQueue:
+    """Pending, held and done items of one invocation."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        for d in ("pending", "held", "done"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+
+    def put(self, order: int, cell: dict[str, Any]) -> None:
+        """Add a cell; lower ``order`` is taken first."""
+        tmp = self.root / f".{cell['id']}.tmp"
+        tmp.write_text(json.dumps(cell))
+        os.replace(tmp, self.root / "pending" / f"{order:06d}-{cell['id']}.json")
+
+    def take(self, slot: int) -> Path | None:
+        """Move the first pending item to ``held/<slot>``; None when nothing is pending."""
+        dest = self.root / "held" / str(slot)
+        dest.mkdir(exist_ok=True)
+        for item in sorted((self.root / "pending").glob("*.json")):
+            try:
+                item.rename(dest / item.name)
+            except FileNotFoundError:
+                continue  # another worker took it first
+            return dest / item.name
+        return None
+
+    def held(self, slot: int) -> list[Path]:
+        """Items worker ``slot`` took and has not finished."""
+        return sorted((self.root / "held" / str(slot)).glob("*.json"))
+
+    def finish(self, item: Path) -> None:
+        """Mark an item done, whatever its outcome (the store has the record or the failure)."""
+        item.rename(self.root / "done" / item.name)
+
+    def requeue(self, item: Path) -> None:
+        """Put a done item back in pending (an automatic retry)."""
+        item.rename(self.root / "pending" / item.name)
+
+    def pending(self) -> int:
+        """How many items wait for a worker."""
+        return sum(1 for _ in (self.root / "pending").glob("*.json"))
+
+    def done(self) -> list[Path]:
+        """Finished items."""
+        return sorted((self.root / "done").glob("*.json"))
+
+    @staticmethod
+    def cell_id(item: Path) -> str:
+        """The cell id an item stands for."""
+        return item.stem.split("-", 1)[1]
+
+
+class QueueWorker(submitit.helpers.Checkpointable):
+    """``QueueWorker()(queue_dir, results_dir, slot, threads)``: run cells until the queue is empty.
+
+    Preemption or timeout re-submits the same call (submitit's checkpointing); the new process
+    resumes its held item first, and the cell resumes from its last epoch checkpoint.
+    """
+
+    def __call__(self, queue_dir: str, results_dir: str, slot: int, threads: int = 1) -> int:
+        queue, store = WorkQueue(queue_dir), Store(results_dir)
+        n = 0
+        while True:
+            held = queue.held(slot)
+            item = held[0] if held else queue.take(slot)
+            if item is None:
+                return n
+            run_and_record(Cell.from_dict(json.loads(item.read_text())), store, threads=threads)
+            queue.finish(item)
+            n += 1
