@@ -29,7 +29,7 @@ from tqdm import tqdm
 from harness.cells import Cell
 from harness.errors import UserError
 from harness.runner import CellJob
-from harness.store import Store
+from harness.store import Store, slurm_job_alive
 from harness.workqueue import QueueWorker, WorkQueue
 
 EXECUTORS = ("local", "debug", "slurm")
@@ -276,22 +276,32 @@ def _result_quietly(job: submitit.Job) -> None:
 
 def _run_slurm(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
                summary: Summary, bar, on_event) -> None:
-    """SLURM: one array job per invocation, one task per cell; SLURM bounds the concurrency."""
+    """SLURM: one array job per invocation, one task per cell; SLURM bounds the concurrency.
+
+    Without accounting (a small or local cluster) ``sacct`` fails and submitit never learns a
+    job's state; ``job.done()`` still sees the result file of a job that returned or raised, but
+    a job killed outright leaves none. So a job that ``squeue`` no longer lists, twice in a row,
+    is over, result file or not.
+    """
     running = {}
+    gone: dict[str, int] = {}
     for c, job in zip(cells, _submit_array(executor, cells, store, threads)):
         running[c.id] = job
         store.update_claim(c.id, slurm_job_id=job.job_id)
     while running:
         for cid, job in list(running.items()):
             if not job.done():
-                continue
+                gone[cid] = 0 if slurm_job_alive(job.job_id) else gone.get(cid, 0) + 1
+                if gone[cid] < 2:
+                    continue
             del running[cid]
             if store.record(cid) is not None:
                 summary.done.append(cid)
                 _emit(on_event, "done", cid)
             else:
-                if store.failure(cid) is None or store.failure(cid)["time"] < job_submitted(job):
-                    etype, msg, tail = _failure_of(job)
+                prior = store.failure(cid)
+                if prior is None or prior["time"] < job_submitted(job):
+                    etype, msg, tail = _failure_of(job) if job.done() else _failure_from_log(job)
                     store.record_failure(cid, error_type=etype, message=msg, traceback_tail=tail,
                                          log_path=str(job.paths.stderr))
                 summary.failed.append(cid)
@@ -299,6 +309,15 @@ def _run_slurm(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
             bar.update(1)
         if running:
             time.sleep(max(cfg.poll_s, 2.0))
+
+
+def _failure_from_log(job: submitit.Job) -> tuple[str, str, str]:
+    """A job that vanished without a result: the tail of its log says what is known."""
+    try:
+        tail = "\n".join(Path(job.paths.stderr).read_text(errors="replace").splitlines()[-25:])
+    except OSError:
+        tail = ""
+    return "Killed", "the job ended without a result (killed, cancelled or out of memory)", tail
 
 
 def job_submitted(job: submitit.Job) -> float:
