@@ -216,9 +216,11 @@ def build_report(
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     shutil.copyfile(TEMPLATES_DIR / "report.css", out_dir / "report.css")
 
-    synthetic = bool(frame["synthetic"].fillna(False).astype(bool).any()) if "synthetic" in frame else False
-    synthetic_tables = sorted(set(frame.loc[frame["synthetic"].fillna(False).astype(bool), "table_id"])) \
-        if synthetic else []
+    # The banner: any result (ok or stale) that comes from synthetic stand-in data.
+    synth_rows = (frame["synthetic"].eq(True) & frame["status"].isin(["ok", "stale"])) \
+        if "synthetic" in frame else pd.Series(False, index=frame.index)
+    synthetic = bool(synth_rows.any())
+    synthetic_tables = list(dict.fromkeys(frame.loc[synth_rows, "table_id"]))
     common = {
         "synthetic": synthetic, "synthetic_tables": synthetic_tables, "synth_mark": render.SYNTHETIC_MARK,
         "legend": render.LEGEND, "nav": ids,

@@ -324,7 +324,9 @@ def cell_stats(frame: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFr
                 "paper_extra": _first(g["paper_extra"], {}) if "paper_extra" in g else {},
                 "is_baseline": bool(g["is_baseline"].any()) if "is_baseline" in g else False,
                 "reference": bool(g["reference"].any()) if "reference" in g else False,
-                "synthetic": bool(ok["synthetic"].any()) if ("synthetic" in ok and len(ok)) else False,
+                # any seed that produced a result (ok or stale) on synthetic stand-in data
+                "synthetic": bool(g.loc[g["status"].isin(["ok", "stale"]), "synthetic"].eq(True).any())
+                if "synthetic" in g else False,
                 "n_failed": int((g["status"] == "failed").sum()),
                 "n_missing": int((g["status"] == "missing").sum()),
                 "n_stale": int((g["status"] == "stale").sum()),
