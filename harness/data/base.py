@@ -253,14 +253,16 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
     bad.skipped.extend(raw.skipped)
     synthetic = (root / SYNTHETIC_MARKER).is_file()
 
+    content = hashlib.sha256()
+    _hash_files(content, root, raw)
+    content_key = content.hexdigest()  # the files alone: keys the decoded-image cache
     h = hashlib.sha256()
     h.update(json.dumps({"dataset": name, "protocol": protocol, "classes": raw.class_names,
                          "label_map": raw.label_map, "val_policy": raw.val_policy,
                          "fractions": raw.fractions, "val_fraction": val_fraction
                          if raw.val_policy == "carve" else None, "split_seed": split_seed},
                         sort_keys=True, default=str).encode())
-    _hash_files(h, root, raw)
-    content_key = h.hexdigest()
+    h.update(content_key.encode())
 
     # Decode every official entry once (the order is fixed by the annotation files).
     order = [(s, e) for s in sorted(raw.official) for e in raw.official[s]]

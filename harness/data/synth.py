@@ -35,7 +35,7 @@ from harness.data.labels import (AFFECTNET_LABELS, CANONICAL_CLASSES, EXPW_LABEL
                                  RAFDB_LABELS, SFEW_FOLDERS)
 from harness.errors import UserError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CACHE_ENV = "FERBENCH_CACHE"
 SCALES = {"tiny": 1, "small": 4, "medium": 10}
 
@@ -103,10 +103,10 @@ def _identity(seed: int, ident: int) -> dict:
     return {
         "skin": skin, "hair": hair, "hair_style": int(r.integers(3)),
         "hair_depth": r.uniform(0.45, 0.62), "face_w": r.uniform(0.28, 0.36),
-        "face_h": r.uniform(0.38, 0.46), "eye_dx": r.uniform(0.11, 0.15),
-        "eye_y": r.uniform(-0.09, -0.04), "eye_size": r.uniform(0.045, 0.06),
-        "brow_gap": r.uniform(0.05, 0.075), "brow_w": r.uniform(0.012, 0.022),
-        "mouth_y": r.uniform(0.16, 0.22), "mouth_w": r.uniform(0.09, 0.13),
+        "face_h": r.uniform(0.38, 0.46), "eye_dx": r.uniform(0.12, 0.15),
+        "eye_y": r.uniform(-0.09, -0.05), "eye_size": r.uniform(0.05, 0.065),
+        "brow_gap": r.uniform(0.055, 0.075), "brow_w": r.uniform(0.02, 0.03),
+        "mouth_y": r.uniform(0.17, 0.22), "mouth_w": r.uniform(0.12, 0.15),
         "nose_len": r.uniform(0.08, 0.12), "iris": np.clip(r.uniform(20, 120, 3), 0, 255),
         "bias": r.normal(0, 1, 8) * _IDENTITY_BIAS,
     }
@@ -139,9 +139,9 @@ def _mouth(d: ImageDraw.ImageDraw, mx: float, my: float, e: np.ndarray, idn: dic
     curve, opn, width, asym = e[0], max(e[1], 0.0), max(e[2], 0.4), e[6]
     mw = idn["mouth_w"] * s * width
     xs = np.linspace(-1, 1, 17)
-    corner = -curve * 0.05 * s * xs**2 - asym * 0.045 * s * np.clip(xs, 0, None) ** 2
+    corner = -curve * 0.07 * s * xs**2 - asym * 0.06 * s * np.clip(xs, 0, None) ** 2
     upper = my + corner - opn * 0.02 * s * (1 - xs**2)
-    lower = my + corner + opn * 0.075 * s * (1 - xs**2)
+    lower = my + corner + opn * 0.1 * s * (1 - xs**2)
     pts_u = [(mx + x * mw, y) for x, y in zip(xs, upper)]
     pts_l = [(mx + x * mw, y) for x, y in zip(xs, lower)]
     if opn > 0.12:
@@ -149,7 +149,7 @@ def _mouth(d: ImageDraw.ImageDraw, mx: float, my: float, e: np.ndarray, idn: dic
         if curve > 0.3 and opn > 0.2:  # teeth
             teeth = [(x, y + (yl - y) * 0.35) for (x, y), (_, yl) in zip(pts_u, pts_l)]
             d.polygon(pts_u + teeth[::-1], fill=(240, 240, 235, 255))
-    lw = max(2, int(0.014 * s))
+    lw = max(2, int(0.02 * s))
     d.line(pts_u, fill=lip, width=lw, joint="curve")
     d.line(pts_l, fill=lip, width=lw, joint="curve")
 
@@ -225,8 +225,8 @@ def render_face(r: np.random.Generator, expression: str, idn: dict, k: Knobs, si
         ir = min(eh, ew * 0.55) * 0.9
         d.ellipse([ex - ir, ey - ir, ex + ir, ey + ir], fill=tuple(int(v) for v in idn["iris"]) + (255,))
         d.arc([ex - ew, ey - eh, ex + ew, ey + eh], 180, 360, fill=shade, width=max(1, int(0.008 * s)))
-        by = ey - idn["brow_gap"] * s - e[3] * 0.035 * s
-        inner = (ex - sgn * ew * 1.05, by - e[4] * 0.03 * s)
+        by = ey - idn["brow_gap"] * s - e[3] * 0.045 * s
+        inner = (ex - sgn * ew * 1.05, by - e[4] * 0.04 * s)
         outer = (ex + sgn * ew * 1.1, by + e[4] * 0.012 * s)
         d.line([inner, outer], fill=hair, width=max(2, int(idn["brow_w"] * s)))
     nb = fy + idn["nose_len"] * s
