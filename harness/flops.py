@@ -14,14 +14,17 @@ Handles added with ``set_op_handle`` (fvcore has none for these and would count 
 
 Everything else fvcore does not count is reported, not guessed into the total: ``uncounted_ops``
 (op name -> number of calls) and ``uncounted_share``, an estimate of the FLOPs they would add at
-one FLOP per output element (activations, residual adds, PReLU, pooling, top-k, sort, softmax ...),
-relative to counted + estimated. Ops fvcore ignores on purpose (gather, cat, reshape, slicing ...)
-move data and are not part of either.
+one FLOP per output element, relative to counted + estimated. The estimate covers the ops in
+:data:`ESTIMATED_OPS` (activations, residual adds, PReLU, pooling, top-k, sort, softmax ...);
+any other uncounted op is listed in ``uncounted_not_estimated``. Ops fvcore ignores on purpose
+(gather, cat, reshape, slicing ...) move data and are not part of either. One trace does all of
+it: the estimating handles file their numbers under separate ``~op`` keys.
 """
 from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from typing import Any
 
 import torch
@@ -31,8 +34,9 @@ from fvcore.nn.jit_handles import get_shape
 
 FLOP_CONVENTION = "fvcore: one multiply-add = one FLOP (the numbers are MACs), as in the APViT paper"
 UNCOUNTED_SHARE_MEASURE = (
-    "estimate: one FLOP per output element of every op fvcore does not count, divided by "
-    "(counted + that estimate); data-movement ops fvcore ignores (gather, cat, views) are excluded"
+    "estimate: one FLOP per output element of each uncounted elementwise/reduction/pooling/top-k op "
+    "(harness.flops.ESTIMATED_OPS), divided by (counted + that estimate); ops in uncounted_not_estimated "
+    "and data-movement ops fvcore ignores (gather, cat, views) are not included"
 )
 
 
@@ -64,9 +68,27 @@ EXTRA_HANDLES = {
 }
 
 
-def _output_numel(inputs: list[Any], outputs: list[Any]) -> int:
-    shape = get_shape(outputs[0]) if outputs else None
-    return math.prod(shape) if shape else 0
+# Ops fvcore does not count whose cost the uncounted-share estimate includes (one FLOP per output
+# element); in-place variants are listed separately because the trace names them separately.
+_ELEMENTWISE = ("add", "sub", "rsub", "mul", "div", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "pow",
+                "sigmoid", "tanh", "gelu", "silu", "relu6", "hardswish", "hardsigmoid", "leaky_relu",
+                "prelu", "elu", "erf", "sign", "where", "minimum", "maximum", "clamp_min", "square")
+ESTIMATED_OPS: tuple[str, ...] = tuple(
+    f"aten::{op}{suffix}" for op in _ELEMENTWISE for suffix in ("", "_")
+) + tuple(f"aten::{op}" for op in (
+    "softmax", "log_softmax", "sum", "mean", "amax", "amin", "topk", "sort", "argsort", "cumsum",
+    "max_pool2d", "avg_pool2d", "adaptive_max_pool2d", "avg_pool1d", "linalg_vector_norm", "norm", "argmax",
+))
+
+
+def _estimating_handle(op: str, calls: Counter) -> Any:
+    key = "~" + op.split("::")[-1]
+
+    def handle(inputs: list[Any], outputs: list[Any]) -> Counter:
+        calls[op] += 1
+        shape = get_shape(outputs[0]) if outputs else None
+        return Counter({key: math.prod(shape) if shape else 0})
+    return handle
 
 
 def _quiet(analysis: FlopCountAnalysis) -> FlopCountAnalysis:
@@ -81,7 +103,8 @@ def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, 
     ``gflops`` (per image, multiply-add = 1 FLOP, see ``flop_convention``), ``gflops_by_operator``,
     ``params_m``, ``tokens_per_block`` (tokens entering each block, class token included) and
     ``tokens_before_head`` from the model's ``token_trace`` (None for models without one),
-    ``uncounted_ops`` (op -> calls), ``uncounted_share`` (+ ``uncounted_share_measure``).
+    ``uncounted_ops`` (op -> calls), ``uncounted_share`` (+ ``uncounted_share_measure``) and
+    ``uncounted_not_estimated`` (uncounted ops the share does not cover).
     """
     if batch < 1 or input_size < 1:
         raise ValueError(f"count_flops: batch ({batch}) and input_size ({input_size}) must be >= 1")
@@ -93,18 +116,18 @@ def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, 
         model.set_progress(1.0)
     try:
         x = torch.randn(batch, 3, input_size, input_size)
+        calls: Counter = Counter()
+        estimating = {op: _estimating_handle(op, calls) for op in ESTIMATED_OPS}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with torch.no_grad():
-                analysis = _quiet(FlopCountAnalysis(model, x).set_op_handle(**EXTRA_HANDLES))
-                total = analysis.total()
+                analysis = _quiet(FlopCountAnalysis(model, x).set_op_handle(**estimating, **EXTRA_HANDLES))
                 by_op = analysis.by_operator()
-                uncounted = dict(sorted(analysis.unsupported_ops().items()))
-                estimate = 0
-                if uncounted:
-                    rough = _quiet(FlopCountAnalysis(model, x).set_op_handle(**EXTRA_HANDLES))
-                    rough.set_op_handle(**{op: _output_numel for op in uncounted})
-                    estimate = rough.total() - total
+                not_estimated = analysis.unsupported_ops()
+        estimate = sum(v for op, v in by_op.items() if op.startswith("~"))
+        by_op = {op: v for op, v in by_op.items() if not op.startswith("~")}
+        total = sum(by_op.values())
+        uncounted = dict(sorted((calls + not_estimated).items()))
         trace = getattr(model, "token_trace", None) or {}
     finally:
         model.train(was_training)
@@ -122,4 +145,5 @@ def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, 
         "uncounted_ops": uncounted,
         "uncounted_share": estimate / (total + estimate) if total + estimate else 0.0,
         "uncounted_share_measure": UNCOUNTED_SHARE_MEASURE,
+        "uncounted_not_estimated": sorted(not_estimated),
     }
