@@ -208,6 +208,8 @@ def build_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = [s.id for s in specs]
+    if "table_id" not in frame:
+        frame = pd.DataFrame(columns=["table_id", "row", "dataset", "seed", "status", "synthetic"])
     frame = frame[frame["table_id"].isin(ids)]
     frame = frame.iloc[np.argsort(frame["table_id"].map(ids.index).to_numpy(), kind="stable")].reset_index(drop=True)
     analysis = analysis or stats.analyse(frame, seed_method=seed_test)
@@ -232,8 +234,7 @@ def build_report(
     tables_dir.mkdir(exist_ok=True)
     pages = []
     for spec in specs:
-        tframe = render.table_frame(cells, spec) if len(cells) else render.table_frame(
-            pd.DataFrame(columns=["table_id"]), spec)
+        tframe = render.table_frame(cells, spec)
         (tables_dir / f"{spec.id}.md").write_text(render.to_markdown(tframe) + "\n")
         (tables_dir / f"{spec.id}.tex").write_text(render.to_latex(tframe, spec.caption, f"tab:{spec.id}"))
         table_html = render.to_html(tframe, spec.id)

@@ -47,6 +47,18 @@ BOOT_SEED = 0
 
 CELL_KEYS = ["table_id", "row", "dataset"]
 
+# Column sets of the analysis frames (also the schema of an empty analysis).
+COMPARISON_COLUMNS = ["table_id", "row", "dataset", "n_pairs", "mcnemar_b", "mcnemar_c", "mcnemar_p",
+                      "diff", "diff_ci_low", "diff_ci_high", "seed_stat", "seed_p", "note",
+                      "p_holm", "seed_p_holm"]
+CELL_COLUMNS = ["table_id", "row", "dataset", "row_index", "dataset_label", "n", "seeds", "mean", "std",
+                "ci_low", "ci_high", "mean_class_accuracy", "gflops", "paper_value", "paper_extra",
+                "is_baseline", "reference", "synthetic", "n_failed", "n_missing", "n_stale", "method",
+                "overrides", "delta_paper", *COMPARISON_COLUMNS[3:], "paper_delta", "our_delta", "marker",
+                "verdict", "dataset_index"]
+SUMMARY_COLUMNS = ["table_id", "dataset", "dataset_label", "kendall_tau", "kendall_p", "kendall_n",
+                   "sign_agree", "sign_n", "sign_fraction", "synthetic"]
+
 # --- verdicts: the one definition ---------------------------------------------------------
 
 REPRODUCED = "reproduced"
@@ -418,11 +430,7 @@ def compare_to_baseline(
                         if len(ar):
                             rec["diff"] = float(np.mean(ar - ab))
                 records.append(rec)
-    out = pd.DataFrame.from_records(
-        records,
-        columns=["table_id", "row", "dataset", "n_pairs", "mcnemar_b", "mcnemar_c", "mcnemar_p",
-                 "diff", "diff_ci_low", "diff_ci_high", "seed_stat", "seed_p", "note"],
-    )
+    out = pd.DataFrame.from_records(records, columns=COMPARISON_COLUMNS[:-2])
     out["p_holm"] = np.nan
     out["seed_p_holm"] = np.nan
     for tid, idx in out.groupby("table_id").groups.items():
@@ -474,13 +482,16 @@ def analyse(
     seed_method: str = "welch",
 ) -> Analysis:
     """Run every statistic over the frame and attach a verdict to each cell."""
+    params = {"alpha": alpha, "confidence": confidence, "n_boot": n_boot, "boot_seed": boot_seed,
+              "seed_method": seed_method}
+    if frame.empty:
+        return Analysis(pd.DataFrame(columns=CELL_COLUMNS), pd.DataFrame(columns=COMPARISON_COLUMNS),
+                        pd.DataFrame(columns=SUMMARY_COLUMNS + [f"n_{k.replace(' ', '_')}" for k in VERDICTS]),
+                        params)
     cells = cell_stats(frame, confidence)
     comps = compare_to_baseline(
         frame, n_boot=n_boot, boot_seed=boot_seed, confidence=confidence, seed_method=seed_method
     )
-    if cells.empty:
-        cells = cells.reindex(columns=list(cells.columns) + ["verdict"])
-        return Analysis(cells, comps, pd.DataFrame(), {})
     cells = cells.merge(comps, on=CELL_KEYS, how="left")
     # Baseline mean / paper value per (table, dataset), for the deltas against it.
     base = cells[cells["is_baseline"]].set_index(["table_id", "dataset"])
@@ -513,8 +524,6 @@ def analyse(
              .sort_values(["_t", "row_index", "dataset_index"], kind="stable")
              .drop(columns="_t").reset_index(drop=True))
     summary = table_summary(cells)
-    params = {"alpha": alpha, "confidence": confidence, "n_boot": n_boot, "boot_seed": boot_seed,
-              "seed_method": seed_method}
     return Analysis(cells, comps, summary, params)
 
 

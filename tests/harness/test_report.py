@@ -156,3 +156,10 @@ def test_cli_bad_input_is_a_user_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["report", "--frame", str(tmp_path / "x.csv")]) == 2
     assert main(["report", "--frame", str(tmp_path / "x.parquet"), "--table", "apvit_tab55"]) == 2
+
+
+def test_empty_frame_builds_a_report_of_paper_values(tmp_path):
+    index = report.build_report(pd.DataFrame(), [load_spec("apvit_tab7")], tmp_path)
+    page = (tmp_path / "apvit_tab7.html").read_text()
+    assert index.is_file() and ">91.98<" in page and "No figures" in page
+    assert "synthetic-banner" not in index.read_text()
