@@ -136,6 +136,8 @@ def heatmap_figure(cells: pd.DataFrame, table_id: str, x: str, y: str,
         return None
     grid = t.pivot_table(index="_y", columns="_x", values="mean", aggfunc="first", dropna=False)
     paper = t.pivot_table(index="_y", columns="_x", values="paper_value", aggfunc="first", dropna=False)
+    if not np.isfinite(grid.to_numpy(dtype=float)).any():
+        return None
     grid = grid.sort_index(ascending=False).sort_index(axis=1, ascending=False)
     paper = paper.reindex_like(grid)
     annot = np.full(grid.shape, "", dtype=object)
