@@ -108,7 +108,7 @@ def test_faults_are_ledgered_and_retry_failed_reruns_only_them(harness_env, monk
 def test_concurrent_invocations_compute_each_cell_once(harness_env):
     write_spec(harness_env["tables"], "conc_tab", [{"label": "a", "set": {}}, {"label": "b", "set": {"head": "gap"}}],
                seeds=2)
-    cmd = [sys.executable, "-m", "harness", "reproduce", "--table", "conc_tab", "--max-parallel", "1"]
+    cmd = [sys.executable, "-m", "harness", "reproduce", "--table", "conc_tab", "--max-parallel", "1", "--threads", "1"]
     procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for _ in range(2)]
     outs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
