@@ -23,6 +23,14 @@ Presets: ``paper`` is the published architecture and recipe; ``tiny`` keeps the 
 (stage-cut IR-50, hybrid projection, ATP in the second half) at a size a 2-core CPU trains in
 seconds. ``k`` is always stated on the paper's 14x14 grid (see ``app.k``).
 
+* ``paper``: 112x112 (224 for ``apvit_deit_tiny``); recipe = APViT's RAF-DB config: SGD lr 1e-3,
+  momentum 0.9, wd 5e-4 (none on ``pos_embed``/``cls_token``), clip 10, cosine, 40 epochs,
+  batch 128, augment ``apvit``, sampler ``sqrt``, loss ``ce``.
+* ``tiny``: 48x48; IR-50 widths 8/24/64 with 1/1/2 units (stride 8 -> 6x6 = 36 patches), ViT
+  64-d, 4 blocks, 2 heads, mlp 3 (hybrid DeiT-Tiny: 48-d, 6 blocks, 3 heads, mlp 4; plain
+  DeiT-Tiny: 8x8 patches, 64-d, 4 blocks, 2 heads); recipe = the paper's with AdamW lr 2e-3,
+  wd 0.05, 6 epochs, batch 32, img 48.
+
 Override keys (``describe_overrides()`` returns them with allowed values and defaults; all are
 checked when the model is built and bad input raises ``ValueError`` naming the key):
 
@@ -389,9 +397,11 @@ _PAPER_RECIPE = Recipe(
     epochs=40, batch_size=128, grad_clip=10.0, schedule="cosine", warmup_epochs=0, img_size=112,
     augment="apvit", loss="ce", sampler="sqrt",
 )
-# Scaled budget for the CPU table runs: a from-scratch tiny model on ~1.5k images needs a larger
-# learning rate than fine-tuning pre-trained weights does; see the report on throughput.
-_TINY_RECIPE = replace(_PAPER_RECIPE, lr=0.05, epochs=4, batch_size=32, img_size=48, grad_clip=10.0)
+# Scaled budget for CPU table runs (~1.5k images, 36 cells in ~15 minutes on 2 cores): the tiny
+# model trains from scratch, where SGD at the fine-tuning rate barely moves, so the tiny recipe
+# uses AdamW (2e-3, wd 0.05); everything else (clip, cosine, sampler, augmentation) is the paper's.
+_TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=2e-3, weight_decay=0.05, epochs=6, batch_size=32,
+                       img_size=48)
 
 _TINY_HYBRID = dict(img_size=48, ir50_widths=(8, 24, 64), ir50_depths=(1, 1, 2), ir50_stem=8,
                     embed_dim=64, depth=4, num_heads=2, mlp_ratio=3.0)
