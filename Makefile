@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ferbench-installed
 TABLE ?= apvit_tab5
 SCALE ?= tiny
-SEEDS ?= 3
+SEEDS ?=
 EXECUTOR ?= local
 RESULTS ?= results
 REPORTS ?= reports
@@ -25,10 +25,12 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
+# The report is written even when some cells failed (it shows the ledger); the exit status is kept.
 reproduce: $(STAMP)
-	$(PY) -m harness reproduce --table $(TABLE) --scale $(SCALE) --seeds $(SEEDS) \
-		--executor $(EXECUTOR) --results $(RESULTS) $(ARGS)
-	$(PY) -m harness report --table $(TABLE) --results $(RESULTS) --out $(REPORTS)
+	@$(PY) -m harness reproduce --table $(TABLE) --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) \
+		--executor $(EXECUTOR) --results $(RESULTS) $(ARGS); status=$$?; \
+	$(PY) -m harness report --table $(TABLE) --scale $(SCALE) --results $(RESULTS) --out $(REPORTS) \
+		&& exit $$status
 
 report: $(STAMP)
 	$(PY) -m harness report --results $(RESULTS) --out $(REPORTS)
