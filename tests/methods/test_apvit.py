@@ -40,7 +40,7 @@ def test_model_contract(name):
     assert model.recipe.img_size == model.arch.img_size
 
 
-def test_paper_architecture_recipe_and_token_trace():
+def test_paper_architecture_and_recipe():
     model = timm.create_model("apvit").eval()
     blk = model.blocks[0]
     assert len(model.blocks) == 8 and blk.attn.num_heads == 8 and blk.attn.qkv.bias is None
@@ -53,11 +53,8 @@ def test_paper_architecture_recipe_and_token_trace():
             r.img_size, r.augment, r.sampler, r.loss) == ("sgd", 1e-3, 0.9, 5e-4, 10.0, "cosine", 40, 128, 112,
                                                         "apvit", "sqrt", "ce")
     assert set(r.no_weight_decay) == {"pos_embed", "cls_token"}
-    with torch.no_grad():
-        model(torch.randn(1, 3, 112, 112))
-    trace = model.token_trace  # k=160, r=0.9: the paper's 105 tokens (k=80, r=0.6 -> 10: see test_flops)
-    assert trace["blocks"] == [161] * 5 + [145, 130, 117] and trace["before_head"] == 105
-    assert trace["app_k"] == 160 and trace["atp_blocks"] == [4, 5, 6, 7]
+    # the paper-preset token traces (k=160, r=0.9 -> 105; k=80, r=0.6 -> 10) are checked in
+    # tests/harness/test_flops.py, which runs those forwards anyway
 
 
 def test_k196_r1_is_exactly_the_baseline():
