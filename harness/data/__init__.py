@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.data import affectnet, expw, ferplus, folder, rafdb, sfew
 from harness.data.base import BadEntries, FERDataset, Split, assemble
-from harness.data.batches import iterate_batches, repeat_factors
+from harness.data.batches import iterate_batches, num_batches, repeat_factors
 from harness.data.labels import CANONICAL_CLASSES
 from harness.data.synth import synthetic_root
 from harness.data.transforms import build_transform
@@ -31,7 +31,7 @@ _LOADERS = {"rafdb": rafdb, "ferplus": ferplus, "affectnet": affectnet, "sfew": 
 DATA_ROOT_ENV = "FERBENCH_DATA_ROOT"
 
 __all__ = ["CANONICAL_CLASSES", "DATASETS", "FERDataset", "Split", "build_transform",
-           "iterate_batches", "load_dataset", "protocols", "repeat_factors", "resolve_root",
+           "iterate_batches", "load_dataset", "num_batches", "protocols", "repeat_factors", "resolve_root",
            "synthetic_root"]
 
 

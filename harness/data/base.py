@@ -267,7 +267,7 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
     # Decode every official entry once (the order is fixed by the annotation files).
     order = [(s, e) for s in sorted(raw.official) for e in raw.official[s]]
     entries = [e for _, e in order]
-    images, kept = _load_cached(root, content_key, decode_size, skip_bad) if synthetic else (None, None)
+    images, kept = _load_cached(root, content_key, decode_size) if synthetic else (None, None)
     if images is None:
         images, kept = _decode_all(entries, decode_size, bad)
         if synthetic and not bad.skipped:
@@ -303,7 +303,7 @@ def _cache_path(root: Path, key: str, size: int) -> Path:
     return root / f".decoded-{key[:16]}-{size}.pt"
 
 
-def _load_cached(root: Path, key: str, size: int, skip_bad: bool):
+def _load_cached(root: Path, key: str, size: int):
     path = _cache_path(root, key, size)
     if not path.is_file():
         return None, None

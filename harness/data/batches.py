@@ -54,6 +54,20 @@ def epoch_indices(labels: torch.Tensor, *, seed: int, epoch: int, shuffle: bool,
     raise UserError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
 
 
+def num_batches(split: Split, *, batch_size: int, sampler: str = "none", drop_last: bool = False) -> int:
+    """How many batches :func:`iterate_batches` yields per epoch (the same for every epoch).
+
+    With the "sqrt" sampler an epoch is longer than the split (samples are repeated), so a
+    per-step schedule must use this, not ``len(split) // batch_size``.
+    """
+    n = len(split.labels)
+    if sampler == "sqrt":
+        n = int(torch.ceil(repeat_factors(split.labels)).long().sum())
+    elif sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
 def iterate_batches(split: Split, *, batch_size: int, transform, seed: int, epoch: int,
                     shuffle: bool, sampler: str = "none", drop_last: bool = False
                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from harness.data import build_transform, iterate_batches, repeat_factors
+from harness.data import build_transform, iterate_batches, num_batches, repeat_factors
 from harness.data.base import Split
 from harness.data.transforms import MEAN, STD
 
@@ -84,6 +84,8 @@ def test_samplers():
                                                        shuffle=True, sampler="sqrt")])
     counts = torch.bincount(split.labels[idx], minlength=3).tolist()
     assert counts == [90, 9 * math.ceil(math.sqrt(0.15 / 0.09)), math.ceil(math.sqrt(0.15 / 0.01))]
+    assert num_batches(split, batch_size=50, sampler="sqrt") == -(-len(idx) // 50)
+    assert num_batches(split, batch_size=50, sampler="sqrt", drop_last=True) == len(idx) // 50
     heavy = torch.cat([i for _, _, i in iterate_batches(split, batch_size=100, transform=t, seed=0, epoch=0,
                                                          shuffle=True, sampler="heavy")])
     assert len(heavy) == 100
