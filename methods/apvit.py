@@ -41,8 +41,11 @@ checked when the model is built and bad input raises ``ValueError`` naming the k
 * ``app.criterion`` (``abs`` | ``sum`` | ``max`` | ``lanet``): APP score, computed on the output
   of the projection (before the position embedding is added). ``lanet`` is learned.
 * ``app.mode`` (``hard`` | ``soft``): ``hard`` keeps the top k_eff tokens in spatial order;
-  ``soft`` keeps every token and multiplies it by the (max-abs normalised) attention map
-  (Table 6). In soft mode k only switches APP on (k_eff < N) or off.
+  ``soft`` keeps every token and multiplies its features by the (max-abs normalised) attention
+  map (Table 6). In soft mode k only switches APP on (k_eff < N) or off. With ``lanet`` in hard
+  mode the features are also multiplied by the normalised map before the top-k, otherwise top-k
+  would give LANet no gradient (the paper explains LANet's Table 5 result by that
+  multiplication). Position embeddings are never scaled.
 * ``app.lanet_reduction`` (int >= 1): channel reduction of LANet's hidden layer (default 16).
 * ``app.schedule`` (``constant`` | ``decay``): keep schedule (Table 4). ``decay`` moves k from
   196 and r from 1.0 linearly to their targets as training progresses (``set_progress``).
@@ -341,13 +344,16 @@ class APViT(nn.Module):
         x = self.patch_embed(self.backbone(x))  # [B, N, D]
         B = x.shape[0]
         scores = self.app_criterion(x) if app_active else None  # [B, N], on the projected features
+        hard = self.pooling["app.mode"] == "hard"
+        if app_active and (not hard or self.pooling["app.criterion"] in LEARNED_APP_CRITERIA):
+            # soft pooling; and a learned criterion in hard mode, whose only gradient path is this
+            # multiplication (APViT's explanation of LANet's Table 5 result). Positions stay unscaled.
+            x, _ = soft_pool(x, scores, num_prefix_tokens=0)  # [B, N, D]
         x = x + self.pos_embed[:, 1:]  # positions added before pooling
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1)  # [B, 1, D]
         x = torch.cat([cls, x], dim=1)  # [B, 1 + N, D]
-        if app_active and self.pooling["app.mode"] == "hard":
+        if app_active and hard:
             x, _ = topk_pool(x, scores, k_eff, self.num_prefix_tokens)  # [B, 1 + k_eff, D]
-        elif app_active:
-            x, _ = soft_pool(x, scores, self.num_prefix_tokens)  # [B, 1 + N, D]
         entering = []
         for i, blk in enumerate(self.blocks):
             entering.append(int(x.shape[1]))
