@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input prints ``error: ...`` to stderr and exits with 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # commands that re-launch themselves (reproduce --detach) need it
     try:
         return int(args.func(args) or 0)
     except UserError as err:

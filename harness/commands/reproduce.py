@@ -79,7 +79,7 @@ def _detach_local(args: argparse.Namespace) -> int:
     store = Store(args.results)
     log = store.log_dir / f"reproduce-{args.table}-{int(time.time())}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [a for a in sys.argv[1:] if a != "--detach"]
+    argv = [a for a in args.argv if a != "--detach"]
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=os.getcwd())

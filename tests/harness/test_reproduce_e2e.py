@@ -137,3 +137,17 @@ def test_slurm_without_sbatch_is_rejected(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert main(["reproduce", "--table", "apvit_tab5", "--executor", "slurm", "--results", str(tmp_path)]) == 2
     assert "sbatch" in capsys.readouterr().err
+
+
+def test_detach_returns_at_once_and_status_follows(harness_env, capsys):
+    write_spec(harness_env["tables"], "detach_tab", [{"label": "a", "set": {}}])
+    t0 = time.time()
+    assert main(["reproduce", "--table", "detach_tab", "--detach"]) == 0
+    assert time.time() - t0 < 20 and "detached" in capsys.readouterr().out
+    store = Store(harness_env["results"])
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(store.record(c) for c in store.cell_ids()):
+        time.sleep(2)
+    assert main(["status", "--table", "detach_tab", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["counts"]["detach_tab"] == {"ok": 1}
