@@ -154,6 +154,24 @@ def _failure_of(job: submitit.Job) -> tuple[str, str, str]:
         return etype, text.strip().splitlines()[-1] if text.strip() else etype, tail
 
 
+def dependency_waves(cells: list[Cell]) -> list[list[Cell]]:
+    """Group cells so that each runs after the cells it depends on (``Cell.upstream``).
+
+    An upstream cell shared by many (a pre-training stage) appears once, so it runs once.
+    Upstream ids outside ``cells`` are taken as already computed (or failed) elsewhere.
+    """
+    ids = {c.id for c in cells}
+    placed: set[str] = set()
+    waves, left = [], list(cells)
+    while left:
+        wave = [c for c in left if all(u in placed or u not in ids for u in c.upstream)]
+        assert wave, "ids hash their upstream ids, so a dependency cycle cannot be built"
+        waves.append(wave)
+        placed |= {c.id for c in wave}
+        left = [c for c in left if c.id not in placed]
+    return waves
+
+
 def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig,
               on_event: Callable[[str, str], None] | None = None) -> Summary:
     """Run every cell that lacks a valid result; return what happened.
@@ -191,8 +209,19 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig,
             for c, job in zip(mine, jobs):
                 store.update_claim(c.id, slurm_job_id=job.job_id)
             mine = []
-        (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, mine, store, threads, summary, bar,
-                                                            on_event)
+        for wave in dependency_waves(mine):
+            ready = []
+            for c in wave:
+                missing = [u for u in c.upstream if store.record(u) is None]
+                if missing:
+                    store.record_failure(c.id, error_type="UpstreamFailed", message=f"upstream cell(s) {missing} "
+                                         "have no result", traceback_tail="", log_path=None)
+                    summary.failed.append(c.id)
+                    bar.update(1)
+                else:
+                    ready.append(c)
+            (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, ready, store, threads, summary, bar,
+                                                                on_event)
         _wait_for_others(theirs, store, cfg, summary, bar)
     finally:
         bar.close()
