@@ -186,26 +186,45 @@ def confusion_figure(frame: pd.DataFrame, table_id: str, row: str) -> plt.Figure
 
 
 def latency_figure(benchmarks: pd.DataFrame) -> plt.Figure | None:
-    """Median latency (ms, IQR bars) against GFLOPs, one colour per machine."""
+    """Median latency (ms, IQR bars) against GFLOPs, one colour per machine.
+
+    One panel per (preset, batch) when the frame has those columns, since a batch-32 forward is
+    not comparable with a batch-1 one; selection-overhead rows (``kind == "selection"``) are left out.
+    """
     need = {"name", "median_ms", "gflops"}
     if benchmarks is None or benchmarks.empty or not need <= set(benchmarks.columns):
         return None
     b = benchmarks.copy()
+    if "kind" in b:
+        b = b[b["kind"].fillna("latency") == "latency"]
+    b = b[pd.to_numeric(b["gflops"], errors="coerce").notna() & pd.to_numeric(b["median_ms"], errors="coerce").notna()]
+    if b.empty:
+        return None
     if "machine" not in b:
         b["machine"] = "unknown"
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    panel_cols = [c for c in ("preset", "batch") if c in b and b[c].notna().any()]
+    panels = list(b.groupby(panel_cols, sort=True, dropna=False)) if panel_cols else [((), b)]
+    ncols = min(len(panels), 2)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 4.2 * nrows), squeeze=False)
     pal = dict(zip(dict.fromkeys(b["machine"]), sns.color_palette()))
-    for machine, g in b.groupby("machine", sort=False):
-        yerr = g["iqr_ms"].fillna(0) / 2 if "iqr_ms" in g else None
-        ax.errorbar(g["gflops"], g["median_ms"], yerr=yerr, fmt="o", capsize=3, color=pal[machine],
-                    label=str(machine))
-        for r in g.itertuples():
-            ax.annotate(str(r.name), (r.gflops, r.median_ms), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
-    ax.margins(x=0.2, y=0.15)
-    ax.set_xlabel("GFLOPs (fvcore)")
-    ax.set_ylabel("median latency (ms), bars = IQR")
-    ax.legend(fontsize=8, title="machine", title_fontsize=8, loc="best")
+    for ax, (key, p) in zip(axes.flat, panels):
+        for machine, g in p.groupby("machine", sort=False):
+            yerr = g["iqr_ms"].fillna(0) / 2 if "iqr_ms" in g else None
+            ax.errorbar(g["gflops"], g["median_ms"], yerr=yerr, fmt="o", capsize=3, color=pal[machine],
+                        label=str(machine))
+            for r in g.itertuples():
+                ax.annotate(str(r.name), (r.gflops, r.median_ms), fontsize=7, xytext=(4, 3),
+                            textcoords="offset points")
+        ax.margins(x=0.2, y=0.15)
+        ax.set_xlabel("GFLOPs per image (fvcore)")
+        ax.set_ylabel("median latency per forward (ms), bars = IQR")
+        if panel_cols:
+            key = key if isinstance(key, tuple) else (key,)
+            ax.set_title(", ".join(f"{c} {v}" for c, v in zip(panel_cols, key)), fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes[0][0].legend(fontsize=8, title="machine", title_fontsize=8, loc="best")
     fig.suptitle("Latency vs computation", fontsize=10)
     fig.tight_layout()
     return fig

@@ -16,7 +16,9 @@ One protocol, three stages, each a plain function:
   forward (same shapes, same values), and divides by the forward time.
 
 The environment recorded with every measurement (:func:`environment`): CPU model, logical CPUs,
-intra-/inter-op threads, torch version, device (and GPU name), and the fused-attention state:
+intra-/inter-op threads, torch version, device (and GPU name), the 1-minute load average when
+the model was prepared (``load_avg_1m``: timings on a busy machine are not trustworthy), and the
+fused-attention state:
 whether ``F.scaled_dot_product_attention`` exists, which backend torch's dispatcher picks for it
 on this device for a small unmasked probe (``FLASH_ATTENTION`` on recent CPUs), the global CUDA
 SDPA backend switches (flash / mem-efficient / math; they exist without CUDA too), and whether
@@ -138,6 +140,9 @@ def environment(threads: int | None = None, device: str | torch.device = "cpu",
             "cuda_math_sdp_enabled": torch.backends.cuda.math_sdp_enabled(),
         },
         "mkldnn": torch.backends.mkldnn.is_available(),
+        # Other processes on the machine distort timings (two intra-op threads on a busy 2-core
+        # machine can wait a scheduler quantum per op): record the load when the bench starts.
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 

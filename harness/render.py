@@ -235,14 +235,63 @@ def _p(x: float) -> str:
 
 
 def benchmarks_frame(benchmarks: pd.DataFrame) -> pd.DataFrame:
-    """The latency table: one row per (name, machine), median and IQR in ms, GFLOPs."""
-    cols = [c for c in ("name", "machine", "batch", "gflops", "median_ms", "iqr_ms", "rounds")
-            if c in benchmarks]
-    out = benchmarks[cols].copy()
-    for c in ("gflops", "median_ms", "iqr_ms"):
+    """The latency table, grouped by machine: median, IQR and rounds per configuration.
+
+    Rows are sorted by machine (timings of different machines are never compared), then kind,
+    preset, batch, family (baseline first). When the frame carries ``family``/``is_baseline``
+    (pytest-benchmark JSON read by :func:`harness.latency.load_benchmark_json`), each pruned
+    variant shows its latency ratio to its baseline beside its FLOPs ratio, and the Note says so
+    when the latency ratio is worse than the FLOPs ratio by more than
+    :data:`harness.latency.RATIO_TOLERANCE`. Selection-overhead rows show their share of the forward.
+    """
+    from harness.latency import RATIO_TOLERANCE, add_ratios
+
+    b = benchmarks.copy()
+    if "latency_ratio" not in b and {"family", "is_baseline", "kind"} <= set(b):
+        b = add_ratios(b)
+    order = [c for c in ("machine", "kind", "preset", "batch", "family") if c in b]
+    if order:
+        if "is_baseline" in b:
+            b["_base"] = ~b["is_baseline"].fillna(False).astype(bool)
+            order.append("_base")
+        b = b.sort_values(order, kind="stable", na_position="last")
+    notes = []
+    for r in b.itertuples(index=False):
+        d = r._asdict()
+        note = ""
+        if d.get("kind") == "selection" and _finite(d.get("selection_share")):
+            note = f"selection only: {100 * d['selection_share']:.2f}% of the forward"
+        elif _true(d.get("is_baseline")):
+            note = "baseline"
+        elif _true(d.get("latency_worse")):
+            note = (f"⚠ latency ratio {d['latency_ratio']:.2f} is worse than the FLOPs ratio "
+                    f"{d['flops_ratio']:.2f} by more than {RATIO_TOLERANCE:.2f}")
+        notes.append(note)
+    cols = [c for c in ("machine", "preset", "batch", "threads", "name", "gflops", "median_ms", "iqr_ms",
+                        "rounds", "ms_per_image", "latency_ratio", "flops_ratio") if c in b]
+    out = b[cols].copy()
+    for c in ("gflops", "median_ms", "iqr_ms", "ms_per_image", "latency_ratio", "flops_ratio"):
         if c in out:
-            out[c] = out[c].map(lambda v: _num(float(v)) if v is not None else "")
-    return out.rename(columns={"median_ms": "median (ms)", "iqr_ms": "IQR (ms)", "gflops": "GFLOPs"})
+            out[c] = out[c].map(lambda v: _num(float(v)) if _finite(v) else "")
+    for c in ("batch", "threads", "rounds"):
+        if c in out:
+            out[c] = out[c].map(lambda v: str(int(v)) if _finite(v) else "")
+    if any(notes):
+        out["Note"] = notes
+    return out.rename(columns={"median_ms": "median (ms)", "iqr_ms": "IQR (ms)", "gflops": "GFLOPs",
+                               "ms_per_image": "ms / image", "latency_ratio": "latency ratio",
+                               "flops_ratio": "FLOPs ratio"}).reset_index(drop=True)
+
+
+def _true(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_)) and bool(v)
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def plain_html(frame: pd.DataFrame, css_class: str = "plain") -> str:

@@ -1,4 +1,10 @@
-"""``python -m harness report``: build the static HTML comparison report and print its path."""
+"""``python -m harness report``: build the static HTML comparison report and print its path.
+
+Latency: ``--benchmarks`` takes a CSV/Parquet frame, a pytest-benchmark JSON file or a folder of
+them; without it, the pytest-benchmark JSON under ``<results>/benchmarks`` (where ``make bench``
+autosaves) is read when there is any. A results folder with benchmarks but no table results
+still gives a report (the latency section alone).
+"""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame", default=None, metavar="FILE",
                    help="rebuild from an exported frame.parquet instead of the results store")
     p.add_argument("--benchmarks", default=None, metavar="FILE",
-                   help="latency results (CSV or Parquet: name, machine, median_ms, iqr_ms, gflops, ...)")
+                   help="latency results: pytest-benchmark JSON file or folder, or CSV/Parquet "
+                        "(name, machine, median_ms, iqr_ms, gflops, ...); default: <results>/benchmarks")
     p.add_argument("--seed-test", choices=("welch", "wilcoxon"), default="welch",
                    help="seed-level test reported beside McNemar (default welch)")
     p.set_defaults(func=run)
@@ -37,6 +44,14 @@ def _read_table_file(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         return pd.read_csv(path)
     raise UserError(f"{path}: expected a .csv or .parquet file")
+
+
+def _read_benchmarks(path: Path) -> pd.DataFrame:
+    from harness.latency import load_benchmark_json
+
+    if path.is_dir() or path.suffix == ".json":
+        return load_benchmark_json([path])
+    return _read_table_file(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +71,16 @@ def run(args: argparse.Namespace) -> int:
         if not results.is_dir():
             raise UserError(f"results folder {results} does not exist (run `python -m harness reproduce` first, "
                             "or pass --results DIR)")
+        bench_dir = results / "benchmarks"
+        if args.benchmarks is None and bench_dir.is_dir():
+            args.benchmarks = str(bench_dir)
         tables = args.table or tables_with_results(results)
-        if not tables:
-            raise UserError(f"no table has results in {results}")
+        if not tables and not args.benchmarks:
+            raise UserError(f"no table has results in {results}, and there are no benchmarks in {bench_dir} "
+                            "(run `make bench` or `python -m harness reproduce`)")
         specs_checked = [load_spec(t) for t in tables]  # a misspelt id fails here, with suggestions
-        frame = collect_tables([s.id for s in specs_checked], results, scale=args.scale)
+        frame = (collect_tables([s.id for s in specs_checked], results, scale=args.scale) if tables
+                 else pd.DataFrame(columns=["table_id", "row", "dataset", "seed", "status", "synthetic"]))
     specs = [load_spec(t) for t in tables]
     if args.scale and "scale" in frame:
         frame = frame[frame["scale"].isna() | (frame["scale"] == args.scale)]
@@ -70,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
                  if g.dropna().nunique() > 1}
         if mixed:
             raise UserError(f"results of several scale presets would be pooled ({mixed}); pass --scale")
-    benchmarks = _read_table_file(Path(args.benchmarks)) if args.benchmarks else None
+    benchmarks = _read_benchmarks(Path(args.benchmarks)) if args.benchmarks else None
+    if not tables and (benchmarks is None or benchmarks.empty):
+        raise UserError(f"no table has results and {args.benchmarks} holds no pytest-benchmark results")
     index = build_report(frame, specs, Path(args.out), benchmarks=benchmarks, seed_test=args.seed_test)
     print(index)
     return 0
