@@ -182,7 +182,7 @@ def _load_data(cell: Cell, decode_size: int):
 
 def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     """Train, select on validation, test once, and write the record. Returns the record."""
-    from harness.data import build_transform, iterate_batches
+    from harness.data import build_transform, iterate_batches, num_batches
     from harness.flops import count_flops
     from methods.losses import build_loss
 
@@ -201,8 +201,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     train_tf = build_transform(recipe.augment, recipe.img_size, train=True)
     eval_tf = build_transform(recipe.augment, recipe.img_size, train=False)
     loss_fn = build_loss(recipe.loss, **recipe.loss_kwargs)
-    n_train = len(train_split.labels)
-    steps_per_epoch = max(n_train // recipe.batch_size, 1)
+    steps_per_epoch = max(num_batches(train_split, batch_size=recipe.batch_size, sampler=recipe.sampler,
+                                      drop_last=True), 1)
     opt = build_optimizer(model, recipe)
     sched = build_scheduler(opt, recipe, steps_per_epoch)
 
