@@ -28,8 +28,10 @@ seconds. ``k`` is always stated on the paper's 14x14 grid (see ``app.k``).
   batch 128, augment ``apvit``, sampler ``sqrt``, loss ``ce``.
 * ``tiny``: 48x48; IR-50 widths 8/24/64 with 1/1/2 units (stride 8 -> 6x6 = 36 patches), ViT
   64-d, 4 blocks, 2 heads, mlp 3 (hybrid DeiT-Tiny: 48-d, 6 blocks, 3 heads, mlp 4; plain
-  DeiT-Tiny: 8x8 patches, 64-d, 4 blocks, 2 heads); recipe = the paper's with AdamW lr 2e-3,
-  wd 0.05, 6 epochs, batch 32, img 48.
+  DeiT-Tiny: 8x8 patches, 64-d, 4 blocks, 2 heads), plus a BatchNorm on the CNN output (a
+  from-scratch IR-50 needs it; see ``ArchConfig.backbone_norm``); recipe = the paper's with AdamW
+  lr 5e-4, wd 0.05, 9 epochs, batch 32, img 48, no augmentation, no oversampling (see
+  ``_TINY_RECIPE`` for the measurements behind this).
 
 Override keys (``describe_overrides()`` returns them with allowed values and defaults; all are
 checked when the model is built and bad input raises ``ValueError`` naming the key):
@@ -228,6 +230,11 @@ class ArchConfig:
     mlp_ratio: float = 3.0
     qkv_bias: bool = False
     norm_eps: float = 1e-6
+    # A BatchNorm on the CNN output, before the 1x1 projection. Not in APViT: its IR-50 is
+    # pre-trained, so its features arrive at a useful scale. A tiny IR-50 trained from scratch
+    # does not get there, and the ViT on top then never leaves the majority class (measured:
+    # 38.7% = always "happy" on the synthetic RAF-DB, with or without it the CNN alone learns).
+    backbone_norm: bool = False
 
 
 def round_half_up(x: float) -> int:
@@ -272,10 +279,12 @@ class APViT(nn.Module):
         if arch.backbone == "ir50":
             self.backbone = IR50(arch.ir50_widths, arch.ir50_depths, num_stages=len(arch.ir50_widths),
                                  stem_chs=arch.ir50_stem)
+            self.backbone_norm = nn.BatchNorm2d(self.backbone.out_chs) if arch.backbone_norm else nn.Identity()
             self.patch_embed = PatchEmbed(self.backbone.out_chs, D, 1)
             reduction = self.backbone.reduction
         elif arch.backbone == "patch":
             self.backbone = nn.Identity()
+            self.backbone_norm = nn.Identity()
             self.patch_embed = PatchEmbed(3, D, arch.patch_size)
             reduction = arch.patch_size
         else:
@@ -341,7 +350,7 @@ class APViT(nn.Module):
         """x: [B, 3, H, W] -> normalised tokens [B, 1 + n, D]; records ``self.token_trace``."""
         k_paper, k_eff, r = self.current_keep()
         app_active = k_eff < self.grid
-        x = self.patch_embed(self.backbone(x))  # [B, N, D]
+        x = self.patch_embed(self.backbone_norm(self.backbone(x)))  # [B, N, D]
         B = x.shape[0]
         scores = self.app_criterion(x) if app_active else None  # [B, N], on the projected features
         hard = self.pooling["app.mode"] == "hard"
@@ -403,14 +412,18 @@ _PAPER_RECIPE = Recipe(
     epochs=40, batch_size=128, grad_clip=10.0, schedule="cosine", warmup_epochs=0, img_size=112,
     augment="apvit", loss="ce", sampler="sqrt",
 )
-# Scaled budget for CPU table runs (~1.5k images, 36 cells in ~15 minutes on 2 cores): the tiny
-# model trains from scratch, where SGD at the fine-tuning rate barely moves, so the tiny recipe
-# uses AdamW (2e-3, wd 0.05); everything else (clip, cosine, sampler, augmentation) is the paper's.
-_TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=2e-3, weight_decay=0.05, epochs=6, batch_size=32,
-                       img_size=48)
+# Scaled budget for CPU table runs (~1.5k images, 36 cells in ~15 minutes on 2 cores). The tiny
+# model trains from scratch for a few epochs, a regime the paper's fine-tuning recipe does not
+# fit. Measured on the synthetic RAF-DB stand-in (tiny baseline, 1 thread): with the paper's
+# augmentation and the sqrt sampler the model stays at the majority class (38.7%) for 6 epochs;
+# without them, AdamW 5e-4 for 9 epochs reaches ~62%. So the tiny recipe drops augmentation and
+# oversampling (set ``train.augment: apvit`` / ``train.sampler: sqrt`` to put them back);
+# clipping and the cosine schedule are the paper's.
+_TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=5e-4, weight_decay=0.05, epochs=9, batch_size=32,
+                       img_size=48, augment="none", sampler="none")
 
 _TINY_HYBRID = dict(img_size=48, ir50_widths=(8, 24, 64), ir50_depths=(1, 1, 2), ir50_stem=8,
-                    embed_dim=64, depth=4, num_heads=2, mlp_ratio=3.0)
+                    embed_dim=64, depth=4, num_heads=2, mlp_ratio=3.0, backbone_norm=True)
 
 PRESET_CFGS: dict[str, dict[str, Any]] = {
     "apvit": {

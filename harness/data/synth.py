@@ -60,10 +60,10 @@ class Knobs:
     low_res: float = 0.1  # probability of a down- then up-sampled (low-resolution) image
     label_noise: float = 0.05  # fraction of training labels flipped to another class
     imbalance: float = 1.0  # exponent on the real class frequencies; 0 = balanced
-    pose: float = 0.6  # roll/yaw/pitch/scale/translation jitter
+    pose: float = 0.5  # roll/yaw/pitch/scale/translation jitter
     illumination: float = 0.7  # directional light, exposure and colour cast
-    intensity_min: float = 0.6  # weakest expression intensity (0 = neutral face)
-    expr_noise: float = 0.6  # per-sample and per-identity geometry noise
+    intensity_min: float = 0.9  # weakest expression intensity (0 = neutral face)
+    expr_noise: float = 0.3  # per-sample and per-identity geometry noise
     identities: int = 400  # identity pool; train and test people are disjoint
     n_train: int = 0  # 0 = the scale's default
     n_test: int = 0
