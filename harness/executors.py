@@ -199,7 +199,8 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig,
         (mine if store.claim(c.id, owner) else theirs).append(c)
 
     bar = tqdm(total=len(unique), initial=len(summary.cached) + len(summary.skipped_failed), unit="cell",
-               desc="cells", dynamic_ncols=True, disable=None, file=sys.stderr)
+               desc="cells", dynamic_ncols=True, file=sys.stderr,
+               mininterval=0.5 if sys.stderr.isatty() else 30)  # a log file gets a line every 30 s
     try:
         executor = _make_executor(cfg, store)
         threads = cfg.cell_threads()

@@ -35,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
     for t, c in counts.items():
         line = ", ".join(f"{n} {k}" for k, n in sorted(c.items()))
         print(f"{t}: {line}")
-    for cid, prog in running.items():
-        where = f"epoch {prog['epoch'] + 1}/{prog['epochs']}" if prog else "queued"
-        print(f"  running {cid}: {where}")
+    training = {cid: p for cid, p in running.items() if p}
+    for cid, prog in training.items():
+        print(f"  training {cid}: epoch {prog['epoch'] + 1}/{prog['epochs']}")
+    if len(running) > len(training):
+        print(f"  queued: {len(running) - len(training)} cells")
     if ledger:
         print("failure ledger:")
         for f in ledger:
