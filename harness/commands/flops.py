@@ -11,25 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
-
-import yaml
 
 from harness.errors import UserError
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``["app.k=120", "head=gap"]`` -> ``{"app.k": 120, "head": "gap"}`` (values via YAML)."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected key=value")
-        try:
-            overrides[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise UserError(f"--set {item!r}: value is not valid YAML ({err})") from None
-    return overrides
+from harness.plan import parse_sets
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
