@@ -37,6 +37,7 @@ report: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest tests/benchmarks -q --benchmark-enable --benchmark-only \
+		--benchmark-columns=median,iqr,min,max,rounds --benchmark-sort=name \
 		--benchmark-autosave --benchmark-storage=$(RESULTS)/benchmarks $(ARGS)
 
 clean-venv:

@@ -44,12 +44,13 @@ PRESETS = ("tiny", "paper")
 BATCHES = (1, 32)
 
 # (rounds, warm-up rounds) per (preset, batch): sized so that `make bench` stays under 10 minutes
-# on a 2-core CPU. Paper scale at batch 32 is ~0.5-6.5 s per forward, so it gets 5 rounds.
+# on an idle 2-core CPU (about 6 minutes measured; a busy machine doubles it). Paper scale at
+# batch 32 is ~0.5-6.5 s per forward, so it gets 4 rounds.
 ROUNDS: dict[tuple[str, int], tuple[int, int]] = {
     ("tiny", 1): (30, 5),
     ("tiny", 32): (20, 3),
-    ("paper", 1): (15, 3),
-    ("paper", 32): (5, 1),
+    ("paper", 1): (12, 2),
+    ("paper", 32): (4, 1),
 }
 
 # With benchmarking disabled (the normal test run) every benchmark body runs once; paper scale
