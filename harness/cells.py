@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def _hash_files(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+@lru_cache(maxsize=None)
 def code_version(method: str) -> str:
     """Hash of the source that defines ``method`` and of the training path (not the git commit)."""
     files: list[Path] = []

@@ -87,10 +87,10 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
     known = _known_cells(store)
     rows: list[dict[str, Any]] = []
     for i, row in enumerate(spec.rows):
-        method, overrides = spec.resolved(row)
-        model_o, train_o, data_o = split_overrides(overrides)
-        version = None if row.reference else code_version(method)
         for col in spec.datasets:
+            method, overrides = spec.resolved(row, col)
+            model_o, train_o, data_o = split_overrides(overrides)
+            version = None if row.reference else code_version(method)
             base = {"table_id": spec.id, "row": row.label, "row_index": i, "dataset": col.key,
                     "dataset_label": col.label, "paper_value": spec.paper_value(row.label, col.key) or NAN,
                     "paper_extra": dict(row.paper_extra), "is_baseline": row.label == spec.baseline,

@@ -68,21 +68,20 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
     for i, row in enumerate(spec.rows):
         if row.reference:
             continue
-        method, overrides = spec.resolved(row)
-        overrides = {**overrides, **(extra or {})}
-        key = (method, tuple(sorted((k, repr(v)) for k, v in overrides.items())))
-        if key not in checked:
-            check_overrides(method, scale, overrides, f"{spec.path}: row {i + 1} ({row.label!r})")
-            checked.add(key)
-        model_o, train_o, data_o = split_overrides(overrides)
-        version = code_version(method)
         for col in spec.datasets:
+            method, overrides = spec.resolved(row, col)
+            overrides = {**overrides, **(extra or {})}
+            key = (method, tuple(sorted((k, repr(v)) for k, v in overrides.items())))
+            if key not in checked:
+                check_overrides(method, scale, overrides, f"{spec.path}: row {i + 1} ({row.label!r}), {col.key}")
+                checked.add(key)
+            model_o, train_o, data_o = split_overrides(overrides)
             root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.protocol, scale,
                                                             tuple(sorted(data_o.items())))
             for seed in range(n_seeds):
                 cell = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.key,
                             protocol=col.protocol, scale=scale, seed=seed, fingerprint=fingerprint,
-                            code_version=version, synthetic=synthetic, data_root=root)
+                            code_version=code_version(method), synthetic=synthetic, data_root=root)
                 planned.append(PlannedCell(spec.id, row.label, i, col.key, seed, cell))
     return planned
 

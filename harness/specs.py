@@ -42,9 +42,12 @@ class Source(_Strict):
 
 
 class DatasetColumn(_Strict):
+    """A column: a dataset, its protocol, and overrides for every cell in it (a per-dataset recipe)."""
+
     key: str
     label: str
     protocol: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
 
 
 class Row(_Strict):
@@ -145,9 +148,9 @@ class TableSpec(_Strict):
         v = self.row(label).paper.get(dataset, NOT_REPORTED)
         return None if v == NOT_REPORTED else float(v)
 
-    def resolved(self, row: Row) -> tuple[str, dict[str, Any]]:
-        """Return ``(method, overrides)`` of a row: the base config updated by the row's ``set``."""
-        return row.method or self.method, {**self.base, **row.set}
+    def resolved(self, row: Row, column: DatasetColumn | None = None) -> tuple[str, dict[str, Any]]:
+        """Return ``(method, overrides)`` of a cell: base, then the column's ``set``, then the row's."""
+        return row.method or self.method, {**self.base, **(column.set if column else {}), **row.set}
 
 
 def tables_dir() -> Path:

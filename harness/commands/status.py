@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     tables = args.table or list_specs()
     df = collect_tables(tables, args.results)
     df = df[df["status"] != "reference"]
-    running = {cid: store.progress(cid) for cid in df["cell_id"].dropna().unique()
+    pending = df.loc[df["status"].isin(["missing", "failed"]), "cell_id"].dropna().unique()
+    running = {cid: store.progress(cid) for cid in pending
                if store.claim_owner(cid) is not None and store.claim_alive(cid)}
     counts = {t: g["status"].value_counts().to_dict() for t, g in df.groupby("table_id")}
     ledger = [f for f in store.ledger() if f["cell_id"] in set(df["cell_id"].dropna())]
