@@ -259,6 +259,17 @@ def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
 
     for slot in range(1 if cfg.name == "debug" else min(cfg.parallel(), len(cells))):
         spawn(slot)
+    try:
+        _drain(queue, workers, spawn, cfg, store, attempts, remaining, summary, bar, on_event)
+    except KeyboardInterrupt:  # Ctrl-C stops the workers too; finished cells are kept
+        for job in workers.values():
+            job.cancel(check=False)
+        raise
+
+
+def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: Store, attempts: dict[str, int],
+           remaining: set[str], summary: Summary, bar, on_event) -> None:
+    """Poll workers and the queue until every cell of this invocation has an outcome."""
     while remaining:
         for slot, job in list(workers.items()):
             if cfg.name == "debug":
