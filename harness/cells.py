@@ -30,6 +30,7 @@ from harness.errors import UserError
 from methods.interface import Recipe
 
 SCALES = ("tiny", "paper")
+SLOT_FIELDS = ("method", "model", "train", "data", "dataset", "protocol", "scale", "seed")
 ROOT = Path(__file__).resolve().parent.parent
 
 # The training path: a change here changes every cell's code version.
@@ -145,21 +146,17 @@ class Cell:
         """Content hash of :meth:`identity`."""
         return short_hash(self.identity())
 
-    @property
-    def logical_key(self) -> str:
-        """Hash of the configuration without code version and data fingerprint.
+    def slot(self) -> str:
+        """What a table cell asks for, whatever the code version, data fingerprint or data location.
 
-        Two cells with the same logical key but different ids are the same experiment run by
-        different code or on changed data: the older result is *stale*.
+        Two cells with the same slot but different ids are the same experiment run by different
+        code or on changed data: the older result is *stale*.
         """
-        d = self.identity()
-        for k in ("code_version", "fingerprint", "upstream"):
-            d.pop(k)
-        return short_hash(d)
+        return canonical_json({k: getattr(self, k) for k in SLOT_FIELDS})
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form, with ``id`` and ``logical_key``."""
-        return {**dataclasses.asdict(self), "id": self.id, "logical_key": self.logical_key}
+        """JSON-serialisable form, with ``id``."""
+        return {**dataclasses.asdict(self), "id": self.id}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Cell":

@@ -18,19 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.cells import canonical_json, code_version, split_overrides
+from harness.cells import SLOT_FIELDS, canonical_json, code_version, split_overrides
 from harness.specs import TableSpec, load_spec
 from harness.store import Store
 
 NAN = math.nan
 
 
-_SLOT_FIELDS = ("method", "model", "train", "data", "dataset", "protocol", "scale", "seed")
-
-
 def slot_key(cell: dict[str, Any]) -> str:
-    """What a table cell asks for, whatever the code version, data fingerprint or data source."""
-    return canonical_json({k: cell[k] for k in _SLOT_FIELDS})
+    """:meth:`harness.cells.Cell.slot` of a cell stored as a dict."""
+    return canonical_json({k: cell[k] for k in SLOT_FIELDS})
 
 
 def _index_records(store: Store) -> tuple[dict[str, dict], dict[str, list[dict]]]:

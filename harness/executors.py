@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import submitit
 import yaml
@@ -172,13 +172,8 @@ def dependency_waves(cells: list[Cell]) -> list[list[Cell]]:
     return waves
 
 
-def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig,
-              on_event: Callable[[str, str], None] | None = None) -> Summary:
-    """Run every cell that lacks a valid result; return what happened.
-
-    ``on_event(kind, cell_id)`` is called for "done", "failed" and "cached" (tests use it to
-    interfere with running jobs).
-    """
+def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
+    """Run every cell that lacks a valid result; return what happened."""
     t0 = time.time()
     summary = Summary()
     unique = list({c.id: c for c in cells}.values())
@@ -221,8 +216,7 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig,
                     bar.update(1)
                 else:
                     ready.append(c)
-            (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, ready, store, threads, summary, bar,
-                                                                on_event)
+            (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, ready, store, threads, summary, bar)
         _wait_for_others(theirs, store, cfg, summary, bar)
     finally:
         bar.close()
@@ -243,7 +237,7 @@ def _submit_array(executor: submitit.Executor, cells: list[Cell], store: Store, 
 
 
 def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
-               summary: Summary, bar, on_event) -> None:
+               summary: Summary, bar) -> None:
     """Local and debug: ``max_parallel`` queue workers drain this invocation's cells."""
     if not cells:
         return
@@ -260,7 +254,7 @@ def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
     for slot in range(1 if cfg.name == "debug" else min(cfg.parallel(), len(cells))):
         spawn(slot)
     try:
-        _drain(queue, workers, spawn, cfg, store, attempts, remaining, summary, bar, on_event)
+        _drain(queue, workers, spawn, cfg, store, attempts, remaining, summary, bar)
     except KeyboardInterrupt:  # Ctrl-C stops the workers too; finished cells are kept
         for job in workers.values():
             job.cancel(check=False)
@@ -268,7 +262,7 @@ def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
 
 
 def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: Store, attempts: dict[str, int],
-           remaining: set[str], summary: Summary, bar, on_event) -> None:
+           remaining: set[str], summary: Summary, bar) -> None:
     """Poll workers and the queue until every cell of this invocation has an outcome."""
     while remaining:
         for slot, job in list(workers.items()):
@@ -290,7 +284,6 @@ def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: S
                 remaining.discard(cid)
                 summary.done.append(cid)
                 bar.update(1)
-                _emit(on_event, "done", cid)
             elif attempts[cid] <= cfg.max_retries:
                 attempts[cid] += 1
                 queue.requeue(item)
@@ -301,7 +294,6 @@ def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: S
                 entry = store.failure(cid) or {}
                 tqdm.write(f"cell {cid} failed ({entry.get('error_type')}: {str(entry.get('message'))[:160]}); "
                            f"log: {entry.get('log_path')}", file=sys.stderr)
-                _emit(on_event, "failed", cid)
         if queue.pending() and len(workers) < (1 if cfg.name == "debug" else cfg.parallel()):
             spawn(next(s for s in range(cfg.parallel() + 1) if s not in workers))
         if remaining and workers and cfg.name != "debug":
@@ -316,7 +308,7 @@ def _result_quietly(job: submitit.Job) -> None:
 
 
 def _run_slurm(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
-               summary: Summary, bar, on_event) -> None:
+               summary: Summary, bar) -> None:
     """SLURM: one array job per invocation, one task per cell; SLURM bounds the concurrency.
 
     Without accounting (a small or local cluster) ``sacct`` fails and submitit never learns a
@@ -338,7 +330,6 @@ def _run_slurm(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
             del running[cid]
             if store.record(cid) is not None:
                 summary.done.append(cid)
-                _emit(on_event, "done", cid)
             else:
                 prior = store.failure(cid)
                 if prior is None or prior["time"] < job_submitted(job):
@@ -346,7 +337,6 @@ def _run_slurm(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
                     store.record_failure(cid, error_type=etype, message=msg, traceback_tail=tail,
                                          log_path=str(job.paths.stderr))
                 summary.failed.append(cid)
-                _emit(on_event, "failed", cid)
             bar.update(1)
         if running:
             time.sleep(max(cfg.poll_s, 2.0))
@@ -387,8 +377,3 @@ def _wait_for_others(cells: list[Cell], store: Store, cfg: ExecutorConfig, summa
             bar.update(1)
         if waiting:
             time.sleep(max(cfg.poll_s, 1.0))
-
-
-def _emit(on_event, kind: str, cid: str) -> None:
-    if on_event is not None:
-        on_event(kind, cid)

@@ -22,9 +22,16 @@ def test_id_covers_everything_that_changes_a_result():
     assert _cell(data_root="/elsewhere").id == c.id  # where the data lives is not what it is
 
 
-def test_logical_key_ignores_code_and_data_versions():
-    assert _cell(code_version="v2", fingerprint="f2").logical_key == _cell().logical_key
-    assert _cell(seed=1).logical_key != _cell().logical_key
+def test_slot_ignores_code_and_data_versions():
+    assert _cell(code_version="v2", fingerprint="f2", data_root="/b").slot() == _cell().slot()
+    assert _cell(seed=1).slot() != _cell().slot()
+
+
+def test_slot_of_a_stored_cell_matches():
+    from harness.collect import slot_key
+
+    c = _cell()
+    assert slot_key(c.to_dict()) == c.slot()
 
 
 def test_roundtrip():
