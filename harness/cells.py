@@ -25,7 +25,7 @@ from typing import Any
 import timm
 import torch
 
-import methods
+import methods  # noqa: F401  (importing it registers the FER models with timm)
 from harness.errors import UserError
 from methods.interface import Recipe
 

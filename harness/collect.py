@@ -89,8 +89,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
             model_o, train_o, data_o = split_overrides(overrides)
             version = None if row.reference else code_version(method)
             base = {"table_id": spec.id, "row": row.label, "row_index": i, "dataset": col.key,
-                    "dataset_label": col.label, "paper_value": spec.paper_value(row.label, col.key) or NAN,
-                    "paper_extra": dict(row.paper_extra), "is_baseline": row.label == spec.baseline,
+                    "dataset_label": col.label, "paper_extra": dict(row.paper_extra), "is_baseline": row.label == spec.baseline,
                     "reference": row.reference, "method": method, "overrides": overrides}
             pv = spec.paper_value(row.label, col.key)
             base["paper_value"] = NAN if pv is None else pv

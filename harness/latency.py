@@ -360,7 +360,7 @@ def selection_parts(bench: Bench) -> dict[str, Callable[[], Any]]:
         for i in model.atp_blocks if r < 1.0 else ():
             blk, x = model.blocks[i], captured[f"block{i}"]  # x: [B, T, C]
             attn = blk.attn
-            T, C = x.shape[1], x.shape[2]
+            T = x.shape[1]
             qkv = attn.qkv(blk.norm1(x)).reshape(B, T, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
             q, k = qkv[0], qkv[1]  # [B, H, T, d]
             x_res = x + attn(blk.norm1(x))[0]  # [B, T, C], what the block pools

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.commands.common import add_model_flags
 from harness.errors import UserError
 from harness.plan import parse_sets
 
@@ -20,10 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``flops`` command."""
     p = subparsers.add_parser("flops", help="count a model's FLOPs (fvcore, multiply-add = 1 FLOP)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="registered model name, e.g. apvit")
-    p.add_argument("--preset", default="paper", choices=("paper", "tiny"))
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="model override (repeatable), e.g. --set app.k=120")
+    add_model_flags(p)
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: recipe img_size)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

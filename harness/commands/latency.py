@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 
+from harness.commands.common import add_model_flags
 from harness.errors import UserError
 
 
@@ -24,10 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("latency", help="time one model configuration (the benchmark suite's protocol)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="registered model name, e.g. apvit")
-    p.add_argument("--preset", default="paper", choices=("paper", "tiny"))
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="model override (repeatable), e.g. --set app.k=120")
+    add_model_flags(p)
     p.add_argument("--batch", type=int, default=1, help="images per forward (default 1)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all CPUs available)")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"timed rounds (default {DEFAULT_ROUNDS})")

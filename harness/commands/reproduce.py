@@ -6,11 +6,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from harness.cells import SCALES
 from harness.commands.common import add_results_flag
-from harness.errors import UserError
 from harness.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
 from harness.plan import DataSource, parse_sets, plan_table
 from harness.specs import load_spec

@@ -1,5 +1,4 @@
 """Cells: content hashes, staleness keys, override validation."""
-import dataclasses
 
 import pytest
 

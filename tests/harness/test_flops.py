@@ -5,7 +5,6 @@ import json
 
 import pytest
 import timm
-import torch
 import torch.nn as nn
 
 import methods  # noqa: F401
