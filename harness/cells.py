@@ -9,6 +9,10 @@ Override keys live in one namespace shared by table specs, ``--set`` and model c
 
 * ``train.<field>`` -- a field of :class:`methods.interface.Recipe` (``train.epochs: 2``);
 * ``data.<knob>`` -- a knob of the synthetic stand-in generator (``data.occlusion: 0``);
+* ``weights.<part>`` -- where a part of the model starts from: ``stage:<id>`` (a pre-training
+  stage, :mod:`harness.stages`), ``file:<name>`` (a checkpoint in the weights folder), a path, or
+  ``none`` (from scratch). The method's recipe (:attr:`~methods.interface.Recipe.init`) gives the
+  default; the harness resolves it, the model only ever receives a local file path;
 * anything else -- a model override, validated by the model's own constructor.
 """
 from __future__ import annotations
@@ -100,21 +104,34 @@ def build_model(method: str, scale: str, model_overrides: dict[str, Any], **kwar
     return timm.create_model(method, preset=scale, **model_overrides, **kwargs)
 
 
-def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: str) -> None:
+def is_weights_key(key: str) -> bool:
+    """Whether an override key says where a part of the model starts from (``weights.*``)."""
+    return key.startswith("weights.")
+
+
+def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: str) -> Recipe:
     """Validate every override by building the model on the meta device (no memory, no compute).
 
-    Errors are re-raised as :class:`UserError` prefixed with ``where`` (file and row), keeping the
-    model's own message, which names the key and its allowed values.
+    Returns the recipe with ``train.*`` overrides applied. ``weights.*`` values are references
+    the planner resolves (see :func:`harness.plan.resolve_weights`): the model is built without
+    them. Errors are re-raised as :class:`UserError` prefixed with ``where`` (file and row),
+    keeping the model's own message, which names the key and its allowed values.
     """
     model_o, train_o, _ = split_overrides(overrides)
+    model_o = {k: (None if is_weights_key(k) else v) for k, v in model_o.items()}
     try:
-        with torch.device("meta"):
-            model = build_model(method, scale, model_o)
-        apply_train_overrides(getattr(model, "recipe", Recipe()), train_o)
+        return _recipe(method, scale, canonical_json(model_o), canonical_json(train_o))
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
     except (ValueError, TypeError, KeyError) as err:
         raise UserError(f"{where}: {err}") from None
+
+
+@lru_cache(maxsize=256)
+def _recipe(method: str, scale: str, model_json: str, train_json: str) -> Recipe:
+    with torch.device("meta"):
+        model = build_model(method, scale, json.loads(model_json))
+    return apply_train_overrides(getattr(model, "recipe", Recipe()), json.loads(train_json))
 
 
 @dataclass(frozen=True)
@@ -133,12 +150,18 @@ class Cell:
     code_version: str
     synthetic: bool
     data_root: str  # where the data lives now; not hashed, the fingerprint stands for the content
-    upstream: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()  # ids of the cells (pre-training stages) this one starts from
+    # What each weights key starts from, by content: "stage:<id>@<cell id>", "file:<sha256>" or
+    # "none"; "standin:" in front marks a synthetic stage standing in for a missing file.
+    weights: dict[str, str] = field(default_factory=dict)
+    weight_paths: dict[str, str] = field(default_factory=dict)  # files, where they are now; not hashed
+    stage: str | None = None  # the stage id, when this cell is a pre-training stage
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the result (the hashed part)."""
         d = dataclasses.asdict(self)
         d.pop("data_root")
+        d.pop("weight_paths")
         return d
 
     @property
@@ -177,3 +200,4 @@ class PlannedCell:
     dataset: str
     seed: int
     cell: Cell = field(compare=False)
+    stages: tuple[Cell, ...] = field(default=(), compare=False)  # upstream pre-training stage cells

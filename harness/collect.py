@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness.cells import SLOT_FIELDS, canonical_json, code_version, split_overrides
+from harness.plan import declared_model
 from harness.specs import TableSpec, load_spec
 from harness.store import Store
 
@@ -66,7 +67,23 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
         "gpu": prov.get("gpu"), "threads": prov.get("threads"),
         "torch_version": prov.get("packages", {}).get("torch"), "packages": prov.get("packages", {}),
         "dataset_fingerprint": prov.get("dataset_fingerprint"), "hostname": prov.get("hostname"),
+        "started_from": describe_start(rec.get("started_from", {})),
+        "stand_in": any(v.get("stand_in") for v in rec.get("started_from", {}).values()),
     }
+
+
+def describe_start(started: dict[str, dict[str, Any]]) -> str:
+    """One line per weights key: what a run started from (a stage and its checkpoint, a file, scratch)."""
+    parts = []
+    for key, s in sorted(started.items()):
+        if s.get("kind") == "stage":
+            what = f"stage {s['stage']} (cell {s['cell']}, sha256 {s['sha256']})"
+        elif s.get("kind") == "file":
+            what = f"{Path(s['path']).name} (sha256 {s['sha256']})"
+        else:
+            what = "scratch"
+        parts.append(f"{key}: {what}{' [stand-in]' if s.get('stand_in') else ''}")
+    return "; ".join(parts) or "scratch"
 
 
 def _empty_metrics() -> dict[str, Any]:
@@ -75,7 +92,8 @@ def _empty_metrics() -> dict[str, Any]:
             "params_m": NAN, "tokens_before_head": None, "train_s": NAN, "eval_s": NAN, "wall_s": NAN,
             "epochs": None, "steps": None, "final_loss": NAN, "resumed": False, "git_commit": None,
             "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "torch_version": None,
-            "packages": None, "dataset_fingerprint": None, "hostname": None}
+            "packages": None, "dataset_fingerprint": None, "hostname": None, "started_from": None,
+            "stand_in": False}
 
 
 def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> pd.DataFrame:
@@ -86,7 +104,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
     for i, row in enumerate(spec.rows):
         for col in spec.datasets:
             method, overrides = spec.resolved(row, col)
-            model_o, train_o, data_o = split_overrides(overrides)
+            _, train_o, data_o = split_overrides(overrides)
             version = None if row.reference else code_version(method)
             base = {"table_id": spec.id, "row": row.label, "row_index": i, "dataset": col.key,
                     "dataset_label": col.label, "paper_extra": dict(row.paper_extra), "is_baseline": row.label == spec.baseline,
@@ -98,10 +116,12 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                              "status": "reference", "stale": False, "failed": False, "synthetic": False,
                              "error": None, "attempts": 0, "log_path": None})
                 continue
-            probe = {"method": method, "model": model_o, "train": train_o, "data": data_o, "dataset": col.key,
-                     "protocol": col.protocol}
             scales = [scale] if scale else sorted({c["scale"] for cs in known.values() for c in cs} or {"tiny"})
             for sc in scales:
+                # The model overrides as planned: with the recipe's default weights sources filled in.
+                declared, _ = declared_model(method, sc, overrides, f"{spec.path}: row {row.label!r}")
+                probe = {"method": method, "model": declared, "train": train_o, "data": data_o,
+                         "dataset": col.key, "protocol": col.protocol}
                 seeds = range(spec.seeds)
                 for seed in seeds:
                     key = slot_key({**probe, "scale": sc, "seed": seed})

@@ -205,19 +205,25 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
             for c, job in zip(mine, jobs):
                 store.update_claim(c.id, slurm_job_id=job.job_id)
             mine = []
+        # A stage that another invocation is computing must finish before our cells that need it.
+        needed = {u for c in mine for u in c.upstream}
+        _wait_for_others([c for c in theirs if c.id in needed], store, cfg, summary, bar)
         for wave in dependency_waves(mine):
             ready = []
             for c in wave:
                 missing = [u for u in c.upstream if store.record(u) is None]
                 if missing:
-                    store.record_failure(c.id, error_type="UpstreamFailed", message=f"upstream cell(s) {missing} "
-                                         "have no result", traceback_tail="", log_path=None)
+                    store.record_failure(c.id, error_type="UpstreamFailed", message=_upstream_failure(missing, store),
+                                         traceback_tail="", log_path=None)
                     summary.failed.append(c.id)
                     bar.update(1)
                 else:
                     ready.append(c)
-            (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, ready, store, threads, summary, bar)
-        _wait_for_others(theirs, store, cfg, summary, bar)
+            # A wave narrower than the pool (a lone pre-training stage) gets the idle cores too.
+            wave_threads = threads if cfg.threads or not ready else \
+                max(threads, (os.cpu_count() or 1) // min(cfg.parallel(), len(ready)))
+            (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, ready, store, wave_threads, summary, bar)
+        _wait_for_others([c for c in theirs if c.id not in needed], store, cfg, summary, bar)
     finally:
         bar.close()
         if not (cfg.name == "slurm" and cfg.detach):
@@ -227,6 +233,17 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
                     store.release(c.id)
     summary.wall_s = time.time() - t0
     return summary
+
+
+def _upstream_failure(missing: list[str], store: Store) -> str:
+    """Name the pre-training stages a cell could not start from, and why they failed."""
+    parts = []
+    for cid in missing:
+        stage = (store.cell(cid) or {}).get("stage") or "upstream cell"
+        fail = store.failure(cid)
+        why = f"{fail['error_type']}: {fail['message'][:200]}" if fail else "no result"
+        parts.append(f"{stage} (cell {cid}) failed ({why})")
+    return "pre-training stage " + "; ".join(parts) + "; fix it, then run with --retry-failed"
 
 
 def _submit_array(executor: submitit.Executor, cells: list[Cell], store: Store, threads: int) -> list[submitit.Job]:

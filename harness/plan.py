@@ -1,7 +1,9 @@
 """Expand a table spec into cells: rows × datasets × seeds at one scale.
 
 Everything is checked here, before any job is submitted: override keys and values (by building
-each distinct model configuration on the meta device), the data root, the dataset protocol.
+each distinct model configuration on the meta device), the data root, the dataset protocol, and
+where every model starts from (:func:`resolve_weights`): a pre-training stage becomes an upstream
+cell, a checkpoint file is found and hashed, and a missing one is refused with its name.
 """
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.cells import SCALES, Cell, PlannedCell, check_overrides, code_version, split_overrides
+from harness.cells import (SCALES, Cell, PlannedCell, check_overrides, code_version, is_weights_key,
+                           split_overrides)
 from harness.errors import UserError
 from harness.specs import TableSpec
+from harness.stages import load_stage
+from harness.store import file_sha256
+from methods.interface import Recipe
 
 SYNTHETIC_SEED = 0  # the stand-in data is one fixed dataset; training seeds vary, the data does not
 SYNTHETIC_SCALE = {"tiny": "tiny", "paper": "medium"}  # stand-in size per scale preset
@@ -40,6 +46,112 @@ class DataSource:
         return cls(Path(root) if root else None, Path(cache_dir) if cache_dir else None)
 
 
+WEIGHTS_ENV = "FERBENCH_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where checkpoint files are looked up, and whether synthetic stages may stand in for them."""
+
+    root: Path | None = None  # the weights folder (``--weights-dir`` or ``$FERBENCH_WEIGHTS``)
+    stand_ins: bool = False  # ``--stand-ins``: a missing file is replaced by the recipe's stand-in
+
+    @classmethod
+    def from_args(cls, weights_dir: str | None, stand_ins: bool = False) -> "WeightsSource":
+        """``--weights-dir`` or ``$FERBENCH_WEIGHTS``; a folder that does not exist is an error."""
+        root = weights_dir or os.environ.get(WEIGHTS_ENV)
+        if root is not None and not Path(root).is_dir():
+            raise UserError(f"weights folder {root!r} does not exist or is not a directory")
+        return cls(Path(root) if root else None, stand_ins)
+
+
+def declared_weights(overrides: dict[str, Any], init: dict[str, str]) -> dict[str, str]:
+    """Every weights key of a cell with its declared source, normalised: the recipe's default,
+    then the overrides. ``None``/``"none"`` -> ``"none"``; a bare path -> ``"file:<path>"``."""
+    out: dict[str, str] = {}
+    for key, value in {**init, **{k: v for k, v in overrides.items() if is_weights_key(k)}}.items():
+        if value is None or value == "none":
+            out[key] = "none"
+        elif not isinstance(value, str) or not value:
+            raise UserError(f"{key}: {value!r} is not allowed; allowed values: stage:<id>, file:<name>, "
+                            "a path to a local checkpoint, or none")
+        elif value.startswith(("stage:", "file:")):
+            out[key] = value
+        else:
+            out[key] = f"file:{value}"
+    return out
+
+
+def file_digest(path: Path) -> str | None:
+    """First 16 hex digits of a file's SHA-256 (None if it cannot be read)."""
+    digest = file_sha256(path)
+    return digest[:16] if digest else None
+
+
+def _find_file(name: str, weights: WeightsSource) -> Path | None:
+    p = Path(name).expanduser()
+    if p.is_absolute() or p.parent != Path("."):
+        return p if p.is_file() else None
+    if weights.root is not None and (weights.root / name).is_file():
+        return weights.root / name
+    return None
+
+
+def resolve_weights(declared: dict[str, str], stand_in: dict[str, str], scale: str, source: "DataSource",
+                    weights: WeightsSource, where: str) -> tuple[dict[str, str], dict[str, str], list[Cell]]:
+    """Resolve declared weights sources to content ids, file paths and upstream stage cells.
+
+    Returns ``(ids, paths, stages)``: ``ids[key]`` is what enters the cell's hash
+    (``stage:<id>@<cell id>``, ``file:<sha256>``, ``none``; ``standin:...`` for a stand-in),
+    ``paths[key]`` the checkpoint file of ``file:`` sources, ``stages`` the upstream cells. A file
+    that cannot be found is refused, naming it, unless ``weights.stand_ins`` and the recipe has a
+    stand-in for that key.
+    """
+    ids: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    stages: list[Cell] = []
+    for key, src in sorted(declared.items()):
+        kind, _, name = src.partition(":")
+        prefix = ""
+        if kind == "file":
+            path = _find_file(name, weights)
+            if path is not None:
+                ids[key], paths[key] = f"file:{file_digest(path)}", str(path.resolve())
+                continue
+            if not (weights.stand_ins and key in stand_in):
+                folder = weights.root or f"no weights folder (--weights-dir or ${WEIGHTS_ENV})"
+                alt = f", --stand-ins for the synthetic stand-in ({stand_in[key]})" if key in stand_in else ""
+                raise UserError(f"{where}: {key} starts from the checkpoint {name!r}, which is not in {folder}. "
+                                f"Put the file there, pass --set {key}=/path/to/file{alt}, or --set {key}=none "
+                                "to train that part from scratch")
+            kind, _, name = stand_in[key].partition(":")
+            prefix = "standin:"
+        if kind == "stage":
+            cell = stage_cell(name, scale, source)
+            if key not in load_stage(name).provides:
+                raise UserError(f"{where}: {key}: stage {name!r} provides {load_stage(name).provides}, not {key}")
+            ids[key] = f"{prefix}stage:{name}@{cell.id}"
+            stages.append(cell)
+        elif kind == "none":
+            ids[key] = prefix + "none"
+        else:
+            raise UserError(f"{where}: {key}: unknown source {src!r}; allowed: stage:<id>, file:<name>, none")
+    return ids, paths, stages
+
+
+def stage_cell(stage_id: str, scale: str, source: "DataSource") -> Cell:
+    """The cell of a pre-training stage at a scale (its data is always the synthetic generator's)."""
+    spec = load_stage(stage_id)
+    where = f"stage {stage_id}"
+    check_overrides(spec.method, scale, spec.set, where)
+    model_o, train_o, data_o = split_overrides(spec.set)
+    synthetic = DataSource(None, source.cache_dir)
+    root, fingerprint, _ = _resolve_dataset(synthetic, spec.dataset, spec.protocol, scale, tuple(sorted(data_o.items())))
+    return Cell(method=spec.method, model=model_o, train=train_o, data=data_o, dataset=spec.dataset,
+                protocol=spec.protocol, scale=scale, seed=spec.seed, fingerprint=fingerprint,
+                code_version=code_version(spec.method), synthetic=True, data_root=root, stage=stage_id)
+
+
 @lru_cache(maxsize=None)
 def _resolve_dataset(source: DataSource, name: str, protocol: str | None, scale: str,
                      knobs: tuple[tuple[str, Any], ...]) -> tuple[str, str, bool]:
@@ -57,33 +169,54 @@ def _resolve_dataset(source: DataSource, name: str, protocol: str | None, scale:
     return str(root), ds.fingerprint, ds.synthetic
 
 
+def declared_model(method: str, scale: str, overrides: dict[str, Any], where: str) -> tuple[dict[str, Any], Recipe]:
+    """A cell's model overrides as hashed (validated, with every weights key's declared source) and
+    its recipe."""
+    recipe = check_overrides(method, scale, overrides, where)
+    model_o, _, _ = split_overrides(overrides)
+    model_o = {**{k: v for k, v in model_o.items() if not is_weights_key(k)}, **declared_weights(model_o, recipe.init)}
+    return model_o, recipe
+
+
 def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None,
-               source: DataSource = DataSource(), extra: dict[str, Any] | None = None) -> list[PlannedCell]:
-    """Every cell of a table, validated. ``extra`` overrides apply to every row (``--set``)."""
+               source: DataSource = DataSource(), extra: dict[str, Any] | None = None,
+               weights: WeightsSource = WeightsSource()) -> list[PlannedCell]:
+    """Every cell of a table, validated. ``extra`` overrides apply to every row (``--set``).
+
+    A cell that starts from a pre-training stage lists the stage's cell id in ``upstream``;
+    :func:`with_upstream` adds the stage cells themselves to a list of cells to run.
+    """
     if scale not in SCALES:
         raise UserError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
     n_seeds = seeds or spec.seeds
     planned: list[PlannedCell] = []
-    checked: set[tuple] = set()
     for i, row in enumerate(spec.rows):
         if row.reference:
             continue
         for col in spec.datasets:
             method, overrides = spec.resolved(row, col)
             overrides = {**overrides, **(extra or {})}
-            key = (method, tuple(sorted((k, repr(v)) for k, v in overrides.items())))
-            if key not in checked:
-                check_overrides(method, scale, overrides, f"{spec.path}: row {i + 1} ({row.label!r}), {col.key}")
-                checked.add(key)
-            model_o, train_o, data_o = split_overrides(overrides)
+            where = f"{spec.path}: row {i + 1} ({row.label!r}), {col.key}"
+            model_o, recipe = declared_model(method, scale, overrides, where)
+            _, train_o, data_o = split_overrides(overrides)
+            ids, paths, stages = resolve_weights({k: v for k, v in model_o.items() if is_weights_key(k)},
+                                                 recipe.stand_in, scale, source, weights, where)
             root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.protocol, scale,
                                                             tuple(sorted(data_o.items())))
             for seed in range(n_seeds):
                 cell = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.key,
                             protocol=col.protocol, scale=scale, seed=seed, fingerprint=fingerprint,
-                            code_version=code_version(method), synthetic=synthetic, data_root=root)
-                planned.append(PlannedCell(spec.id, row.label, i, col.key, seed, cell))
+                            code_version=code_version(method), synthetic=synthetic, data_root=root,
+                            upstream=tuple(c.id for c in stages), weights=ids, weight_paths=paths)
+                planned.append(PlannedCell(spec.id, row.label, i, col.key, seed, cell, tuple(stages)))
     return planned
+
+
+def with_upstream(planned: list[PlannedCell]) -> list[Cell]:
+    """The cells to run for ``planned``: every distinct upstream stage first, then the cells."""
+    stages = {s.id: s for p in planned for s in p.stages}
+    cells = {p.cell.id: p.cell for p in planned}
+    return list(stages.values()) + list(cells.values())
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:

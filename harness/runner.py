@@ -36,13 +36,17 @@ import torch.nn as nn
 
 from harness.cells import Cell, apply_train_overrides, build_model
 from harness.store import Store, atomic_write_bytes
-from methods.interface import Recipe, set_progress
+from methods.interface import Recipe, get_exports, set_progress
 
 PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
 
 
 class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite; the cell fails instead of recording garbage."""
+
+
+class UpstreamMissing(RuntimeError):
+    """A pre-training stage this cell starts from has no valid result, or a weights file changed."""
 
 
 class InjectedFault(RuntimeError):
@@ -131,16 +135,19 @@ def predict(model: nn.Module, split, transform, batch_size: int) -> tuple[np.nda
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
+MAX_CONFUSION_CLASSES = 64  # a face-ID stage has hundreds of classes: no confusion matrix for those
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     """Accuracy and mean class accuracy in %, per-class accuracy, confusion matrix (rows = truth)."""
     c = len(class_names)
-    confusion = np.bincount(y_true * c + y_pred, minlength=c * c).reshape(c, c)
+    confusion = np.bincount(y_true.astype(np.int64) * c + y_pred, minlength=c * c).reshape(c, c)
     support = confusion.sum(1)
     per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan) * 100
     return {"accuracy": float((y_true == y_pred).mean() * 100),
             "mean_class_accuracy": float(np.nanmean(per_class)),
             "per_class_accuracy": {n: (None if np.isnan(a) else float(a)) for n, a in zip(class_names, per_class)},
-            "confusion": confusion.tolist()}
+            "confusion": confusion.tolist() if c <= MAX_CONFUSION_CLASSES else None}
 
 
 def _git(*args: str) -> str | None:
@@ -173,6 +180,43 @@ def provenance(threads: int) -> dict[str, Any]:
             "threads": threads, "hostname": socket.gethostname()}
 
 
+def resolve_start(cell: Cell, store: Store) -> tuple[dict[str, str | None], dict[str, dict[str, Any]]]:
+    """Local paths for the cell's weights keys, and what each started from (for the record).
+
+    A stage's weights are the artifact of its record in the store; a file must still have the
+    content it had when the cell was planned (its digest is part of the cell's id).
+    """
+    from harness.plan import file_digest
+
+    paths: dict[str, str | None] = {}
+    started: dict[str, dict[str, Any]] = {}
+    for key, ref in sorted(cell.weights.items()):
+        stand_in = ref.startswith("standin:")
+        kind, _, rest = ref.removeprefix("standin:").partition(":")
+        entry: dict[str, Any] = {"declared": cell.model.get(key), "kind": kind, "stand_in": stand_in}
+        if kind == "none":
+            paths[key] = None
+        elif kind == "file":
+            path = Path(cell.weight_paths[key])
+            digest = file_digest(path)
+            if digest != rest:
+                raise UpstreamMissing(f"{key}: {path} is missing or changed since the cell was planned "
+                                      f"(sha256 {digest} != {rest}); plan the table again")
+            paths[key] = str(path)
+            entry.update(path=str(path), sha256=rest)
+        else:  # stage
+            name, _, cid = rest.partition("@")
+            rec = store.record(cid)
+            art = (rec or {}).get("artifacts", {}).get(key)
+            if art is None:
+                raise UpstreamMissing(f"{key}: pre-training stage {name} (cell {cid}) has no result with {key}")
+            paths[key] = str(store.cell_dir(cid) / art["file"])
+            entry.update(stage=name, cell=cid, sha256=art["sha256"][:16],
+                         stage_test_accuracy=rec["metrics"]["accuracy"])
+        started[key] = entry
+    return paths, started
+
+
 def _load_data(cell: Cell, decode_size: int):
     from harness.data import load_dataset
 
@@ -192,11 +236,15 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     fault = _injected_fault(cell.id)
     ckpt_path = store.checkpoint_path(cell.id)
 
-    model = build_model(cell.method, cell.scale, cell.model)
+    weight_paths, started_from = resolve_start(cell, store)
+    model_o = {**cell.model, **weight_paths}
+    model = build_model(cell.method, cell.scale, model_o)
     recipe = apply_train_overrides(model.recipe, cell.train)
     data = _load_data(cell, recipe.img_size)
     if model.num_classes != data.num_classes:
-        model = build_model(cell.method, cell.scale, cell.model, num_classes=data.num_classes)
+        model = build_model(cell.method, cell.scale, model_o, num_classes=data.num_classes)
+    for key, report in getattr(model, "weight_reports", {}).items():
+        started_from.setdefault(key, {})["load"] = report.summary()
     train_split, val_split, test_split = (data.splits[k] for k in ("train", "val", "test"))
     train_tf = build_transform(recipe.augment, recipe.img_size, train=True)
     eval_tf = build_transform(recipe.augment, recipe.img_size, train=False)
@@ -282,21 +330,27 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
         "data": {"fingerprint": data.fingerprint, "split_info": data.split_info, "skipped": data.skipped,
                  "synthetic": data.synthetic, "sizes": {k: len(v.labels) for k, v in data.splits.items()}},
         "resumed_from_epoch": state["resumed_from_epoch"],
+        "started_from": started_from,
         "provenance": {**provenance(threads), "dataset_fingerprint": data.fingerprint},
     }
     record["timing"].update(wall_s=time.time() - t_start, finished_at=time.time())
     store.write_result(cell.id, record, {"y_true": y_true.astype(np.int16), "y_pred": y_pred.astype(np.int16),
-                                         "logits": logits.astype(np.float32)})
+                                         "logits": logits.astype(np.float32)},
+                       artifacts={k: _tensor_bytes(v) for k, v in get_exports(model).items()})
     return record
 
 
-def _save_checkpoint(path: Path, model, opt, sched, state) -> None:
+def _tensor_bytes(obj: Any) -> bytes:
     import io
 
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "state": state}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _save_checkpoint(path: Path, model, opt, sched, state) -> None:
+    atomic_write_bytes(path, _tensor_bytes({"model": model.state_dict(), "opt": opt.state_dict(),
+                                            "sched": sched.state_dict(), "state": state}))
 
 
 def job_log_path() -> str | None:

@@ -6,6 +6,7 @@ Layout under the results directory (``results/`` by default, ``$FERBENCH_RESULTS
     cells/<cell id>/cell.json         the resolved config (written when the cell is planned)
     cells/<cell id>/record.json       the result: metrics, costs, provenance (atomic, last written)
     cells/<cell id>/predictions.npz   per-sample test labels, predictions and logits
+    cells/<cell id>/<key>.pt          what a pre-training stage hands on (``weights.ir50.pt``, ...)
     cells/<cell id>/checkpoint.pt     per-epoch training state, removed once the record exists
     cells/<cell id>/claim.json        who is computing the cell now (created with O_EXCL)
     cells/<cell id>/failure.json      the ledger entry of the last failure, with an attempt count
@@ -57,6 +58,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str | None:
+    """SHA-256 of a file, or None if it cannot be read; cached while its size and mtime hold."""
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in _DIGESTS:
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            _DIGESTS[key] = h.hexdigest()
+        return _DIGESTS[key]
+    except OSError:
+        return None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -123,14 +143,20 @@ class Store:
         """The resolved config of a cell, if known."""
         return _read_json(self.cell_dir(cell_id) / "cell.json")
 
-    def write_result(self, cell_id: str, record: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """Write predictions, then the record that points at them; the record lands last."""
+    def write_result(self, cell_id: str, record: dict[str, Any], arrays: dict[str, np.ndarray],
+                     artifacts: dict[str, bytes] | None = None) -> None:
+        """Write predictions and artifacts (a stage's weights), then the record that points at
+        them, with their checksums; the record lands last."""
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         blob = buf.getvalue()
         d = self.cell_dir(cell_id)
         atomic_write_bytes(d / "predictions.npz", blob)
-        record = {**record, "schema": SCHEMA_VERSION, "cell_id": cell_id,
+        files = {}
+        for key, data in (artifacts or {}).items():
+            atomic_write_bytes(d / f"{key}.pt", data)
+            files[key] = {"file": f"{key}.pt", "sha256": hashlib.sha256(data).hexdigest()}
+        record = {**record, "schema": SCHEMA_VERSION, "cell_id": cell_id, "artifacts": files,
                   "predictions": {"file": "predictions.npz", "sha256": hashlib.sha256(blob).hexdigest()}}
         atomic_write_json(d / "record.json", record)
         (d / "failure.json").unlink(missing_ok=True)
@@ -150,13 +176,11 @@ class Store:
         elif rec.get("schema") != SCHEMA_VERSION:
             problem = f"schema {rec.get('schema')} != {SCHEMA_VERSION}"
         else:
-            pred = d / rec.get("predictions", {}).get("file", "predictions.npz")
-            try:
-                digest = hashlib.sha256(pred.read_bytes()).hexdigest()
-            except OSError:
-                digest = None
-            if digest != rec["predictions"].get("sha256"):
-                problem = "predictions.npz is missing or does not match its checksum"
+            files = [rec.get("predictions", {}), *rec.get("artifacts", {}).values()]
+            for f in files:
+                if file_sha256(d / f.get("file", "predictions.npz")) != f.get("sha256"):
+                    problem = f"{f.get('file')} is missing or does not match its checksum"
+                    break
         if problem:
             path.rename(d / f"record.json.corrupt-{int(time.time() * 1e6)}")
             return None

@@ -5,7 +5,15 @@ and learns everything else it needs from two attributes the model carries:
 
 * ``model.recipe`` -- a :class:`Recipe`: how to train it at the preset it was built for;
 * ``model.set_progress(p)`` -- optional; called by the trainer with the fraction of training
-  done (0.0 .. 1.0) so that keep schedules and similar curricula can follow it.
+  done (0.0 .. 1.0) so that keep schedules and similar curricula can follow it;
+* ``model.exports()`` -- optional; what a *pre-training stage* hands on to the models that
+  fine-tune from it: a dict from a weights key (``"weights.ir50"``) to a state dict in the layout
+  that key's loader reads.
+
+Where training starts is part of the recipe (:attr:`Recipe.init`): for each weights key of the
+model, either a checkpoint file name (``"file:<name>"``, looked up in the user's weights folder),
+an upstream pre-training stage (``"stage:<id>"``, declared in ``tables/stages/``) or ``"none"``
+(from scratch). The harness resolves these; the model only ever sees local file paths.
 
 Nothing here imports the harness.
 """
@@ -36,6 +44,10 @@ class Recipe:
     loss: str = "ce"  # name in methods.losses
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     sampler: str = "none"  # none | sqrt | heavy (class-balanced oversampling)
+    # Where training starts, per weights key: "file:<name>" | "stage:<id>" | "none" (see module doc).
+    init: dict[str, str] = field(default_factory=dict)
+    # What stands in for a missing "file:" init when the user asks for stand-ins (--stand-ins).
+    stand_in: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the recipe as a JSON-serialisable dict."""
@@ -47,6 +59,12 @@ class Recipe:
 def get_recipe(model: nn.Module) -> Recipe:
     """Return the training recipe a model was built with (a default one if it has none)."""
     return getattr(model, "recipe", Recipe())
+
+
+def get_exports(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """The state dicts a pre-training stage hands on, by weights key (empty for ordinary models)."""
+    hook = getattr(model, "exports", None)
+    return dict(hook()) if callable(hook) else {}
 
 
 def set_progress(model: nn.Module, progress: float) -> None:

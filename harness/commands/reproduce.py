@@ -10,7 +10,7 @@ import time
 from harness.cells import SCALES
 from harness.commands.common import add_results_flag
 from harness.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
-from harness.plan import DataSource, parse_sets, plan_table
+from harness.plan import DataSource, WeightsSource, parse_sets, plan_table, with_upstream
 from harness.specs import load_spec
 from harness.store import Store
 
@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None,
                    help="real datasets under DIR/<dataset> (default: $FERBENCH_DATA_ROOT, else synthetic stand-ins)")
     p.add_argument("--cache-dir", default=None, help="where synthetic stand-ins are generated")
+    p.add_argument("--weights-dir", default=None,
+                   help="folder of pre-trained checkpoints named as the recipes expect (default: $FERBENCH_WEIGHTS)")
+    p.add_argument("--stand-ins", action="store_true",
+                   help="where a checkpoint file is missing, start from the recipe's synthetic pre-training stage "
+                        "instead (marked as a stand-in in every record and report)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override applied to every row")
     p.add_argument("--retry-failed", action="store_true", help="re-run cells in the failure ledger")
     p.add_argument("--max-retries", type=int, default=None, help="automatic retries of a failing cell")
@@ -52,16 +57,23 @@ def run(args: argparse.Namespace) -> int:
                                       retry_failed=args.retry_failed or None, detach=args.detach or None)
     check_executor(cfg)
     source = DataSource.from_args(args.data_root, args.cache_dir)
-    planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=parse_sets(args.set))
-    cells = [p.cell for p in planned]
-    n_unique = len({c.id for c in cells})
+    weights = WeightsSource.from_args(args.weights_dir, args.stand_ins)
+    planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=parse_sets(args.set),
+                         weights=weights)
+    cells = with_upstream(planned)
+    stages = [c for c in cells if c.stage]
+    n_unique = len(cells) - len(stages)
     data_note = "SYNTHETIC stand-in data" if source.synthetic else f"data root {source.root}"
+    stage_note = f" + {len(stages)} pre-training stage(s) ({', '.join(c.stage for c in stages)})" if stages else ""
     print(f"{spec.id}: {len(spec.rows)} rows x {len(spec.datasets)} datasets x {args.seeds or spec.seeds} seeds "
-          f"= {n_unique} cells at scale {args.scale!r} on {data_note}; executor {cfg.name} "
+          f"= {n_unique} cells{stage_note} at scale {args.scale!r} on {data_note}; executor {cfg.name} "
           f"({cfg.parallel()} parallel x {cfg.cell_threads()} threads)", file=sys.stderr)
     if args.dry_run:
+        for c in stages:
+            print(f"{c.id}  stage:{c.stage:18s} {c.dataset:10s} seed {c.seed}")
         for p in planned:
-            print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}")
+            start = ", ".join(f"{k}={v.split('@')[0]}" for k, v in sorted(p.cell.weights.items()))
+            print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}" + (f"  from {start}" if start else ""))
         return 0
     if cfg.detach and cfg.name != "slurm":
         return _detach_local(args)

@@ -303,7 +303,11 @@ def _plan(seed: int, code: int, split: str, n: int, classes: tuple[str, ...], fr
 
 
 _SPLIT_CODE = {"train": 1, "test": 2, "val": 3, "all": 4}
-_DATASET_CODE = {"rafdb": 11, "affectnet": 12, "ferplus": 13, "sfew": 14, "expw": 15, "folder": 16}
+_DATASET_CODE = {"rafdb": 11, "affectnet": 12, "ferplus": 13, "sfew": 14, "expw": 15, "folder": 16,
+                 "faceid": 17}
+# Face-ID people are drawn from their own index range, so no stand-in's test person (indices below
+# ``Knobs.identities``) is ever seen by a face-recognition pre-training stage.
+FACEID_IDENTITY_OFFSET = 1_000_000
 
 
 def _ident_ranges(k: Knobs) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -368,7 +372,7 @@ def _run(jobs: list[_Job]) -> list:
 
 def _sizes(name: str, scale: str, k: Knobs) -> tuple[int, int]:
     base = {"rafdb": (1500, 600), "affectnet": (1500, 600), "ferplus": (1500, 600),
-            "sfew": (600, 300), "expw": (1500, 0), "folder": (1000, 400)}[name]
+            "sfew": (600, 300), "expw": (1500, 0), "folder": (1000, 400), "faceid": (4000, 800)}[name]
     m = SCALES[scale]
     return (k.n_train or base[0] * m, k.n_test or base[1] * m)
 
@@ -484,6 +488,24 @@ def _write_folders(out: Path, seed: int, k: Knobs, name: str, n_train: int, n_te
     _run(jobs)
 
 
+def _write_faceid(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) -> None:
+    """``k.identities`` people, each with every expression under every nuisance, in identity folders.
+
+    Train and test hold the *same* people (a recognition task); images are split evenly over them.
+    """
+    code, people = _DATASET_CODE["faceid"], max(k.identities, 2)
+    jobs = []
+    for split, n in (("train", n_train), ("test", n_test)):
+        r = np.random.default_rng([seed, code, _SPLIT_CODE[split]])
+        who = np.arange(n) % people
+        expr = r.integers(0, len(CANONICAL_CLASSES), n)
+        for i in range(n):
+            cls = CANONICAL_CLASSES[int(expr[i])]
+            smp = _Sample(i, cls, cls, FACEID_IDENTITY_OFFSET + int(who[i]), split)
+            jobs.append(_Job(seed, code, smp, k, 100, out / split / f"id{who[i]:05d}" / f"{split}_{i:06d}.jpg"))
+    _run(jobs)
+
+
 def _write_expw(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) -> None:
     code, classes = _DATASET_CODE["expw"], CANONICAL_CLASSES[:7]
     inv = {v: c for c, v in EXPW_LABELS.items()}
@@ -534,6 +556,8 @@ def write_synthetic(name: str, out: str | Path, *, scale: str = "tiny", seed: in
         _write_ferplus(out, seed, k, n_train, n_test)
     elif name == "expw":
         _write_expw(out, seed, k, n_train, n_test)
+    elif name == "faceid":
+        _write_faceid(out, seed, k, n_train, n_test)
     else:
         _write_folders(out, seed, k, name, n_train, n_test)
     marker = {"generator": "ferbench.synth", "version": GENERATOR_VERSION, "dataset": name,

@@ -26,6 +26,13 @@ import torch.nn as nn
 IR50_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 IR50_DEPTHS: tuple[int, ...] = (3, 4, 14, 3)
 
+# The stage-3 cut every FER method here uses, per preset. One table, so that a face-ID
+# pre-training stage and every model that fine-tunes from it build the very same network.
+IR50_CUTS: dict[str, dict] = {
+    "paper": dict(ir50_widths=(64, 128, 256), ir50_depths=(3, 4, 14), ir50_stem=None),
+    "tiny": dict(ir50_widths=(8, 24, 64), ir50_depths=(1, 1, 2), ir50_stem=8),
+}
+
 
 class BottleneckIR(nn.Module):
     """face.evoLVe ``bottleneck_IR``: BN -> conv3x3 -> PReLU -> conv3x3(stride) -> BN, plus shortcut."""

@@ -1,0 +1,78 @@
+"""Pre-training stages: upstream cells that other cells start from, declared as data.
+
+A stage is written like a table row, in ``tables/stages/<id>.yaml``: a registered model
+(``method``), the dataset it trains on, overrides (``set``: model, ``train.*`` and ``data.*`` keys,
+as in a table), a seed, and the weights keys it ``provides``. It becomes an ordinary
+:class:`~harness.cells.Cell` (with ``stage`` set), content-hashed like every cell, so it runs
+once in the store however many cells, tables or concurrent invocations need it, and a change to
+its config gives it a new id, which makes every cell that starts from it stale.
+
+Cells name a stage through a weights key (``weights.ir50: stage:faceid_ir50``, in a spec, in
+``--set`` or as the default of a method's recipe, :attr:`methods.interface.Recipe.init`). The
+stage's model hands its weights on through ``model.exports()``; the store keeps them as files
+of the stage's record, checksummed like its predictions.
+
+Stages train on the synthetic generator's data (they are stand-ins for the papers' large
+pre-training sets, which FERbench never downloads); with real data, users pass the papers'
+checkpoints as files instead (``--weights-dir``).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import UserError
+from harness.specs import tables_dir
+
+
+class StageSpec(BaseModel):
+    """One pre-training stage."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    purpose: str
+    method: str
+    dataset: str
+    protocol: str | None = None
+    provides: list[str]
+    set: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+
+def stages_dir() -> Path:
+    """``tables/stages`` (follows ``$FERBENCH_TABLES``)."""
+    return tables_dir() / "stages"
+
+
+def list_stages() -> list[str]:
+    """The ids of every declared stage, sorted."""
+    return sorted(p.stem for p in stages_dir().glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def _load(path: Path, mtime: float) -> StageSpec:
+    try:
+        data = yaml.safe_load(path.read_text())
+        spec = StageSpec.model_validate(data)
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from None
+    except ValidationError as err:
+        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+        raise UserError(f"{path}: invalid stage spec\n" + "\n".join(lines)) from None
+    if spec.id != path.stem:
+        raise UserError(f"{path}: id {spec.id!r} does not match the file name {path.stem!r}")
+    return spec
+
+
+def load_stage(stage_id: str) -> StageSpec:
+    """Load ``tables/stages/<stage_id>.yaml``; an unknown id lists the known ones."""
+    path = stages_dir() / f"{stage_id}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown pre-training stage {stage_id!r} (no {path}); known stages: "
+                        f"{', '.join(list_stages()) or 'none'}")
+    return _load(path, path.stat().st_mtime)
