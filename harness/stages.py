@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UserError
-from harness.specs import tables_dir
+from harness.specs import TABLES_DIR, tables_dir
 
 
 class StageSpec(BaseModel):
@@ -44,18 +44,18 @@ class StageSpec(BaseModel):
     seed: int = 0
 
 
-def stages_dir() -> Path:
-    """``tables/stages`` (follows ``$FERBENCH_TABLES``)."""
-    return tables_dir() / "stages"
+def stages_dirs() -> list[Path]:
+    """Where stages are declared: ``<tables>/stages`` (``$FERBENCH_TABLES``), then the repository's."""
+    return list(dict.fromkeys([tables_dir() / "stages", TABLES_DIR / "stages"]))
 
 
 def list_stages() -> list[str]:
     """The ids of every declared stage, sorted."""
-    return sorted(p.stem for p in stages_dir().glob("*.yaml"))
+    return sorted({p.stem for d in stages_dirs() for p in d.glob("*.yaml")})
 
 
 @lru_cache(maxsize=None)
-def _load(path: Path, mtime: float) -> StageSpec:
+def _load(path: Path, mtime_ns: int, size: int) -> StageSpec:
     try:
         data = yaml.safe_load(path.read_text())
         spec = StageSpec.model_validate(data)
@@ -71,8 +71,9 @@ def _load(path: Path, mtime: float) -> StageSpec:
 
 def load_stage(stage_id: str) -> StageSpec:
     """Load ``tables/stages/<stage_id>.yaml``; an unknown id lists the known ones."""
-    path = stages_dir() / f"{stage_id}.yaml"
-    if not path.is_file():
-        raise UserError(f"unknown pre-training stage {stage_id!r} (no {path}); known stages: "
-                        f"{', '.join(list_stages()) or 'none'}")
-    return _load(path, path.stat().st_mtime)
+    for d in stages_dirs():
+        path = d / f"{stage_id}.yaml"
+        if path.is_file():
+            return _load(path, path.stat().st_mtime_ns, path.stat().st_size)
+    raise UserError(f"unknown pre-training stage {stage_id!r} (looked in {', '.join(map(str, stages_dirs()))}); "
+                    f"known stages: {', '.join(list_stages()) or 'none'}")

@@ -10,9 +10,12 @@ Differences from face.evoLVe, all deliberate and stated in the report's methods 
 
 * the network stops after stage 3, like the FER models that use it (face.evoLVe trains all four
   stages and its ``output_layer``, whose weights those models ignore anyway);
-* the head is BatchNorm -> global average pool -> Linear over identities with plain softmax
-  cross-entropy, not face.evoLVe's flatten-Linear-BN1d embedding with an ArcFace margin: with a
-  few hundred identities a margin loss buys nothing and costs a tuned schedule.
+* the embedding is face.evoLVe's ``output_layer`` shape (BN -> dropout -> flatten -> Linear ->
+  BN1d) on the stage-3 map, so identity must be read from *where* things are on the face, as in
+  the real model (a global average pool instead let the tiny stage identify people by skin and
+  hair colour, which does not transfer to expressions: measured, see the README); the classifier
+  on top is a plain Linear with softmax cross-entropy, not ArcFace's margin: with a few hundred
+  identities a margin buys nothing and costs a tuned schedule.
 
 Registered name: ``faceid_ir50`` with presets ``paper`` (the full stage-3 cut at 112x112) and
 ``tiny`` (the tiny cut at 48x48). No override keys; ``num_classes`` is the number of identities.
@@ -33,20 +36,22 @@ __all__ = ["FaceIDIR50"]
 
 
 class FaceIDIR50(nn.Module):
-    """Truncated IR-50 + BN + global average pool + identity classifier."""
+    """Truncated IR-50 + face.evoLVe-style embedding (BN, dropout, flatten, Linear, BN1d) + classifier."""
 
-    def __init__(self, widths: tuple[int, ...], depths: tuple[int, ...], stem: int | None,
-                 num_classes: int = 1000) -> None:
+    def __init__(self, widths: tuple[int, ...], depths: tuple[int, ...], stem: int | None, img_size: int,
+                 embed_dim: int, num_classes: int = 1000) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.backbone = IR50(widths, depths, num_stages=len(widths), stem_chs=stem)
-        self.norm = nn.BatchNorm2d(self.backbone.out_chs)
-        self.head = nn.Linear(self.backbone.out_chs, num_classes)
+        grid = img_size // self.backbone.reduction
+        c = self.backbone.out_chs
+        self.embed = nn.Sequential(nn.BatchNorm2d(c), nn.Dropout(0.4), nn.Flatten(),
+                                   nn.Linear(c * grid * grid, embed_dim), nn.BatchNorm1d(embed_dim))
+        self.head = nn.Linear(embed_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] -> identity logits [B, num_classes]."""
-        f = self.norm(self.backbone(x))  # [B, C, H/8, W/8]
-        return self.head(f.mean(dim=(2, 3)))  # [B, num_classes]
+        return self.head(self.embed(self.backbone(x)))  # [B, C, H/8, W/8] -> [B, E] -> [B, num_classes]
 
     def exports(self) -> dict[str, dict[str, torch.Tensor]]:
         """``weights.ir50``: the backbone in face.evoLVe key layout (``input_layer.*``, ``body.N.*``)."""
@@ -63,8 +68,8 @@ _TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=2e-3, weight_decay=0
                        img_size=48, warmup_epochs=0)
 
 PRESET_CFGS: dict[str, dict[str, Any]] = {
-    "paper": dict(cut=IR50_CUTS["paper"], recipe=_PAPER_RECIPE),
-    "tiny": dict(cut=IR50_CUTS["tiny"], recipe=_TINY_RECIPE),
+    "paper": dict(cut=IR50_CUTS["paper"], embed_dim=512, recipe=_PAPER_RECIPE),
+    "tiny": dict(cut=IR50_CUTS["tiny"], embed_dim=128, recipe=_TINY_RECIPE),
 }
 
 default_cfgs = generate_default_cfgs({
@@ -83,9 +88,11 @@ def _create_faceid(variant: str, pretrained: bool = False, preset: str = "paper"
         raise ValueError(f"unknown override key(s) {', '.join(sorted(kwargs))}; {variant} has no override keys")
     if preset not in PRESET_CFGS:
         raise ValueError(f"preset: {preset!r} is not allowed; allowed values: {', '.join(PRESET_CFGS)}")
-    cut = PRESET_CFGS[preset]["cut"]
-    model = FaceIDIR50(cut["ir50_widths"], cut["ir50_depths"], cut["ir50_stem"], num_classes=num_classes)
-    model.recipe = PRESET_CFGS[preset]["recipe"]
+    cfg = PRESET_CFGS[preset]
+    cut = cfg["cut"]
+    model = FaceIDIR50(cut["ir50_widths"], cut["ir50_depths"], cut["ir50_stem"], cfg["recipe"].img_size,
+                       cfg["embed_dim"], num_classes=num_classes)
+    model.recipe = cfg["recipe"]
     model.preset = preset
     return model
 
