@@ -16,6 +16,7 @@ checkpoint and its record says so.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import platform
 import random
@@ -103,13 +104,26 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     raise ValueError(f"train.optimizer={recipe.optimizer!r}; allowed: sgd, adam, adamw")
 
 
+def training_length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
+    """``(epochs, optimizer steps)``: ``recipe.iterations`` steps (the last epoch cut short) if set, else whole epochs."""
+    if recipe.iterations is not None:
+        return math.ceil(recipe.iterations / steps_per_epoch), recipe.iterations
+    return recipe.epochs, recipe.epochs * steps_per_epoch
+
+
 def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
-    """Per-step schedule: optional linear warm-up, then cosine to 0, step decay or constant."""
-    total = max(recipe.epochs * steps_per_epoch, 1)
+    """Per-step schedule: optional linear warm-up, then cosine to 0, step decay or constant.
+
+    ``step`` multiplies the lr by 0.1 at ``recipe.milestones`` (fractions of all steps, warm-up
+    included), or, with none given, at each third of the steps after warm-up.
+    """
+    total = max(training_length(recipe, steps_per_epoch)[1], 1)
     warm = min(recipe.warmup_epochs * steps_per_epoch, total - 1)
     lrs = torch.optim.lr_scheduler
     if recipe.schedule == "cosine":
         main = lrs.CosineAnnealingLR(opt, T_max=total - warm)
+    elif recipe.schedule == "step" and recipe.milestones:
+        main = lrs.MultiStepLR(opt, milestones=[max(round(f * total) - warm, 1) for f in recipe.milestones], gamma=0.1)
     elif recipe.schedule == "step":
         main = lrs.StepLR(opt, step_size=max((total - warm) // 3, 1), gamma=0.1)
     elif recipe.schedule == "constant":
@@ -265,13 +279,13 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
         state["resumed_from_epoch"] = state["epoch"]
     setup_s = time.time() - t_start
 
-    total_steps = recipe.epochs * steps_per_epoch
+    epochs, total_steps = training_length(recipe, steps_per_epoch)
     last_loss = float("nan")
-    while state["epoch"] < recipe.epochs:
+    while state["epoch"] < epochs:
         epoch = state["epoch"]
         t0 = time.time()
-        store.write_progress(cell.id, epoch=epoch, epochs=recipe.epochs)
-        if fault and epoch == min(1, recipe.epochs - 1):
+        store.write_progress(cell.id, epoch=epoch, epochs=epochs)
+        if fault and epoch == min(1, epochs - 1):
             if fault == "raise":
                 raise InjectedFault(f"injected failure in cell {cell.id} at epoch {epoch}")
             if fault == "kill":
@@ -298,6 +312,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
             sched.step()
             state["step"] += 1
             losses.append(loss.item())
+            if state["step"] >= total_steps:
+                break  # recipe.iterations reached inside the last epoch
         last_loss = float(np.mean(losses)) if losses else float("nan")
         val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2)
         val_acc = float((val_logits.argmax(1) == val_y).mean() * 100)
@@ -324,7 +340,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
         "cost": {k: flops.get(k) for k in ("gflops", "params_m", "tokens_per_block", "tokens_before_head",
                                            "flop_convention")},
         "timing": {"train_s": state["train_s"], "eval_s": eval_s, "setup_s": setup_s,
-                   "epochs": recipe.epochs, "steps": state["step"], "final_train_loss": last_loss,
+                   "epochs": epochs, "steps": state["step"], "final_train_loss": last_loss,
                    "history": state["history"]},
         "recipe": recipe.to_dict(),
         "data": {"fingerprint": data.fingerprint, "split_info": data.split_info, "skipped": data.skipped,

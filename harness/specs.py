@@ -51,10 +51,16 @@ class DatasetColumn(_Strict):
 
 
 class Row(_Strict):
-    """One row of the table: a label, the overrides that distinguish it, the paper's values."""
+    """One row of the table: a label, the overrides that distinguish it, the paper's values.
+
+    ``per_dataset`` maps a dataset key to overrides for this row in that column only (applied
+    last): a setting the paper tuned per dataset for one row (TransFER's Table 4), or a row whose
+    method needs its own per-dataset settings in a table of another method (APViT's Table 7).
+    """
 
     label: str
     set: dict[str, Any] = Field(default_factory=dict)
+    per_dataset: dict[str, dict[str, Any]] = Field(default_factory=dict)
     method: str | None = None
     paper: dict[str, PaperValue] = Field(default_factory=dict)
     paper_extra: dict[str, Any] = Field(default_factory=dict)
@@ -149,8 +155,9 @@ class TableSpec(_Strict):
         return None if v == NOT_REPORTED else float(v)
 
     def resolved(self, row: Row, column: DatasetColumn | None = None) -> tuple[str, dict[str, Any]]:
-        """Return ``(method, overrides)`` of a cell: base, then the column's ``set``, then the row's."""
-        return row.method or self.method, {**self.base, **(column.set if column else {}), **row.set}
+        """Return ``(method, overrides)`` of a cell: base, the column's ``set``, the row's, its ``per_dataset``."""
+        return row.method or self.method, {**self.base, **(column.set if column else {}), **row.set,
+                                           **(row.per_dataset.get(column.key, {}) if column else {})}
 
 
 def tables_dir() -> Path:
@@ -246,6 +253,10 @@ def parse_spec(data: dict, path: Path) -> TableSpec:
         for ds in r.paper:
             if ds not in keys:
                 raise UserError(f"{path}: row {r.label!r}: paper value for unknown dataset {ds!r}; "
+                                f"the table's datasets are {keys}")
+        for ds in r.per_dataset:
+            if ds not in keys:
+                raise UserError(f"{path}: row {r.label!r}: per_dataset overrides for unknown dataset {ds!r}; "
                                 f"the table's datasets are {keys}")
     if raw.id != path.stem:
         raise UserError(f"{path}: id {raw.id!r} does not match the file name {path.stem!r}")

@@ -38,6 +38,11 @@ class Recipe:
     batch_size: int = 128
     grad_clip: float | None = 10.0  # L2 norm; None disables
     schedule: str = "cosine"  # cosine | step | constant
+    # step schedule: fractions of training at which the lr is multiplied by 0.1; () = three equal steps
+    milestones: tuple[float, ...] = ()
+    # training length in optimizer steps; None = ``epochs`` whole epochs. When set, the last
+    # epoch is cut short and ``epochs`` is ignored.
+    iterations: int | None = None
     warmup_epochs: int = 0
     img_size: int = 112
     augment: str = "apvit"  # name of a train-time pipeline in harness.data.transforms
@@ -49,10 +54,20 @@ class Recipe:
     # What stands in for a missing "file:" init when the user asks for stand-ins (--stand-ins).
     stand_in: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        ms = self.milestones
+        if (not isinstance(ms, (list, tuple)) or not all(isinstance(m, (int, float)) and 0 < m < 1 for m in ms)
+                or list(ms) != sorted(ms)):
+            raise ValueError(f"train.milestones: {ms!r} is not allowed; allowed values: increasing fractions in (0, 1)")
+        if self.iterations is not None and (isinstance(self.iterations, bool) or not isinstance(self.iterations, int)
+                                            or self.iterations < 1):
+            raise ValueError(f"train.iterations: {self.iterations!r} is not allowed; allowed values: an integer >= 1 or None")
+
     def to_dict(self) -> dict[str, Any]:
         """Return the recipe as a JSON-serialisable dict."""
         d = asdict(self)
         d["no_weight_decay"] = list(self.no_weight_decay)
+        d["milestones"] = list(self.milestones)
         return d
 
 

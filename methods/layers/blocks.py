@@ -10,6 +10,10 @@ Adapted from timm's ``vision_transformer.Attention``/``Block`` (timm 1.0.x) with
 * ``Block.forward(x, keep_rate)`` prunes tokens after the attention residual and before the MLP
   (APViT): the block attends over all N tokens and its MLP runs on the kept ones. ``keep_rate``
   None or >= 1 means no pruning, and then nothing extra is computed.
+* ``head_mask`` ([B, H]) multiplies each head's output before the output projection and
+  ``token_mask`` ([B, N]) multiplies the q, k and v of each token (TransFER's MSAD, paper and
+  Paddle-port readings; see :mod:`methods.layers.drop`). Both default to None, and then nothing
+  extra is computed.
 * Not supported (asserted by absence): LayerScale, qk-norm, attention masks, register tokens.
 
 State-dict keys: ``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``, ``mlp.fc1``, ``mlp.fc2``.
@@ -37,10 +41,23 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, return_cls_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: [B, N, C] -> (out [B, N, C], cls_logits [B, H, N-1] or None)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_cls_logits: bool = False,
+        head_mask: torch.Tensor | None = None,
+        token_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [B, N, C] -> (out [B, N, C], cls_logits [B, H, N-1] or None).
+
+        head_mask: [B, H] factors on each head's output; token_mask: [B, N] factors on each
+        token's q, k and v. None leaves them alone.
+        """
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)  # [B, N, 3, H, d]
+        if token_mask is not None:
+            qkv = qkv * token_mask.to(qkv.dtype)[:, :, None, None, None]
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # [3, B, H, N, d]
         q, k, v = qkv.unbind(0)  # each [B, H, N, d]
         cls_logits = None
         if self.fused_attn:
@@ -54,6 +71,8 @@ class Attention(nn.Module):
             if return_cls_logits:
                 cls_logits = logits[:, :, 0, 1:]  # [B, H, N-1]
             out = logits.softmax(dim=-1) @ v  # [B, H, N, d]
+        if head_mask is not None:
+            out = out * head_mask.to(out.dtype)[:, :, None, None]
         out = out.transpose(1, 2).reshape(B, N, C)  # [B, N, C]
         return self.proj(out), cls_logits
 
@@ -95,10 +114,20 @@ class Block(nn.Module):
         self.prune = prune
         self.criterion = criterion
 
-    def forward(self, x: torch.Tensor, keep_rate: float | None = None) -> torch.Tensor:
-        """x: [B, 1 + N, C] -> [B, 1 + n_keep, C]; ``n_keep = N`` unless this block prunes."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        keep_rate: float | None = None,
+        head_mask: torch.Tensor | None = None,
+        token_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x: [B, 1 + N, C] -> [B, 1 + n_keep, C]; ``n_keep = N`` unless this block prunes.
+
+        ``head_mask`` / ``token_mask`` go to :meth:`Attention.forward` (MSAD).
+        """
         do_prune = self.prune and keep_rate is not None and keep_rate < 1.0
-        attn_out, cls_logits = self.attn(self.norm1(x), return_cls_logits=do_prune)
+        attn_out, cls_logits = self.attn(self.norm1(x), return_cls_logits=do_prune, head_mask=head_mask,
+                                         token_mask=token_mask)
         x = x + attn_out  # [B, 1 + N, C]
         if do_prune:
             x, _ = atp_pool(x, cls_logits, keep_rate, self.criterion)  # [B, 1 + n_keep, C]

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import timm
+import torch
 import torch.nn as nn
 
 import methods  # noqa: F401
@@ -104,6 +105,19 @@ def test_cli_json(capsys):
     assert record["overrides"] == {"app.k": 80, "atp.r": 0.6} and record["preset"] == "paper"
     for key in ("gflops", "params_m", "uncounted_ops"):
         assert key in record
+
+
+def test_transfer_matches_apvit_table13(capsys):
+    # APViT Table 13 gives TransFER 15.30 GFLOPs; its B = 2 LANets on the 14x14 map add ~2 MFLOPs
+    assert main(["flops", "transfer", "--preset", "paper", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["gflops"] == pytest.approx(15.30, rel=0.005)
+    assert record["tokens_per_block"] == [197] * 8 and record["uncounted_not_estimated"] == []
+    assert {"aten::sigmoid", "aten::amax", "aten::mul"} <= set(record["uncounted_ops"])  # LANet maps, max, X x M
+    # Table 2's prose: stage 4 "gives a comparative performance ... but with more parameters"
+    with torch.device("meta"):
+        stage4 = timm.create_model("transfer", **{"transfer.stage": 4})
+    assert sum(p.numel() for p in stage4.parameters()) / 1e6 > record["params_m"]
 
 
 def test_cli_tiny_preset(capsys):

@@ -85,3 +85,38 @@ def test_not_reported_literal(tmp_path):
     data = _spec()
     data["rows"][1]["paper"] = {"rafdb": NOT_REPORTED}
     assert load_spec("t_tab1", _write(tmp_path, data)).paper_value("b", "rafdb") is None
+
+
+def test_per_dataset_overrides_apply_last_and_only_in_their_column(tmp_path):
+    data = _spec(datasets=[{"key": "rafdb", "label": "RAF-DB", "set": {"head": "clt"}},
+                           {"key": "affectnet", "label": "AffectNet", "set": {"head": "clt"}}])
+    data["rows"][1]["per_dataset"] = {"affectnet": {"app.k": 120, "head": "gap"}}
+    spec = load_spec("t_tab1", _write(tmp_path, data))
+    raf, aff = spec.datasets
+    assert spec.resolved(spec.row("b"), raf)[1] == {"app.k": 160, "head": "gap"}
+    assert spec.resolved(spec.row("b"), aff)[1] == {"app.k": 120, "head": "gap"}
+    assert spec.resolved(spec.row("a"), aff)[1] == {"app.k": 160, "head": "clt"}
+
+
+def test_per_dataset_for_an_unknown_dataset_is_rejected(tmp_path):
+    data = _spec()
+    data["rows"][0]["per_dataset"] = {"ferplus": {"app.k": 120}}
+    with pytest.raises(UserError, match="per_dataset overrides for unknown dataset 'ferplus'"):
+        load_spec("t_tab1", _write(tmp_path, data))
+
+
+def test_transfer_specs_read_from_the_prose():
+    tab1 = load_spec("transfer_tab1")
+    raf, aff = tab1.datasets
+    base = tab1.resolved(tab1.row("– / – / –"), raf)[1]
+    assert (base["transfer.branches"], base["transfer.drop"], base["transfer.msad"]) == (0, "none", "none")
+    full = tab1.resolved(tab1.row("Local CNNs / MAD / MSAD"), aff)[1]
+    assert (full["transfer.branches"], full["transfer.p1"], full["transfer.p2"]) == (4, 0.2, 0.6)
+    assert [tab1.paper_value(r.label, "rafdb") for r in tab1.rows] == [89.93, 90.03, 90.35, 90.91]
+    tab4 = load_spec("transfer_tab4")
+    assert tab4.resolved(tab4.row("Drop Block"), tab4.datasets[1])[1]["transfer.dropblock_size"] == 9
+    # TransFER in APViT's tables runs the same configuration as its own Table 1's full model
+    tab7 = load_spec("apvit_tab7")
+    assert tab7.resolved(tab7.row("TransFER*"), tab7.datasets[1]) == ("transfer", full)
+    fig3 = load_spec("transfer_fig3")
+    assert fig3.paper_value("B=2", "rafdb") == 90.91 and fig3.paper_value("B=5", "rafdb") is None
