@@ -99,6 +99,7 @@ from timm.layers import trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 
 from methods.interface import Recipe
+from methods.pretrained import DEIT_TINY_IN1K, FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
 from methods.layers.blocks import Block
 from methods.layers.ir50 import IR50, IR50_CUTS, LoadReport, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.pooling import (
@@ -417,16 +418,12 @@ class APViT(nn.Module):
 # model zoo, ViT-small from timm's ImageNet weights. The file names are those the public code
 # loads; the user puts them in the weights folder. The synthetic face-ID stage may stand in for
 # the IR-50 (``--stand-ins``); nothing stands in for ImageNet yet.
-IR50_MS1M = "file:backbone_ir50_ms1m_epoch120.pth"
-VIT_SMALL_IN = "file:vit_small_p16_224-15ec54c9.pth"
-DEIT_TINY_IN = "file:deit_tiny_patch16_224-a1311bcf.pth"
-FACEID_STAGE = "stage:faceid_ir50"
 
 _PAPER_RECIPE = Recipe(
     optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, no_weight_decay=("pos_embed", "cls_token"),
     epochs=40, batch_size=128, grad_clip=10.0, schedule="cosine", warmup_epochs=0, img_size=112,
     augment="apvit", loss="ce", sampler="sqrt",
-    init={"weights.ir50": IR50_MS1M, "weights.vit": VIT_SMALL_IN}, stand_in={"weights.ir50": FACEID_STAGE},
+    init={"weights.ir50": IR50_MS1M, "weights.vit": VIT_SMALL_IN1K}, stand_in={"weights.ir50": FACEID_STAGE},
 )
 # Scaled budget for CPU table runs (~1.5k images, 36 cells in ~15 minutes on 2 cores). Like the
 # paper, the tiny model fine-tunes a face-recognition IR-50: the synthetic ``faceid_ir50`` stage
@@ -454,7 +451,7 @@ PRESET_CFGS: dict[str, dict[str, Any]] = {
     "apvit_hybrid_deit_tiny": {
         "paper": dict(arch=ArchConfig(embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0, qkv_bias=True),
                       pooling={"app.k": 120, "atp.r": 0.9},
-                      recipe=replace(_PAPER_RECIPE, init={"weights.ir50": IR50_MS1M, "weights.vit": DEIT_TINY_IN})),
+                      recipe=replace(_PAPER_RECIPE, init={"weights.ir50": IR50_MS1M, "weights.vit": DEIT_TINY_IN1K})),
         "tiny": dict(arch=ArchConfig(**{**_TINY_HYBRID, "embed_dim": 48, "depth": 6, "num_heads": 3, "mlp_ratio": 4.0,
                                         "qkv_bias": True}),
                      pooling={"app.k": 120, "atp.r": 0.9}, recipe=_TINY_RECIPE),
@@ -463,7 +460,7 @@ PRESET_CFGS: dict[str, dict[str, Any]] = {
         "paper": dict(arch=ArchConfig(img_size=224, backbone="patch", patch_size=16, embed_dim=192, depth=12,
                                       num_heads=3, mlp_ratio=4.0, qkv_bias=True),
                       pooling={"app.k": 196, "atp.r": 0.8},
-                      recipe=replace(_PAPER_RECIPE, img_size=224, init={"weights.vit": DEIT_TINY_IN}, stand_in={})),
+                      recipe=replace(_PAPER_RECIPE, img_size=224, init={"weights.vit": DEIT_TINY_IN1K}, stand_in={})),
         "tiny": dict(arch=ArchConfig(img_size=48, backbone="patch", patch_size=8, embed_dim=64, depth=4,
                                      num_heads=2, mlp_ratio=4.0, qkv_bias=True),
                      pooling={"app.k": 196, "atp.r": 0.8}, recipe=replace(_TINY_RECIPE, init={})),

@@ -81,6 +81,7 @@ from timm.layers import trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 
 from methods.interface import Recipe
+from methods.pretrained import FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
 from methods.layers.blocks import Block
 from methods.layers.drop import MAP_DROPS, MSAD_MODES, MultiAttentionDrop, build_map_drop, msad_masks
 from methods.layers.ir50 import IR50, LoadReport, load_ir50_checkpoint, read_state_dict, strict_load
@@ -328,6 +329,8 @@ _PAPER_RECIPE = Recipe(
     optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=0.0, no_weight_decay=(), epochs=40, batch_size=256,
     grad_clip=None, schedule="step", milestones=(15 / 40, 30 / 40), warmup_epochs=0, img_size=112,
     augment="apvit", loss="ce", sampler="sqrt",
+    # Sec. 4.1: IR-50 from MS-Celeb-1M, ViT from ImageNet; the face-ID stage may stand in for the IR-50.
+    init={"weights.ir50": IR50_MS1M, "weights.vit": VIT_SMALL_IN1K}, stand_in={"weights.ir50": FACEID_STAGE},
 )
 _PAPER_AFFECTNET = replace(_PAPER_RECIPE, lr=3e-4, iterations=20_000, milestones=(9_600 / 20_000, 19_200 / 20_000))
 
@@ -340,7 +343,7 @@ _PAPER_AFFECTNET = replace(_PAPER_RECIPE, lr=3e-4, iterations=20_000, milestones
 # batch 32, 48x48 input, no augmentation and no oversampling (with them a from-scratch model stays
 # at the majority class for the first epochs), and 9 epochs.
 _TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=5e-4, epochs=9, batch_size=32, img_size=48,
-                       augment="none", sampler="none")
+                       augment="none", sampler="none", init={"weights.ir50": FACEID_STAGE}, stand_in={})
 # AffectNet's recipe at tiny keeps its shape -- an iteration budget, x0.1 at 48% and 96%, lr 0.3x
 # the standard one -- and the standard tiny length in steps (9 epochs of the 1,350-image stand-in
 # at batch 32 = 378 steps): the paper's 10x longer AffectNet run would not fit the table budget.
