@@ -101,7 +101,7 @@ from timm.models import generate_default_cfgs, register_model
 from methods.interface import Recipe
 from methods.pretrained import DEIT_TINY_IN1K, FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
 from methods.layers.blocks import Block
-from methods.layers.ir50 import IR50, IR50_CUTS, LoadReport, load_ir50_checkpoint, read_state_dict, strict_load
+from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.pooling import (
     APP_CRITERIA,
     ATP_CRITERIA,
@@ -436,7 +436,7 @@ _TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=5e-4, weight_decay=0
                        img_size=48, augment="none", sampler="none", init={"weights.ir50": FACEID_STAGE},
                        stand_in={})
 
-_TINY_HYBRID = dict(img_size=48, **IR50_CUTS["tiny"], embed_dim=64, depth=4, num_heads=2, mlp_ratio=3.0,
+_TINY_HYBRID = dict(img_size=48, **ir50_cut("tiny"), embed_dim=64, depth=4, num_heads=2, mlp_ratio=3.0,
                     backbone_norm=True)
 
 PRESET_CFGS: dict[str, dict[str, Any]] = {

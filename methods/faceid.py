@@ -2,23 +2,22 @@
 
 APViT and TransFER take the first three stages of an IR-50 trained for face recognition on
 MS-Celeb-1M (face.evoLVe's model zoo). With real data the user passes that checkpoint. On the
-embedded synthetic data this model is the stand-in: the same truncated IR-50 (``IR50_CUTS``, so
-its weights load strictly into every model that uses the cut), trained to tell synthetic people
-apart, then handed on through :meth:`FaceIDIR50.exports` as ``weights.ir50``.
+embedded synthetic data this model is the stand-in: the preset's whole four-stage IR-50
+(``IR50_PRESETS``; every FER model cuts it after stage 2, 3 or 4 and loads it strictly, ignoring
+the units past its cut), trained to tell synthetic people apart, then handed on through
+:meth:`FaceIDIR50.exports` as ``weights.ir50``.
 
 Differences from face.evoLVe, all deliberate and stated in the report's methods notes:
 
-* the network stops after stage 3, like the FER models that use it (face.evoLVe trains all four
-  stages and its ``output_layer``, whose weights those models ignore anyway);
 * the embedding is face.evoLVe's ``output_layer`` shape (BN -> dropout -> flatten -> Linear ->
-  BN1d) on the stage-3 map, so identity must be read from *where* things are on the face, as in
+  BN1d) on the last stage's map, so identity must be read from *where* things are on the face, as in
   the real model (a global average pool instead let the tiny stage identify people by skin and
   hair colour, which does not transfer to expressions: measured, see the README); the classifier
   on top is a plain Linear with softmax cross-entropy, not ArcFace's margin: with a few hundred
   identities a margin buys nothing and costs a tuned schedule.
 
-Registered name: ``faceid_ir50`` with presets ``paper`` (the full stage-3 cut at 112x112) and
-``tiny`` (the tiny cut at 48x48). No override keys; ``num_classes`` is the number of identities.
+Registered name: ``faceid_ir50`` with presets ``paper`` (face.evoLVe's IR-50 at 112x112: a 7x7
+map, as in its model zoo) and ``tiny`` (the tiny IR-50 at 48x48). No override keys; ``num_classes`` is the number of identities.
 """
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ import torch.nn as nn
 from timm.models import generate_default_cfgs, register_model
 
 from methods.interface import Recipe
-from methods.layers.ir50 import IR50, IR50_CUTS
+from methods.layers.ir50 import IR50, ir50_cut
 
 __all__ = ["FaceIDIR50"]
 
@@ -68,8 +67,8 @@ _TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=2e-3, weight_decay=0
                        img_size=48, warmup_epochs=0)
 
 PRESET_CFGS: dict[str, dict[str, Any]] = {
-    "paper": dict(cut=IR50_CUTS["paper"], embed_dim=512, recipe=_PAPER_RECIPE),
-    "tiny": dict(cut=IR50_CUTS["tiny"], embed_dim=128, recipe=_TINY_RECIPE),
+    "paper": dict(cut=ir50_cut("paper", 4), embed_dim=512, recipe=_PAPER_RECIPE),
+    "tiny": dict(cut=ir50_cut("tiny", 4), embed_dim=128, recipe=_TINY_RECIPE),
 }
 
 default_cfgs = generate_default_cfgs({
@@ -99,5 +98,5 @@ def _create_faceid(variant: str, pretrained: bool = False, preset: str = "paper"
 
 @register_model
 def faceid_ir50(pretrained: bool = False, **kwargs: Any) -> FaceIDIR50:
-    """IR-50 (stage-3 cut) trained for face identification: the ``faceid_ir50`` pre-training stage."""
+    """The preset's IR-50 trained for face identification: the ``faceid_ir50`` pre-training stage."""
     return _create_faceid("faceid_ir50", pretrained=pretrained, **kwargs)

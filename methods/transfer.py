@@ -84,7 +84,7 @@ from methods.interface import Recipe
 from methods.pretrained import FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
 from methods.layers.blocks import Block
 from methods.layers.drop import MAP_DROPS, MSAD_MODES, MultiAttentionDrop, build_map_drop, msad_masks
-from methods.layers.ir50 import IR50, LoadReport, load_ir50_checkpoint, read_state_dict, strict_load
+from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.lanet import LocalCNNs
 
 __all__ = ["TransFER", "OVERRIDE_KEYS", "describe_overrides", "validate_overrides"]
@@ -350,8 +350,7 @@ _TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=5e-4, epochs=9, batc
 _TINY_AFFECTNET = replace(_TINY_RECIPE, lr=_TINY_RECIPE.lr * 0.3, iterations=378,
                           milestones=_PAPER_AFFECTNET.milestones)
 
-_TINY_ARCH = ArchConfig(img_size=48, ir50_widths=(8, 24, 64, 128), ir50_depths=(1, 1, 2, 1), ir50_stem=8,
-                        embed_dim=64, depth=4, num_heads=8, mlp_ratio=3.0, backbone_norm=True)
+_TINY_ARCH = ArchConfig(img_size=48, **ir50_cut("tiny", 4), embed_dim=64, depth=4, num_heads=8, mlp_ratio=3.0, backbone_norm=True)
 
 PRESET_CFGS: dict[str, dict[str, Any]] = {
     "transfer": {

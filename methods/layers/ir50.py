@@ -26,12 +26,19 @@ import torch.nn as nn
 IR50_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 IR50_DEPTHS: tuple[int, ...] = (3, 4, 14, 3)
 
-# The stage-3 cut every FER method here uses, per preset. One table, so that a face-ID
-# pre-training stage and every model that fine-tunes from it build the very same network.
-IR50_CUTS: dict[str, dict] = {
-    "paper": dict(ir50_widths=(64, 128, 256), ir50_depths=(3, 4, 14), ir50_stem=None),
-    "tiny": dict(ir50_widths=(8, 24, 64), ir50_depths=(1, 1, 2), ir50_stem=8),
+# The IR-50 of each preset, all four stages: ``paper`` is face.evoLVe's, ``tiny`` the CPU-sized
+# one. A face-ID pre-training stage trains all four; APViT and TransFER cut it after stage 3 (or
+# 2 or 4, TransFER's Table 2), and the loader ignores, and reports, the units past their cut.
+IR50_PRESETS: dict[str, dict] = {
+    "paper": dict(ir50_widths=IR50_WIDTHS, ir50_depths=IR50_DEPTHS, ir50_stem=None),
+    "tiny": dict(ir50_widths=(8, 24, 64, 128), ir50_depths=(1, 1, 2, 1), ir50_stem=8),
 }
+
+
+def ir50_cut(preset: str, stages: int = 3) -> dict:
+    """ArchConfig fields of a preset's IR-50 cut after ``stages`` stages."""
+    p = IR50_PRESETS[preset]
+    return dict(ir50_widths=p["ir50_widths"][:stages], ir50_depths=p["ir50_depths"][:stages], ir50_stem=p["ir50_stem"])
 
 
 class BottleneckIR(nn.Module):
