@@ -172,6 +172,27 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
     return pd.DataFrame(rows)
 
 
+def collect_planned(spec: TableSpec, planned: list, store: Store) -> pd.DataFrame:
+    """The frame of exactly these planned cells (``PlannedCell``s, ``--set`` overrides included):
+    ok, failed or missing. What ``reproduce --until-ci`` analyses between its rounds."""
+    rows = []
+    for p in planned:
+        row = spec.row(p.row)
+        pv = spec.paper_value(p.row, p.dataset)
+        base = {"table_id": spec.id, "row": p.row, "row_index": p.row_index, "dataset": p.dataset,
+                "dataset_label": next(d.label for d in spec.datasets if d.key == p.dataset),
+                "paper_value": NAN if pv is None else pv, "paper_extra": dict(row.paper_extra),
+                "is_baseline": p.row == spec.baseline, "reference": False, "method": p.cell.method,
+                "overrides": {}, "margin": spec.margin, "seed": p.seed, "scale": p.cell.scale,
+                "cell_id": p.cell.id, "synthetic": p.cell.synthetic}
+        rec = store.record(p.cell.id)
+        if rec is not None:
+            rows.append({**base, **_metric_columns(rec, store), "status": "ok"})
+        else:
+            rows.append({**base, **_empty_metrics(), "status": "failed" if store.failure(p.cell.id) else "missing"})
+    return pd.DataFrame(rows)
+
+
 def collect_tables(table_ids: list[str], results_dir: Path | str, *, scale: str | None = None) -> pd.DataFrame:
     """The tidy frame of several tables, concatenated."""
     store = Store(results_dir)

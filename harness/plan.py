@@ -58,8 +58,10 @@ def _resolve_dataset(source: DataSource, name: str, protocol: str | None, scale:
 
 
 def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None,
-               source: DataSource = DataSource(), extra: dict[str, Any] | None = None) -> list[PlannedCell]:
-    """Every cell of a table, validated. ``extra`` overrides apply to every row (``--set``)."""
+               source: DataSource = DataSource(), extra: dict[str, Any] | None = None,
+               row_seeds: dict[tuple[str, str], int] | None = None) -> list[PlannedCell]:
+    """Every cell of a table, validated. ``extra`` overrides apply to every row (``--set``);
+    ``row_seeds`` gives some (row label, dataset) cells more seeds than ``seeds`` (``--until-ci``)."""
     if scale not in SCALES:
         raise UserError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
     n_seeds = seeds or spec.seeds
@@ -78,7 +80,7 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
             model_o, train_o, data_o = split_overrides(overrides)
             root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.protocol, scale,
                                                             tuple(sorted(data_o.items())))
-            for seed in range(n_seeds):
+            for seed in range((row_seeds or {}).get((row.label, col.key), n_seeds)):
                 cell = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.key,
                             protocol=col.protocol, scale=scale, seed=seed, fingerprint=fingerprint,
                             code_version=code_version(method), synthetic=synthetic, data_root=root)
