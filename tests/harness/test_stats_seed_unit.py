@@ -113,3 +113,24 @@ def test_ci_width_grows_with_between_seed_sd_while_mcnemar_p_does_not():
     assert widths[0] < widths[1] < widths[2] and widths[2] > 3 * widths[0]
     assert max(mcnemar_p) < 1e-3  # pooled McNemar is blind to the spread between runs
     assert ci.low < 0 < ci.high  # at SD 8 the seed-aware interval spans zero
+
+
+def test_rebuilt_tab5_report_has_no_positive_verdict_without_seed_level_significance(tmp_path):
+    from harness import report
+    from harness.specs import load_spec
+    from tests.harness.report_frames import frame_for_spec
+
+    spec = load_spec("apvit_tab5")
+    frame = frame_for_spec(spec, synthetic=True, n_samples=1500, rng_seed=3)
+    a = stats.analyse(frame, n_boot=200, aso_iterations=0)
+    report.build_report(frame, [spec], tmp_path, analysis=a)
+    rows = a.cells[~a.cells.is_baseline]
+    positive = rows.verdict.isin(stats.POSITIVE_VERDICTS)
+    assert (rows.loc[positive, "p_holm"] < stats.ALPHA).all()
+    assert not rows.loc[rows.p_holm >= stats.ALPHA, "verdict"].isin(stats.POSITIVE_VERDICTS).any()
+    assert np.isfinite(rows.seeds_needed).all() and len(rows) == 10
+    page = (tmp_path / "apvit_tab5.html").read_text()
+    assert "seeds needed" in page or rows.verdict.ne(stats.INCONCLUSIVE).all()
+    assert "What test-set selection would report" in page and "(+1.50)" in page  # make_frame's test gain
+    assert "Seeds per cell" in page and "3 seeds (fixed count)" in page
+    assert "inconclusive" in (tmp_path / "index.html").read_text()
