@@ -873,7 +873,7 @@ def statistics_text(params: dict | None = None) -> list[tuple[str, str]]:
                                      "CI cannot pass it, so more seeds are needed, not fewer."),
         ("Primary test", f"Against the table's baseline row on the same dataset: {seed_name}. It alone "
                          "decides significance, the markers and the verdicts. Needs 2 matched seeds."),
-        ("Effect CI", f"Two-level bootstrap of the seed-averaged accuracy difference (points): each of "
+        ("Effect CI", f"A two-level bootstrap of the seed-averaged accuracy difference (points): each of "
                       f"{p['n_boot']} replicates resamples the matched seeds with replacement and, "
                       "independently, the test images with replacement (the same images for every seed, "
                       "row and baseline: all runs are scored on one test set). Interval = observed ± "
