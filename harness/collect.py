@@ -7,10 +7,13 @@ status of every cell: ``ok``, ``stale`` (a result exists, but from other code or
 never reused), ``failed`` (in the ledger), ``missing`` or ``reference`` (a paper-only row).
 
 Cells are re-planned from the specs without touching datasets: the current code version and the
-data fingerprint recorded with each cell's config decide which record is current.
+data fingerprint recorded with each cell's config decide which record is current. A row has the
+spec's seeds, or more where the store holds more (``reproduce --seeds N`` or ``--until-ci``);
+the seed budget of ``--until-ci`` (``<results>/budgets/<table>.json``) is carried as columns.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,36 @@ def _index_records(store: Store) -> tuple[dict[str, dict], dict[str, list[dict]]
     return by_id, by_key
 
 
+def _unseeded(key_fields: dict[str, Any]) -> str:
+    return canonical_json({k: key_fields[k] for k in SLOT_FIELDS if k != "seed"})
+
+
+def _seeds_by_config(known: dict[str, list[dict]], by_key: dict[str, list[dict]]) -> dict[str, set[int]]:
+    """The seeds the store holds (planned or recorded) for each slot without its seed."""
+    out: dict[str, set[int]] = {}
+    for cells in known.values():
+        for c in cells:
+            out.setdefault(_unseeded(c), set()).add(int(c["seed"]))
+    for recs in by_key.values():
+        for r in recs:
+            out.setdefault(_unseeded(r["cell"]), set()).add(int(r["cell"]["seed"]))
+    return out
+
+
+def budget_path(results_dir: Path | str, table_id: str) -> Path:
+    """Where ``reproduce --until-ci`` records a table's seed budget (width, cap, rounds)."""
+    return Path(results_dir) / "budgets" / f"{table_id}.json"
+
+
+def read_budget(results_dir: Path | str, table_id: str) -> dict[str, Any] | None:
+    """The seed budget of a table, or None when it was never run with ``--until-ci``."""
+    p = budget_path(results_dir, table_id)
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _known_cells(store: Store) -> dict[str, list[dict[str, Any]]]:
     """Planned cell configs in the store, by logical key (newest code version first)."""
     out: dict[str, list[dict]] = {}
@@ -56,6 +89,8 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
     return {
         "accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
         "val_accuracy": m.get("val_accuracy", NAN), "per_class_accuracy": m["per_class_accuracy"],
+        # reported, never used: what selecting the epoch on the test set would have given
+        "test_selected_accuracy": m.get("test_selected_accuracy", NAN),
         "confusion": m["confusion"], "class_names": rec["class_names"],
         "y_true": arrays["y_true"].astype(np.int64), "y_pred": arrays["y_pred"].astype(np.int64),
         "gflops": cost.get("gflops", NAN), "params_m": cost.get("params_m", NAN),
@@ -87,7 +122,8 @@ def describe_start(started: dict[str, dict[str, Any]]) -> str:
 
 
 def _empty_metrics() -> dict[str, Any]:
-    return {"accuracy": NAN, "mean_class_accuracy": NAN, "val_accuracy": NAN, "per_class_accuracy": None,
+    return {"accuracy": NAN, "mean_class_accuracy": NAN, "val_accuracy": NAN, "test_selected_accuracy": NAN,
+            "per_class_accuracy": None,
             "confusion": None, "class_names": None, "y_true": None, "y_pred": None, "gflops": NAN,
             "params_m": NAN, "tokens_before_head": None, "train_s": NAN, "eval_s": NAN, "wall_s": NAN,
             "epochs": None, "steps": None, "final_loss": NAN, "resumed": False, "git_commit": None,
@@ -100,6 +136,8 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
     """The frame of one table from whatever the store holds for it."""
     by_id, by_key = _index_records(store)
     known = _known_cells(store)
+    seeds_held = _seeds_by_config(known, by_key)
+    budget = read_budget(store.root, spec.id) or {}
     rows: list[dict[str, Any]] = []
     for i, row in enumerate(spec.rows):
         for col in spec.datasets:
@@ -108,7 +146,8 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
             version = None if row.reference else code_version(method)
             base = {"table_id": spec.id, "row": row.label, "row_index": i, "dataset": col.key,
                     "dataset_label": col.label, "paper_extra": dict(row.paper_extra), "is_baseline": row.label == spec.baseline,
-                    "reference": row.reference, "method": method, "overrides": overrides}
+                    "reference": row.reference, "method": method, "overrides": overrides, "margin": spec.margin,
+                    "budget_width": budget.get("width", NAN), "budget_max_seeds": budget.get("max_seeds", NAN)}
             pv = spec.paper_value(row.label, col.key)
             base["paper_value"] = NAN if pv is None else pv
             if row.reference:
@@ -122,8 +161,8 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                 declared, _ = declared_model(method, sc, overrides, f"{spec.path}: row {row.label!r}")
                 probe = {"method": method, "model": declared, "train": train_o, "data": data_o,
                          "dataset": col.key, "protocol": col.protocol}
-                seeds = range(spec.seeds)
-                for seed in seeds:
+                held = seeds_held.get(_unseeded({**probe, "scale": sc, "seed": None}), set())
+                for seed in range(max(spec.seeds, max(held, default=-1) + 1)):
                     key = slot_key({**probe, "scale": sc, "seed": seed})
                     candidates = known.get(key, [])
                     current = [k for k in candidates if k["code_version"] == version]
@@ -150,6 +189,27 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                     else:
                         rows.append({**entry, **_empty_metrics(), "status": "missing", "stale": False,
                                      "failed": False})
+    return pd.DataFrame(rows)
+
+
+def collect_planned(spec: TableSpec, planned: list, store: Store) -> pd.DataFrame:
+    """The frame of exactly these planned cells (``PlannedCell``s, ``--set`` overrides included):
+    ok, failed or missing. What ``reproduce --until-ci`` analyses between its rounds."""
+    rows = []
+    for p in planned:
+        row = spec.row(p.row)
+        pv = spec.paper_value(p.row, p.dataset)
+        base = {"table_id": spec.id, "row": p.row, "row_index": p.row_index, "dataset": p.dataset,
+                "dataset_label": next(d.label for d in spec.datasets if d.key == p.dataset),
+                "paper_value": NAN if pv is None else pv, "paper_extra": dict(row.paper_extra),
+                "is_baseline": p.row == spec.baseline, "reference": False, "method": p.cell.method,
+                "overrides": {}, "margin": spec.margin, "seed": p.seed, "scale": p.cell.scale,
+                "cell_id": p.cell.id, "synthetic": p.cell.synthetic}
+        rec = store.record(p.cell.id)
+        if rec is not None:
+            rows.append({**base, **_metric_columns(rec, store), "status": "ok"})
+        else:
+            rows.append({**base, **_empty_metrics(), "status": "failed" if store.failure(p.cell.id) else "missing"})
     return pd.DataFrame(rows)
 
 

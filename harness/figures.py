@@ -4,8 +4,8 @@ Every ``*_figure`` function takes the analysis cells (or the frame) and returns 
 ``Figure`` or None when there is nothing to draw; ``save`` writes it and closes it. Figures read
 only the frame/analysis, never result files.
 
-* ``delta_figure``: per-row delta against the baseline with the paired-bootstrap CI, the
-  paper's delta as a cross (one panel per dataset).
+* ``delta_figure``: per-row delta against the baseline with the seed-aware CI (two-level
+  bootstrap over seeds and test images), the paper's delta as a cross (one panel per dataset).
 * ``cost_figure``: accuracy vs GFLOPs (Table 13 style), ours and the paper's points.
 * ``heatmap_figure``: our mean accuracy over a two-factor grid (Fig. 5 style, k x r).
 * ``confusion_figure``: row-normalised confusion matrices summed over seeds (Fig. 6 style).
@@ -50,7 +50,12 @@ def _synth_title(fig: plt.Figure, title: str, synthetic: bool) -> None:
 
 
 def delta_figure(cells: pd.DataFrame, table_id: str) -> plt.Figure | None:
-    """Our delta vs the baseline (points, bootstrap 95% CI bars) beside the paper's (crosses)."""
+    """Our delta vs the baseline (points, seed-aware 95% CI bars) beside the paper's (crosses).
+
+    The bars are ``diff_ci_low``/``diff_ci_high`` of :func:`harness.stats.compare_to_baseline`
+    (two-level bootstrap over seeds and test images); the marker is the Holm-adjusted seed-level
+    test's. A row with one seed has no bar.
+    """
     t = _table(cells, table_id)
     t = t[~t["is_baseline"].astype(bool) & ~t["reference"].astype(bool)]
     if t.empty or not (np.isfinite(t["our_delta"]).any() or np.isfinite(t["paper_delta"]).any()):
@@ -65,7 +70,7 @@ def delta_figure(cells: pd.DataFrame, table_id: str) -> plt.Figure | None:
         y = np.arange(len(rows))
         lo = (d["our_delta"] - d["diff_ci_low"]).clip(lower=0).fillna(0)
         hi = (d["diff_ci_high"] - d["our_delta"]).clip(lower=0).fillna(0)
-        ax.errorbar(d["our_delta"], y, xerr=[lo, hi], fmt="o", color=pal[0], capsize=3, label="ours (95% CI)")
+        ax.errorbar(d["our_delta"], y, xerr=[lo, hi], fmt="o", color=pal[0], capsize=3, label="ours (95% CI over seeds × test images)")
         ax.scatter(d["paper_delta"], y, marker="x", color=pal[3], zorder=3, label="paper")
         for yi, m in zip(y, d["marker"].fillna("")):
             if m:

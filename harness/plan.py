@@ -180,8 +180,10 @@ def declared_model(method: str, scale: str, overrides: dict[str, Any], where: st
 
 def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None,
                source: DataSource = DataSource(), extra: dict[str, Any] | None = None,
-               weights: WeightsSource = WeightsSource()) -> list[PlannedCell]:
-    """Every cell of a table, validated. ``extra`` overrides apply to every row (``--set``).
+               weights: WeightsSource = WeightsSource(),
+               row_seeds: dict[tuple[str, str], int] | None = None) -> list[PlannedCell]:
+    """Every cell of a table, validated. ``extra`` overrides apply to every row (``--set``);
+    ``row_seeds`` gives some (row label, dataset) cells more seeds than ``seeds`` (``--until-ci``).
 
     A cell that starts from a pre-training stage lists the stage's cell id in ``upstream``;
     :func:`with_upstream` adds the stage cells themselves to a list of cells to run.
@@ -203,7 +205,7 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
                                                  recipe.stand_in, scale, source, weights, where)
             root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.protocol, scale,
                                                             tuple(sorted(data_o.items())))
-            for seed in range(n_seeds):
+            for seed in range((row_seeds or {}).get((row.label, col.key), n_seeds)):
                 cell = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.key,
                             protocol=col.protocol, scale=scale, seed=seed, fingerprint=fingerprint,
                             code_version=code_version(method), synthetic=synthetic, data_root=root,

@@ -12,7 +12,9 @@ Cell conventions (the legend below the tables says the same):
 * Paper: the paper's value, ``n.r.`` when it reports none; reference rows show only this.
 * Δ paper: our mean minus the paper's value.
 * Δ base: our delta against the baseline row, the paper's delta in brackets, and the
-  significance marker of the Holm-adjusted McNemar p (``*`` < .05, ``**`` < .01, ``***`` < .001).
+  significance marker of the Holm-adjusted seed-level p (paired t-test on seed-matched deltas;
+  ``*`` < .05, ``**`` < .01, ``***`` < .001).
+* Verdict: :data:`harness.stats.VERDICTS`; an inconclusive cell says how many seeds it needs.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ SUBCOLUMNS = ("Ours", "Paper", "Δ paper", "Δ base", "Verdict")
 LEGEND = (
     "Ours: mean ± 95% t-CI half-width over n seeds. Paper: the paper's value (n.r. = not "
     "reported). Δ paper: ours − paper. Δ base: ours − baseline row [paper's delta], with the "
-    "Holm-adjusted exact McNemar marker (* p<.05, ** p<.01, *** p<.001). "
+    "marker of the Holm-adjusted seed-level test (paired t on seed-matched deltas; * p<.05, "
+    "** p<.01, *** p<.001). Verdict: see the definitions; 'inconclusive' says how many seeds it needs. "
     f"{SYNTHETIC_MARK} = synthetic stand-in data: absolute values are meaningless."
 )
 
@@ -69,6 +72,13 @@ def format_base(cell: pd.Series) -> str:
         return ""
     marker = cell.get("marker", "") or ""
     return f"{ours or '–'} [{paper or 'n.r.'}]{marker}"
+
+
+def format_verdict(cell: pd.Series) -> str:
+    """The verdict, with its note in brackets (``inconclusive (≈ 40 seeds needed)``)."""
+    v = str(cell.get("verdict", "") or "")
+    note = cell.get("verdict_note", "")
+    return f"{v} ({note})" if isinstance(note, str) and note else v
 
 
 def _extra_ours(key: str, rows: pd.DataFrame, base_gflops: float) -> str:
@@ -125,7 +135,7 @@ def table_frame(cells: pd.DataFrame, spec: Any) -> pd.DataFrame:
             cols["Paper"].append(paper)
             cols["Δ paper"].append(_num(c.get("delta_paper", np.nan), signed=True))
             cols["Δ base"].append(format_base(c) if not r.reference else "")
-            cols["Verdict"].append(str(c.get("verdict", "")))
+            cols["Verdict"].append(format_verdict(c))
         for sub in SUBCOLUMNS:
             data[(ds.label, sub)] = cols[sub]
     frame = pd.DataFrame(data, index=pd.Index(labels))
@@ -174,8 +184,9 @@ def to_html(frame: pd.DataFrame, table_id: str = "t") -> str:
     for col in frame.columns:
         for i, val in enumerate(frame[col]):
             cls = []
-            if col[1] == "Verdict" and val in _VERDICT_CLASS:
-                cls.append(_VERDICT_CLASS[val])
+            verdict_name = val.split(" (")[0] if isinstance(val, str) else val
+            if col[1] == "Verdict" and verdict_name in _VERDICT_CLASS:
+                cls.append(_VERDICT_CLASS[verdict_name])
             if isinstance(val, str) and SYNTHETIC_MARK in val:
                 cls.append("synthetic")
             if val == "ref.":
@@ -208,23 +219,64 @@ def summary_frame(summary: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparisons_frame(cells: pd.DataFrame, table_id: str) -> pd.DataFrame:
-    """The per-comparison statistics of one table (McNemar, bootstrap CI, seed-level test)."""
+    """The per-comparison statistics of one table: the seed-level primary test and its power,
+    the seed-aware effect CI, and the descriptive McNemar and almost-stochastic-order columns."""
     t = cells[(cells["table_id"] == table_id) & ~cells["is_baseline"] & ~cells["reference"]]
     if t.empty:
         return pd.DataFrame()
     mark = np.where(t["synthetic"].astype(bool), f" {SYNTHETIC_MARK}", "")
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "Row": t["row"] + mark, "Dataset": t["dataset_label"],
-        "n pairs": t["n_pairs"].fillna(0).astype(int),
-        "b / c": [f"{int(b)} / {int(c)}" if math.isfinite(b) else "" for b, c in zip(t["mcnemar_b"], t["mcnemar_c"])],
-        "Δ (95% bootstrap CI)": [f"{_num(d, signed=True)} [{_num(lo, signed=True)}, {_num(hi, signed=True)}]"
-                                 if math.isfinite(lo) else _num(d, signed=True)
-                                 for d, lo, hi in zip(t["our_delta"], t["diff_ci_low"], t["diff_ci_high"])],
-        "McNemar p": [_p(x) for x in t["mcnemar_p"]],
-        "p Holm": [_p(x) + m for x, m in zip(t["p_holm"], t["marker"])],
+        "seeds": t["n_pairs"].fillna(0).astype(int),
+        "Δ (95% CI, seeds × images)": [
+            f"{_num(d, signed=True)} [{_num(lo, signed=True)}, {_num(hi, signed=True)}]"
+            if math.isfinite(lo) else _num(d, signed=True)
+            for d, lo, hi in zip(t["our_delta"], t["diff_ci_low"], t["diff_ci_high"])],
+        "SD of Δ over seeds": [_num(x) for x in t["diff_sd"]],
         "seed-level p": [_p(x) for x in t["seed_p"]],
-        "seed-level p Holm": [_p(x) for x in t["seed_p_holm"]],
-        "Note": t["note"].fillna(""),
+        "p Holm": [_p(x) + m for x, m in zip(t["p_holm"], t["marker"])],
+        "power at |Δ target|": [f"{x:.2f} at {tg:.2f} ({src})" if math.isfinite(x) else "–"
+                                for x, tg, src in zip(t["power"], t["power_target"], t["power_target_source"])],
+        "seeds for 80%": [stats.format_seeds(x) if math.isfinite(tg) else "–"
+                          for x, tg in zip(t["seeds_needed"], t["power_target"])],
+        "MDE": [_num(x) or "–" for x in t["mde"]],
+        "McNemar p per seed": [", ".join(_p(x) for x in ps) if isinstance(ps, (list, tuple, np.ndarray)) else "–"
+                               for ps in t["mcnemar_seed_p"]],
+        "McNemar pooled b / c, p": [f"{int(b)} / {int(c)}, {_p(p)}" if math.isfinite(b) else "–"
+                                    for b, c, p in zip(t["mcnemar_b"], t["mcnemar_c"], t["mcnemar_p"])],
+    })
+    if np.isfinite(t["aso_eps"].to_numpy(float)).any():
+        out["ASO ε_min"] = [_num(x) or "–" for x in t["aso_eps"]]
+    out["Note"] = t["note"].fillna("").to_numpy()
+    return out.reset_index(drop=True)
+
+
+def seeds_frame(cells: pd.DataFrame, table_id: str) -> pd.DataFrame:
+    """How many seeds each cell got and why (the spec's count, or the ``--until-ci`` budget)."""
+    t = cells[(cells["table_id"] == table_id) & ~cells["reference"]]
+    if t.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({"Row": t["row"], "Dataset": t["dataset_label"], "seeds": t["seeds"],
+                         "n": t["n"].astype(int), "why": t["seeds_reason"]}).reset_index(drop=True)
+
+
+def selection_frame(selection: pd.DataFrame) -> pd.DataFrame:
+    """What test-set selection and best-of-seeds would report, beside our honest mean (points)."""
+    if selection is None or selection.empty:
+        return pd.DataFrame()
+    s = selection
+
+    def with_gain(col: str) -> list[str]:
+        return [f"{v:.2f} ({_num(v - h, signed=True)})" for v, h in zip(s[col], s["honest"])]
+
+    mark = np.where(s["synthetic"].astype(bool), f" {SYNTHETIC_MARK}", "")
+    return pd.DataFrame({
+        "Table": s["table_id"], "Dataset": s["dataset_label"] + mark,
+        "rows × seeds": [f"{int(r)} × {int(n)}" for r, n in zip(s["n_rows"], s["n_seeds"])],
+        "honest (val-selected, mean)": [f"{v:.2f}" for v in s["honest"]],
+        "best epoch on test (mean)": with_gain("test_selected"),
+        "best seed": with_gain("best_seed"),
+        "best seed, best epoch on test": with_gain("best_seed_test_selected"),
     }).reset_index(drop=True)
 
 

@@ -10,7 +10,7 @@ optional benchmark frame, and writes a folder that can be published as is::
     report.css            the only stylesheet (no CDN, no external resource)
     figures/<id>/*.svg|png
     tables/<id>.md|tex|html   the regenerated tables in three formats
-    data/frame.csv|parquet, cells.csv, summary.csv, comparisons.csv[, benchmarks.csv]
+    data/frame.csv|parquet, cells.csv, summary.csv, comparisons.csv, selection.csv[, benchmarks.csv]
 """
 from __future__ import annotations
 
@@ -165,7 +165,8 @@ def _figures_for(frame: pd.DataFrame, cells: pd.DataFrame, spec: Any, out_dir: P
     if spec.baseline is not None:
         keep(figures.delta_figure(cells, spec.id), "delta",
              f"Each row's accuracy difference against the baseline '{spec.baseline}' on the same "
-             "dataset: ours (paired-bootstrap 95% CI, Holm-McNemar marker) and the paper's (cross).")
+             "dataset: ours (95% CI of a two-level bootstrap over seeds and test images; marker of the "
+             "Holm-adjusted seed-level paired t-test) and the paper's (cross).")
     has_paper_gflops = any("gflops" in r.paper_extra for r in spec.rows)
     if "cost" in kinds or has_paper_gflops or "gflops" in spec.columns_extra:
         keep(figures.cost_figure(cells, spec.id), "cost", "Accuracy against GFLOPs (Table 13 style).")
@@ -195,14 +196,15 @@ def build_report(
     *,
     benchmarks: pd.DataFrame | None = None,
     analysis: stats.Analysis | None = None,
-    seed_test: str = "welch",
+    seed_test: str = "paired-t",
 ) -> Path:
     """Write the static report for ``specs`` from ``frame`` into ``out_dir``; return index.html.
 
     ``frame`` follows the collect contract (one row per table x row x dataset x seed); tables
     of ``specs`` without any row in the frame are still listed, as missing. ``benchmarks`` (columns
     name, machine, median_ms, iqr_ms, rounds, batch, gflops, ...) adds the latency figure and table.
-    ``seed_test`` picks the seed-level test (``welch`` or ``wilcoxon``); ``analysis`` reuses a
+    ``seed_test`` picks the seed-level primary test (``paired-t``, ``wilcoxon`` or ``welch``);
+    ``analysis`` reuses a
     precomputed :class:`harness.stats.Analysis` of the same frame.
     """
     out_dir = Path(out_dir)
@@ -251,6 +253,10 @@ def build_report(
             "table_html": Markup(table_html),
             "summary_html": _html(render.summary_frame(summ, tcells)) if len(summ) else Markup(""),
             "comparisons_html": _html(render.comparisons_frame(cells, spec.id)) if len(cells) else Markup(""),
+            "seeds_html": _html(render.seeds_frame(cells, spec.id)) if len(cells) else Markup(""),
+            "selection_html": _html(render.selection_frame(
+                analysis.selection[analysis.selection["table_id"] == spec.id])) if len(analysis.selection)
+            else Markup(""),
             "failed_html": _html(ledger(frame[frame["table_id"] == spec.id], "failed")),
             "stale_html": _html(ledger(frame[frame["table_id"] == spec.id], "stale")),
             "files": {f: f"tables/{spec.id}.{f}" for f in ("md", "tex", "html")},
@@ -266,6 +272,7 @@ def build_report(
     cells.drop(columns=[c for c in ("paper_extra", "overrides") if c in cells]).to_csv(data_dir / "cells.csv", index=False)
     analysis.summary.to_csv(data_dir / "summary.csv", index=False)
     analysis.comparisons.to_csv(data_dir / "comparisons.csv", index=False)
+    analysis.selection.to_csv(data_dir / "selection.csv", index=False)
 
     bench = None
     if benchmarks is not None and not benchmarks.empty:
@@ -282,6 +289,7 @@ def build_report(
     index.write_text(env.get_template("index.html").render(
         title="FERbench reproduction report", pages=pages,
         overview_html=_html(render.summary_frame(analysis.summary, cells)) if len(analysis.summary) else Markup(""),
+        selection_html=_html(render.selection_frame(analysis.selection)),
         prov=provenance(frame),
         failed_html=_html(ledger(frame, "failed")), n_failed=len(ledger(frame, "failed")),
         stale_html=_html(ledger(frame, "stale")), n_stale=len(ledger(frame, "stale")),

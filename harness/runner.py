@@ -164,6 +164,26 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
             "confusion": confusion.tolist() if c <= MAX_CONFUSION_CLASSES else None}
 
 
+def epoch_test_accuracy(model: nn.Module, test_split, transform, batch_size: int) -> float:
+    """Test accuracy (%) of this epoch's weights: recorded to measure test-set selection, never used.
+
+    It runs after the validation step and selection, in eval mode and under no_grad, and draws
+    from no generator that training uses, so the selected model and the honest number are the
+    same with or without it (``tests/harness/test_runner_test_selection.py`` checks).
+    """
+    logits, y = predict(model, test_split, transform, batch_size)
+    return float((logits.argmax(1) == y).mean() * 100)
+
+
+def selection_on_test(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the public APViT/TransFER/MAE code would report: the best epoch *on the test set*."""
+    scored = [h for h in history if h.get("test_accuracy") is not None]
+    if not scored:
+        return {"test_selected_accuracy": None, "test_selected_epoch": None}
+    best = max(scored, key=lambda h: h["test_accuracy"])
+    return {"test_selected_accuracy": best["test_accuracy"], "test_selected_epoch": best["epoch"]}
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
@@ -320,7 +340,9 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
         if val_acc > state["best_val"]:
             state.update(best_val=val_acc, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
         state["train_s"] += time.time() - t0
-        state["history"].append({"epoch": epoch, "train_loss": last_loss, "val_accuracy": val_acc})
+        state["history"].append({"epoch": epoch, "train_loss": last_loss, "val_accuracy": val_acc,
+                                 "test_accuracy": epoch_test_accuracy(model, test_split, eval_tf,
+                                                                      recipe.batch_size * 2)})
         state["epoch"] = epoch + 1
         _save_checkpoint(ckpt_path, model, opt, sched, state)
 
@@ -332,7 +354,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     eval_s = time.time() - t_eval
     flops = count_flops(model, recipe.img_size)
     metrics = classification_metrics(y_true, y_pred, data.class_names)
-    metrics.update(val_accuracy=state["best_val"], selected_epoch=state["best_epoch"], selection="val")
+    metrics.update(val_accuracy=state["best_val"], selected_epoch=state["best_epoch"], selection="val",
+                   **selection_on_test(state["history"]))
     record = {
         "cell": cell.to_dict(),
         "metrics": metrics,

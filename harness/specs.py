@@ -118,6 +118,8 @@ class RawSpec(_Strict):
     datasets: list[DatasetColumn]
     seeds: int = Field(3, ge=1)
     baseline: str | None = None
+    # Equivalence margin (points) for "reproduced": our mean within paper +- margin (TOST).
+    margin: float = Field(1.0, gt=0)
     columns_extra: list[str] = Field(default_factory=list)
     figures: list[dict[str, Any]] = Field(default_factory=list)
     rows: list[Row | RowEntry]
@@ -136,6 +138,7 @@ class TableSpec(_Strict):
     datasets: list[DatasetColumn]
     seeds: int
     baseline: str | None
+    margin: float
     columns_extra: list[str]
     figures: list[dict[str, Any]]
     rows: list[Row]

@@ -31,8 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--benchmarks", default=None, metavar="FILE",
                    help="latency results: pytest-benchmark JSON file or folder, or CSV/Parquet "
                         "(name, machine, median_ms, iqr_ms, gflops, ...); default: <results>/benchmarks")
-    p.add_argument("--seed-test", choices=("welch", "wilcoxon"), default="welch",
-                   help="seed-level test reported beside McNemar (default welch)")
+    p.add_argument("--seed-test", choices=("paired-t", "wilcoxon", "welch"), default="paired-t",
+                   help="the seed-level primary test against the baseline (default: paired t on seed-matched deltas)")
     p.set_defaults(func=run)
 
 

@@ -1,7 +1,17 @@
-"""``python -m harness reproduce --table ID``: run what is missing of a paper table."""
+"""``python -m harness reproduce --table ID``: run what is missing of a paper table.
+
+``--until-ci W --max-seeds N`` budgets seeds by precision: after the spec's seeds, rounds add
+seeds to the rows whose seed-aware delta CI (``harness.stats``: two-level bootstrap) is still
+wider than +-W points, until every row is within W or has N seeds. The rule looks at the CI's
+width only, never at significance. Added seeds are ordinary cells (cached, ledgered); the
+baseline of a dataset gets as many seeds as its neediest row, so every comparison stays
+seed-matched. The budget (W, N, each round's counts) is written to
+``<results>/budgets/<table>.json`` and the report says how many seeds each row got and why.
+"""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -9,10 +19,11 @@ import time
 
 from harness.cells import SCALES
 from harness.commands.common import add_results_flag
+from harness.errors import UserError
 from harness.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
 from harness.plan import DataSource, WeightsSource, parse_sets, plan_table, with_upstream
 from harness.specs import load_spec
-from harness.store import Store
+from harness.store import Store, atomic_write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-retries", type=int, default=None, help="automatic retries of a failing cell")
     p.add_argument("--detach", action="store_true", help="submit and return; `status`/`collect` later")
     p.add_argument("--dry-run", action="store_true", help="plan and validate, run nothing")
+    p.add_argument("--until-ci", type=float, default=None, metavar="W",
+                   help="add seeds in rounds to rows whose delta CI half-width is above W points")
+    p.add_argument("--max-seeds", type=int, default=None, metavar="N",
+                   help="the cap on seeds per row for --until-ci (required with it)")
     add_results_flag(p)
     p.set_defaults(func=run)
 
@@ -56,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
                                       slurm_mem_gb=args.mem_gb, max_retries=args.max_retries,
                                       retry_failed=args.retry_failed or None, detach=args.detach or None)
     check_executor(cfg)
+    _check_budget_args(args, spec)
     source = DataSource.from_args(args.data_root, args.cache_dir)
     weights = WeightsSource.from_args(args.weights_dir, args.stand_ins)
     planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=parse_sets(args.set),
@@ -77,11 +93,89 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cfg.detach and cfg.name != "slurm":
         return _detach_local(args)
-    summary = run_cells(cells, Store(args.results), cfg)
+    store = Store(args.results)
+    summary = run_cells(cells, store, cfg)
+    failed = len(summary.failed)
+    if args.until_ci is not None:
+        failed += _budget_rounds(args, spec, planned, store, cfg, source)
     print(f"{spec.id}: {summary.line()} (total {time.time() - t0:.1f}s)", file=sys.stderr)
-    if summary.failed or summary.skipped_failed:
+    if failed or summary.skipped_failed:
         print("failure ledger: python -m harness status --table " + spec.id, file=sys.stderr)
-    return 1 if summary.failed else 0
+    return 1 if failed else 0
+
+
+def _check_budget_args(args: argparse.Namespace, spec) -> None:
+    if args.until_ci is None and args.max_seeds is None:
+        return
+    if args.until_ci is None or args.max_seeds is None:
+        raise UserError("--until-ci W and --max-seeds N go together (a precision target needs a cap)")
+    if not args.until_ci > 0:
+        raise UserError(f"--until-ci {args.until_ci}: the half-width W must be > 0 points")
+    start = args.seeds or spec.seeds
+    if args.max_seeds < max(start, 2):
+        raise UserError(f"--max-seeds {args.max_seeds}: must be at least the starting seeds ({start}) and 2")
+    if spec.baseline is None:
+        raise UserError(f"{spec.path}: --until-ci needs a baseline row (it budgets the delta's CI)")
+    if args.detach:
+        raise UserError("--until-ci runs in rounds and cannot --detach")
+
+
+def next_seed_counts(comparisons, counts: dict[tuple[str, str], int], width: float, max_seeds: int,
+                     baseline: str) -> tuple[dict[tuple[str, str], int], dict[str, float]]:
+    """One round of the seed budget: the new seed count of every (row, dataset) that needs more.
+
+    ``comparisons`` is :func:`harness.stats.compare_to_baseline`'s frame. A row needs more seeds
+    while its delta CI half-width is above ``width`` (or unknown: fewer than 2 seeds) and it has
+    fewer than ``max_seeds``; it gets the count that would bring the half-width to ``width`` if
+    it shrank as 1/sqrt(n), at least one more seed, at most the cap. The baseline of each dataset
+    then gets its neediest row's count. Returns (changed counts, half-widths by "row | dataset").
+    """
+    need: dict[tuple[str, str], int] = {}
+    halves: dict[str, float] = {}
+    for r in comparisons.itertuples():
+        key = (r.row, r.dataset)
+        n = counts.get(key, 0)
+        half = (r.diff_ci_high - r.diff_ci_low) / 2
+        halves[f"{r.row} | {r.dataset}"] = float(half)
+        if (math.isfinite(half) and half <= width) or n >= max_seeds:
+            continue
+        target = n + 1 if not math.isfinite(half) else math.ceil(n * (half / width) ** 2)
+        need[key] = min(max_seeds, max(n + 1, target))
+    for (row, ds), n in list(need.items()):
+        if counts.get((baseline, ds), 0) < n:
+            need[(baseline, ds)] = max(need.get((baseline, ds), 0), n)
+    return need, halves
+
+
+def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: ExecutorConfig,
+                   source: DataSource) -> int:
+    """Add seeds in rounds until every delta CI is within ``--until-ci`` or at ``--max-seeds``."""
+    from harness.collect import budget_path, collect_planned
+    from harness.stats import compare_to_baseline
+
+    extra = parse_sets(args.set)
+    counts: dict[tuple[str, str], int] = {}
+    for p in planned:
+        counts[(p.row, p.dataset)] = max(counts.get((p.row, p.dataset), 0), p.seed + 1)
+    rounds, failed = [], 0
+    while True:
+        comps = compare_to_baseline(collect_planned(spec, planned, store), aso_iterations=0)
+        need, halves = next_seed_counts(comps, counts, args.until_ci, args.max_seeds, spec.baseline)
+        rounds.append({"seeds": {f"{r} | {d}": n for (r, d), n in counts.items()}, "half_widths": halves})
+        if not need:
+            break
+        counts.update(need)
+        print(f"{spec.id}: round {len(rounds)}: delta CI above ±{args.until_ci:g} -> "
+              + "; ".join(f"{r} / {d}: {n} seeds" for (r, d), n in need.items()), file=sys.stderr)
+        planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=extra, row_seeds=counts)
+        failed += len(run_cells([p.cell for p in planned], store, cfg).failed)
+    atomic_write_json(budget_path(store.root, spec.id),
+                      {"width": args.until_ci, "max_seeds": args.max_seeds, "scale": args.scale,
+                       "extra": {k: str(v) for k, v in extra.items()}, "rounds": rounds})
+    capped = [f"{r} / {d}" for (r, d), n in counts.items() if n >= args.max_seeds and r != spec.baseline]
+    print(f"{spec.id}: seed budget done after {len(rounds)} round(s); at the cap of {args.max_seeds}: "
+          f"{', '.join(capped) or 'none'}", file=sys.stderr)
+    return failed
 
 
 def _detach_local(args: argparse.Namespace) -> int:

@@ -61,28 +61,31 @@ def test_mcnemar_identical_predictions_is_one():
     assert mcnemar([[40, 0], [0, 10]], exact=True).pvalue == 1.0
 
 
-def test_paired_bootstrap_matches_explicit_loop():
+def test_two_level_bootstrap_matches_explicit_loop():
     rng = np.random.default_rng(3)
-    cr = rng.random((2, 200)) < 0.8
-    cb = rng.random((2, 200)) < 0.7
-    obs, lo, hi = stats.paired_bootstrap_diff(cr, cb, n_boot=500, seed=7)
-    assert obs == pytest.approx(100 * (cr.mean() - cb.mean()), abs=TOL)
+    cr = rng.random((3, 200)) < 0.8
+    cb = rng.random((3, 200)) < 0.7
+    res = stats.two_level_bootstrap(cr, cb, n_boot=300, seed=7)
+    assert res.observed == pytest.approx(100 * (cr.mean() - cb.mean()), abs=TOL)
     gen = np.random.default_rng(7)
-    idx = gen.integers(0, 200, size=(500, 200))
-    boot = [100 * (cr[:, i].mean() - cb[:, i].mean()) for i in idx]
-    ref_lo, ref_hi = np.percentile(boot, [2.5, 97.5])
-    assert lo == pytest.approx(ref_lo, abs=TOL) and hi == pytest.approx(ref_hi, abs=TOL)
-    # seeded: same answer twice
-    assert stats.paired_bootstrap_diff(cr, cb, n_boot=500, seed=7) == (obs, lo, hi)
-
-
-def test_paired_bootstrap_identical_is_degenerate_zero():
-    c = np.ones((3, 10), bool)
-    assert stats.paired_bootstrap_diff(c, c) == (0.0, 0.0, 0.0)
+    img = gen.integers(0, 200, size=(300, 200))
+    pick = gen.integers(0, 3, size=(300, 3))
+    d = cr.astype(float) - cb.astype(float)
+    boot = [100 * d[np.ix_(s_, i_)].mean() for i_, s_ in zip(img, pick)]  # seeds and images drawn jointly
+    se = np.std(boot, ddof=1)
+    half = sps.t.ppf(0.975, 2) * se
+    assert res.se == pytest.approx(se, rel=1e-9)
+    assert (res.low, res.high) == pytest.approx((res.observed - half, res.observed + half), rel=1e-9)
+    assert stats.two_level_bootstrap(cr, cb, n_boot=300, seed=7) == res  # seeded
+    one = stats.two_level_bootstrap(cr[:1], cb[:1])
+    assert np.isfinite(one.observed) and np.isnan(one.low)  # one seed: no between-seed spread, no CI
 
 
 def test_seed_tests_match_scipy():
     a, b = np.array([91.2, 91.9, 90.7]), np.array([90.1, 90.5, 90.4])
+    t, p = stats.seed_test(a, b)  # the primary test: paired t on seed-matched deltas
+    ref = sps.ttest_rel(a, b)
+    assert t == pytest.approx(ref.statistic, abs=TOL) and p == pytest.approx(ref.pvalue, abs=TOL)
     t, p = stats.seed_test(a, b, "welch")
     ref = sps.ttest_ind(a, b, equal_var=False)
     assert t == pytest.approx(ref.statistic, abs=TOL) and p == pytest.approx(ref.pvalue, abs=TOL)
@@ -94,6 +97,29 @@ def test_seed_tests_match_scipy():
     assert stats.seed_test(np.full(3, 90.0), np.full(3, 90.0)) == (0.0, 1.0)
     with pytest.raises(ValueError):
         stats.seed_test(a, b, "anova")
+
+
+def test_tost_and_power_match_statsmodels():
+    from statsmodels.stats.power import TTestPower
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    x = np.array([91.4, 91.9, 91.6, 92.2])
+    assert stats.tost_pvalue(x, 91.98, 1.0) == pytest.approx(DescrStatsW(x).ttost_mean(90.98, 92.98)[0], abs=TOL)
+    assert np.isnan(stats.tost_pvalue(x[:1], 91.98))
+    # equivalence at alpha <=> the 90% t-CI inside the band
+    lo, hi = sps.t.interval(0.90, 3, x.mean(), sps.sem(x))
+    assert (stats.tost_pvalue(x, 91.98, 1.0) < 0.05) == (90.98 < lo and hi < 92.98)
+    n = stats.tost_seeds_needed(x.mean(), x.std(ddof=1), 91.98, 1.0)
+    assert sps.t.ppf(0.95, n - 1) * x.std(ddof=1) / np.sqrt(n) < 1.0 - abs(x.mean() - 91.98)
+    assert stats.tost_seeds_needed(80.0, 1.0, 91.98) == np.inf
+
+    tp = TTestPower()
+    need = stats.seeds_needed(sd=2.0, effect=1.0)
+    assert need == np.ceil(tp.solve_power(effect_size=0.5, alpha=0.05, power=0.8))
+    assert stats.achieved_power(2.0, 1.0, int(need)) >= 0.8 > stats.achieved_power(2.0, 1.0, int(need) - 1)
+    assert stats.min_detectable_effect(2.0, 5) == pytest.approx(2.0 * tp.solve_power(nobs=5, alpha=0.05, power=0.8))
+    assert stats.seeds_needed(2.0, 0.0) == np.inf and np.isnan(stats.seeds_needed(np.nan, 1.0))
+    assert stats.format_seeds(need) == f"≈ {int(need)}" and stats.format_seeds(np.inf) == "∞"
 
 
 def test_holm_matches_statsmodels_and_keeps_nan():
@@ -116,67 +142,89 @@ def test_kendall_tau_matches_scipy_and_skips_missing():
 
 def _v(**kw):
     args = dict(reference=False, n=3, synthetic=False, paper_value=91.0, ci_low=90.0, ci_high=92.0,
-                is_baseline=False, our_delta=-1.0, paper_delta=-0.5, p_holm=0.01)
+                is_baseline=False, our_delta=-1.0, paper_delta=-0.5, p_holm=0.01, tost_p=0.01, power=0.5)
     return stats.verdict(**{**args, **kw})
 
 
 def test_verdict_rule():
     assert _v() == stats.REPRODUCED
-    assert _v(paper_value=95.0) == stats.DIRECTION_HOLDS
-    assert _v(paper_value=95.0, p_holm=0.2) == stats.NOT_REPRODUCED
-    assert _v(paper_value=95.0, our_delta=1.0) == stats.NOT_REPRODUCED
-    # n = 1: no CI, so never "reproduced"; the direction can still hold
-    assert _v(n=1, ci_low=np.nan, ci_high=np.nan) == stats.DIRECTION_HOLDS
-    assert _v(n=1, ci_low=np.nan, ci_high=np.nan, p_holm=0.5) == stats.NOT_REPRODUCED
-    # synthetic: only the direction rule applies
+    assert _v(tost_p=0.2) == stats.DIRECTION_HOLDS
+    assert _v(tost_p=0.2, our_delta=1.0) == stats.DIRECTION_REVERSED
+    assert _v(our_delta=1.0) == stats.DIRECTION_REVERSED  # a reversal is never "reproduced"
+    # not significant: underpowered -> inconclusive, powered -> not reproduced
+    assert _v(tost_p=0.2, p_holm=0.2) == stats.INCONCLUSIVE
+    assert _v(tost_p=0.2, p_holm=0.2, power=0.9) == stats.NOT_REPRODUCED
+    # the CI excludes the paper's value: not reproduced whatever the power
+    assert _v(tost_p=0.2, p_holm=0.2, paper_value=95.0) == stats.NOT_REPRODUCED
+    # a wide CI that contains the paper's value is not "reproduced" (TOST fails)
+    assert _v(tost_p=0.4, p_holm=0.5, ci_low=80.0, ci_high=100.0, is_baseline=True,
+              our_delta=np.nan, paper_delta=np.nan) == stats.INCONCLUSIVE
+    # n = 1: no CI, no TOST; the direction can still hold
+    assert _v(n=1, ci_low=np.nan, ci_high=np.nan, tost_p=np.nan) == stats.DIRECTION_HOLDS
+    assert _v(n=1, ci_low=np.nan, ci_high=np.nan, tost_p=np.nan, p_holm=np.nan, power=np.nan) == stats.INCONCLUSIVE
+    # synthetic: never "reproduced"; only the effect verdicts
+    assert _v(synthetic=True, tost_p=0.01, p_holm=0.5) == stats.INCONCLUSIVE
     assert _v(synthetic=True) == stats.DIRECTION_HOLDS
-    assert _v(synthetic=True, p_holm=0.5) == stats.NOT_COMPARABLE
-    assert _v(paper_value=np.nan, paper_delta=np.nan) == stats.NOT_COMPARABLE
+    assert _v(synthetic=True, p_holm=0.5, power=0.95) == stats.NOT_REPRODUCED
+    assert _v(synthetic=True, is_baseline=True, our_delta=np.nan, paper_delta=np.nan) == stats.NOT_COMPARABLE
+    assert _v(paper_value=np.nan, paper_delta=np.nan, tost_p=np.nan) == stats.NOT_COMPARABLE
     assert _v(n=0) == stats.NO_RESULT
     assert _v(reference=True, n=0) == stats.REFERENCE
-    assert _v(is_baseline=True, paper_value=95.0) == stats.NOT_REPRODUCED
-    assert set(stats.VERDICTS) == {stats.REPRODUCED, stats.DIRECTION_HOLDS, stats.NOT_REPRODUCED,
-                                   stats.NOT_COMPARABLE, stats.NO_RESULT, stats.REFERENCE}
+    assert set(stats.VERDICTS) == {stats.REPRODUCED, stats.DIRECTION_HOLDS, stats.DIRECTION_REVERSED,
+                                   stats.NOT_REPRODUCED, stats.INCONCLUSIVE, stats.NOT_COMPARABLE,
+                                   stats.NO_RESULT, stats.REFERENCE}
 
 
 def test_analyse_frame_end_to_end():
-    frame = make_frame()
-    a = stats.analyse(frame, n_boot=200)
+    frame = make_frame(seeds=tuple(range(6)), n_samples=2000)
+    a = stats.analyse(frame, n_boot=200, aso_iterations=0)
     cells = a.cells
     assert len(cells) == 12
     lanet = cells[(cells.row == "LANet / SUM") & (cells.dataset == "rafdb")].iloc[0]
     ok = frame[(frame.row == "LANet / SUM") & (frame.dataset == "rafdb")]
-    assert lanet.n == 3 and lanet["mean"] == pytest.approx(ok.accuracy.mean(), abs=TOL)
-    # Holm over the table's 10 comparisons
-    raw = a.comparisons["mcnemar_p"].to_numpy(float)
+    assert lanet.n == 6 and lanet["mean"] == pytest.approx(ok.accuracy.mean(), abs=TOL)
+    # Holm over the table's 10 primary (seed-level) p-values
+    raw = a.comparisons["seed_p"].to_numpy(float)
     np.testing.assert_allclose(a.comparisons["p_holm"], multipletests(raw, method="holm")[1], atol=TOL)
-    # LANet is 10 points below the baseline: significant, paper's sign -> direction holds
+    # LANet is 10 points below the baseline in every seed: significant, paper's sign -> direction holds
     assert lanet.verdict == stats.DIRECTION_HOLDS and lanet.marker == "***"
+    assert lanet.diff_ci_low < lanet.our_delta < lanet.diff_ci_high < 0
+    assert lanet.ci_method == "two-level bootstrap" and lanet.n_pairs == 6 and len(lanet.mcnemar_seed_p) == 6
+    # every non-baseline row has a seeds-needed figure and a minimum detectable effect
+    rows = cells[~cells.is_baseline]
+    assert np.isfinite(rows.seeds_needed).all() and np.isfinite(rows.mde).all() and (rows.seeds_needed >= 2).all()
+    assert (rows.power_target_source[rows.paper_delta.notna()] == "paper").all()
     base = cells[cells.is_baseline]
-    inside = (base.ci_low <= base.paper_value) & (base.paper_value <= base.ci_high)
-    expected = np.where(inside, stats.REPRODUCED, stats.NOT_REPRODUCED)
-    assert list(base["verdict"]) == list(expected) and base["our_delta"].isna().all()
-    # ABS / MAX on AffectNet has no paper value
+    assert set(base.verdict) <= {stats.NOT_REPRODUCED, stats.INCONCLUSIVE, stats.REPRODUCED}
+    assert base["our_delta"].isna().all()
+    # ABS / MAX on AffectNet has no paper value: no claim, no value to reproduce
     assert cells[(cells.row == "ABS / MAX") & (cells.dataset == "affectnet")].verdict.iloc[0] == stats.NOT_COMPARABLE
     s = a.summary.set_index("dataset")
     assert s.loc["rafdb", "kendall_n"] == 6 and -1 <= s.loc["rafdb", "kendall_tau"] <= 1
     assert s.loc["rafdb", "sign_n"] == 5 and s.loc["rafdb", "sign_fraction"] == 1.0
+    # test-set selection: make_frame's best-on-test epoch is 1.5 points above the honest number
+    sel = a.selection.set_index("dataset")
+    assert sel.loc["rafdb", "test_selected"] - sel.loc["rafdb", "honest"] == pytest.approx(1.5)
+    assert sel.loc["rafdb", "best_seed_test_selected"] > sel.loc["rafdb", "best_seed"] > sel.loc["rafdb", "honest"]
 
 
 def test_analyse_edge_cases_failed_rows_single_seed_missing_baseline():
     failed = {("MAX / SUM", ds, s): "CUDA OOM" for ds in ("rafdb", "affectnet") for s in (0, 1, 2)}
     frame = make_frame(failed=failed, seeds=(0,))
-    a = stats.analyse(frame, n_boot=100)
+    a = stats.analyse(frame, n_boot=100, aso_iterations=0)
     c = a.cells.set_index(["row", "dataset"])
     assert c.loc[("MAX / SUM", "rafdb"), "verdict"] == stats.NO_RESULT
     assert c.loc[("MAX / SUM", "rafdb"), "n_failed"] == 1
     one = c.loc[("LANet / SUM", "rafdb")]
-    assert one.n == 1 and np.isnan(one.ci_low) and one.verdict in (stats.DIRECTION_HOLDS, stats.NOT_REPRODUCED)
+    # one seed: no seed-level test and no SD, so the effect question stays open
+    assert one.n == 1 and np.isnan(one.ci_low) and one.verdict == stats.INCONCLUSIVE
+    assert "1 matched seed" in one.verdict_note
     assert np.isnan(a.comparisons.set_index(["row", "dataset"]).loc[("LANet / SUM", "rafdb"), "seed_p"])
     # no baseline row at all: comparisons carry a note, verdicts fall back to the CI rule
-    nb = stats.analyse(make_frame(baseline=None), n_boot=100)
+    nb = stats.analyse(make_frame(baseline=None), n_boot=100, aso_iterations=0)
     assert (nb.comparisons["note"] == "no baseline row").all()
-    assert set(nb.cells["verdict"]) <= {stats.REPRODUCED, stats.NOT_REPRODUCED, stats.NOT_COMPARABLE}
+    assert set(nb.cells["verdict"]) <= {stats.REPRODUCED, stats.NOT_REPRODUCED, stats.INCONCLUSIVE,
+                                        stats.NOT_COMPARABLE}
 
 
 def test_analyse_identical_rows_and_synthetic():
@@ -188,17 +236,18 @@ def test_analyse_identical_rows_and_synthetic():
         b_idx = frame.index[(frame.row == "B") & (frame.seed == s)][0]
         frame.at[b_idx, "y_pred"] = frame.at[a_idx, "y_pred"].copy()
         frame.at[b_idx, "accuracy"] = frame.at[a_idx, "accuracy"]
-    a = stats.analyse(frame, n_boot=100)
+    a = stats.analyse(frame, n_boot=100, aso_iterations=0)
     b = a.cells.set_index("row").loc["B"]
     assert b.mcnemar_p == 1.0 and b.p_holm == 1.0 and b["diff"] == 0.0 and b.seed_p == 1.0
-    assert b.verdict == stats.NOT_COMPARABLE
+    # identical models: zero SD of the deltas, so any paper delta is detectable -> the effect is absent
+    assert b.power == 1.0 and b.verdict == stats.NOT_REPRODUCED
     assert a.cells.set_index("row").loc["A", "verdict"] == stats.NOT_COMPARABLE
 
 
 def test_reference_rows_carry_paper_values_only():
     rows = [("TransFER", {"rafdb": 90.91}, {"rafdb": 0.0}), ("APViT", {"rafdb": 91.98}, {"rafdb": 88.0})]
     frame = make_frame(rows=rows, baseline=None, datasets={"rafdb": "RAF-DB"}, reference={"TransFER"})
-    a = stats.analyse(frame, n_boot=100)
+    a = stats.analyse(frame, n_boot=100, aso_iterations=0)
     c = a.cells.set_index("row")
     assert c.loc["TransFER", "verdict"] == stats.REFERENCE and c.loc["TransFER", "n"] == 0
     assert len(a.comparisons) == 1
@@ -206,13 +255,14 @@ def test_reference_rows_carry_paper_values_only():
 
 def test_statistics_text_mentions_choices():
     text = " ".join(t for _, t in stats.statistics_text())
-    for word in ("McNemar", "pooled", "Holm", "Kendall", "bootstrap", "Welch", "n = 1"):
+    for word in ("McNemar", "pooled", "Holm", "Kendall", "two-level bootstrap", "paired t-test", "n = 1",
+                 "TOST", "power", "training run", "best epoch on the test set"):
         assert word in text
 
 
 def test_wilcoxon_option_uses_seed_matched_accuracies():
     frame = make_frame(seeds=(0, 1, 2, 3, 4, 5), n_samples=100)
-    a = stats.analyse(frame, n_boot=50, seed_method="wilcoxon")
+    a = stats.analyse(frame, n_boot=50, seed_method="wilcoxon", aso_iterations=0)
     row = a.comparisons.set_index(["row", "dataset"]).loc[("LANet / SUM", "rafdb")]
     acc = frame[frame.dataset == "rafdb"].pivot_table(index="seed", columns="row", values="accuracy")
     ref = sps.wilcoxon(acc["LANet / SUM"], acc["ABS / SUM"])
