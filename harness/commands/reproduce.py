@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_cells(cells, store, cfg)
     failed = len(summary.failed)
     if args.until_ci is not None:
-        failed += _budget_rounds(args, spec, planned, store, cfg, source)
+        failed += _budget_rounds(args, spec, planned, store, cfg, source, weights)
     print(f"{spec.id}: {summary.line()} (total {time.time() - t0:.1f}s)", file=sys.stderr)
     if failed or summary.skipped_failed:
         print("failure ledger: python -m harness status --table " + spec.id, file=sys.stderr)
@@ -148,7 +148,7 @@ def next_seed_counts(comparisons, counts: dict[tuple[str, str], int], width: flo
 
 
 def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: ExecutorConfig,
-                   source: DataSource) -> int:
+                   source: DataSource, weights: WeightsSource) -> int:
     """Add seeds in rounds until every delta CI is within ``--until-ci`` or at ``--max-seeds``."""
     from harness.collect import budget_path, collect_planned
     from harness.stats import compare_to_baseline
@@ -167,8 +167,9 @@ def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: E
         counts.update(need)
         print(f"{spec.id}: round {len(rounds)}: delta CI above ±{args.until_ci:g} -> "
               + "; ".join(f"{r} / {d}: {n} seeds" for (r, d), n in need.items()), file=sys.stderr)
-        planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=extra, row_seeds=counts)
-        failed += len(run_cells([p.cell for p in planned], store, cfg).failed)
+        planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=extra, row_seeds=counts,
+                             weights=weights)
+        failed += len(run_cells(with_upstream(planned), store, cfg).failed)
     atomic_write_json(budget_path(store.root, spec.id),
                       {"width": args.until_ci, "max_seeds": args.max_seeds, "scale": args.scale,
                        "extra": {k: str(v) for k, v in extra.items()}, "rounds": rounds})
