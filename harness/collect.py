@@ -98,7 +98,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                              "status": "reference", "stale": False, "failed": False, "synthetic": False,
                              "error": None, "attempts": 0, "log_path": None})
                 continue
-            probe = {"method": method, "model": model_o, "train": train_o, "data": data_o, "dataset": col.key,
+            probe = {"method": method, "model": model_o, "train": train_o, "data": data_o, "dataset": col.loader,
                      "protocol": col.protocol}
             scales = [scale] if scale else sorted({c["scale"] for cs in known.values() for c in cs} or {"tiny"})
             for sc in scales:

@@ -41,18 +41,23 @@ class DataSource:
 
 
 @lru_cache(maxsize=None)
-def _resolve_dataset(source: DataSource, name: str, protocol: str | None, scale: str,
+def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | None, scale: str,
                      knobs: tuple[tuple[str, Any], ...]) -> tuple[str, str, bool]:
     from harness.data import load_dataset, synthetic_root
+    from harness.data.align import ALIGN_KNOBS, aligned_root, check_alignment
 
+    knobs_d = dict(knobs)
+    align = {k: knobs_d.pop(k) for k in ALIGN_KNOBS if k in knobs_d}  # data.align: the aligned copy
     if source.synthetic:
-        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir, **dict(knobs))
+        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir, **knobs_d)
+        root = aligned_root(name, root, cache_dir=source.cache_dir, **align)
     else:
-        if knobs:
-            raise UserError(f"data.* overrides {sorted(k for k, _ in knobs)} apply to synthetic data only")
-        root = source.root / name
+        if knobs_d:
+            raise UserError(f"data.* overrides {sorted(knobs_d)} apply to synthetic data only")
+        root = source.root / key
         if not root.is_dir():
-            raise UserError(f"dataset {name!r}: {root} does not exist (data root {source.root})")
+            raise UserError(f"dataset {key!r}: {root} does not exist (data root {source.root})")
+        check_alignment(root, **align)
     ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0)
     return str(root), ds.fingerprint, ds.synthetic
 
@@ -65,6 +70,13 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
     n_seeds = seeds or spec.seeds
     planned: list[PlannedCell] = []
     checked: set[tuple] = set()
+    columns: dict[tuple, str] = {}  # one dataset as two columns must differ in its data (data.align)
+    for col in spec.datasets:
+        same = columns.setdefault((col.loader, col.protocol, repr(sorted(split_overrides(
+            {**spec.base, **col.set})[2].items()))), col.key)
+        if same != col.key:
+            raise UserError(f"{spec.path}: columns {same!r} and {col.key!r} both read {col.loader!r} with the "
+                            "same protocol and data.* overrides; give one a data.align override")
     for i, row in enumerate(spec.rows):
         if row.reference:
             continue
@@ -76,10 +88,10 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
                 check_overrides(method, scale, overrides, f"{spec.path}: row {i + 1} ({row.label!r}), {col.key}")
                 checked.add(key)
             model_o, train_o, data_o = split_overrides(overrides)
-            root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.protocol, scale,
+            root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.loader, col.protocol, scale,
                                                             tuple(sorted(data_o.items())))
             for seed in range(n_seeds):
-                cell = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.key,
+                cell = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.loader,
                             protocol=col.protocol, scale=scale, seed=seed, fingerprint=fingerprint,
                             code_version=code_version(method), synthetic=synthetic, data_root=root)
                 planned.append(PlannedCell(spec.id, row.label, i, col.key, seed, cell))

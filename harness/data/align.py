@@ -443,7 +443,8 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
     images: dict[str, np.ndarray] = {}
     counts = dict.fromkeys(STATUSES, 0)
     with open(out / MANIFEST, "w", encoding="utf-8") as manifest:
-        for job in tqdm(jobs, desc=f"align {name} ({method}, {size}px)", unit="img", disable=not progress):
+        for job in tqdm(jobs, desc=f"align {name} ({method}, {size}px)", unit="img",
+                        disable=None if progress else True):  # None: a bar on a terminal only
             try:
                 image = _load(job.source)
             except OSError as err:  # the loader reports the same image the same way
@@ -479,3 +480,57 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
     }
     (out / ALIGNMENT_MARKER).write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Alignment as an ablation axis: the ``data.align`` / ``data.align_size`` overrides of a spec.
+
+ALIGN_KNOBS = ("align", "align_size")
+
+
+def _align_knobs(align: str | None, align_size: int | None, where: str) -> tuple[str | None, int]:
+    if align not in (None, *METHODS):
+        raise UserError(f"{where}: data.align must be one of {', '.join(METHODS)}, got {align!r}")
+    if align_size is not None and (align is None or not isinstance(align_size, int) or align_size < 16):
+        raise UserError(f"{where}: data.align_size needs data.align and an integer >= 16, got {align_size!r}")
+    return align, align_size or 112
+
+
+def aligned_root(name: str, root: Path, *, align: str | None = None, align_size: int | None = None,
+                 cache_dir: str | Path | None = None) -> Path:
+    """The aligned copy of a synthetic stand-in at ``root``, made once and cached beside it
+    (or under ``cache_dir``); ``root`` itself when ``align`` is None."""
+    import os
+
+    method, size = _align_knobs(align, align_size, f"synthetic {name}")
+    if method is None:
+        return root
+    base = Path(cache_dir).expanduser() if cache_dir else root.parent
+    out = base / f"{root.name}-align{ALIGN_VERSION}-{method}-{size}"
+    if (out / ALIGNMENT_MARKER).is_file():
+        return out
+    tmp = base / f".{out.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    align_dataset(name, root, tmp, method=method, size=size)
+    try:
+        os.rename(tmp, out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / ALIGNMENT_MARKER).is_file():
+            raise
+    return out
+
+
+def check_alignment(root: Path, *, align: str | None = None, align_size: int | None = None) -> None:
+    """Raise a UserError unless the dataset at ``root`` was aligned as ``data.align`` says."""
+    from harness.data.base import read_alignment
+
+    method, size = _align_knobs(align, align_size, str(root))
+    if method is None:
+        return
+    got = read_alignment(root)
+    if got is None or got.get("method") != method or got.get("size") != size:
+        have = "not aligned by FERbench" if got is None else f"aligned with {got.get('method')} at {got.get('size')}px"
+        raise UserError(f"{root}: the spec asks for data.align={method} at {size}px but this folder is "
+                        f"{have}; write it with `python -m harness data align <dataset> --root <the "
+                        f"dataset as shipped> --out {root} --method {method} --size {size}`")
