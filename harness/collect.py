@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness.cells import SLOT_FIELDS, canonical_json, code_version, split_overrides
+from harness.data.align import describe_alignment
 from harness.specs import TableSpec, load_spec
 from harness.store import Store
 
@@ -66,6 +67,7 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
         "gpu": prov.get("gpu"), "threads": prov.get("threads"),
         "torch_version": prov.get("packages", {}).get("torch"), "packages": prov.get("packages", {}),
         "dataset_fingerprint": prov.get("dataset_fingerprint"), "hostname": prov.get("hostname"),
+        "alignment": describe_alignment(rec["data"].get("split_info", {}).get("alignment")),
     }
 
 
@@ -75,7 +77,7 @@ def _empty_metrics() -> dict[str, Any]:
             "params_m": NAN, "tokens_before_head": None, "train_s": NAN, "eval_s": NAN, "wall_s": NAN,
             "epochs": None, "steps": None, "final_loss": NAN, "resumed": False, "git_commit": None,
             "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "torch_version": None,
-            "packages": None, "dataset_fingerprint": None, "hostname": None}
+            "packages": None, "dataset_fingerprint": None, "hostname": None, "alignment": None}
 
 
 def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> pd.DataFrame:

@@ -482,6 +482,16 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
     return summary
 
 
+def describe_alignment(summary: dict[str, Any] | None) -> str:
+    """One line for a report: ``split_info["alignment"]`` of a loaded dataset, or "as shipped"."""
+    if not summary:
+        return "as shipped"
+    counts = summary.get("counts") or {}
+    fell = counts.get("no_face", 0) + counts.get("fallback", 0)
+    return (f"{summary.get('method')}, {summary.get('template')} template, {summary.get('size')}px; "
+            f"{fell} of {sum(counts.values())} centre-cropped")
+
+
 # ---------------------------------------------------------------------------------------------
 # Alignment as an ablation axis: the ``data.align`` / ``data.align_size`` overrides of a spec.
 

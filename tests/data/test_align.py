@@ -273,3 +273,20 @@ def test_one_dataset_as_two_columns_plans_two_distinct_cells(tmp_path, astronaut
         update={"set": {}})]})
     with pytest.raises(UserError, match="give one a data.align"):
         plan_table(twin, seeds=1, source=DataSource(data_root))
+
+
+def test_report_lists_the_alignment_per_dataset():
+    import pandas as pd
+
+    from harness.data.align import describe_alignment
+    from harness.report import provenance
+
+    aligned = {"method": "mtcnn", "template": "evolve", "size": 112,
+               "counts": {"aligned": 6, "several_faces": 0, "no_face": 1, "fallback": 0}}
+    assert describe_alignment(None) == "as shipped"
+    assert describe_alignment(aligned) == "mtcnn, evolve template, 112px; 1 of 7 centre-cropped"
+    frame = pd.DataFrame([{"dataset": d, "dataset_label": d, "dataset_fingerprint": fp, "seed": 0,
+                           "status": "ok", "synthetic": False, "alignment": describe_alignment(al)}
+                          for d, fp, al in (("rafdb", "a1", None), ("rafdb_mtcnn", "b2", aligned))])
+    rows = {d["dataset"]: d["alignment"] for d in provenance(frame)["datasets"]}
+    assert rows == {"rafdb": "as shipped", "rafdb_mtcnn": "mtcnn, evolve template, 112px; 1 of 7 centre-cropped"}
