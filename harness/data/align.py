@@ -329,7 +329,10 @@ def _jobs_ferplus(root: Path, method: str, bad: BadEntries) -> tuple[list[_Job],
         reader = csv.reader(f)
         next(reader)
         for i, row in enumerate(reader):
-            pixels = np.array(row[1].split(), dtype=np.uint8).reshape(48, 48)
+            try:
+                pixels = np.array(row[1].split(), dtype=np.uint8).reshape(48, 48)
+            except (IndexError, ValueError):  # a bad row (kept under --skip-bad): copied as it is
+                continue
             jobs.append(_Job(f"row{i + 1}", np.repeat(pixels[:, :, None], 3, 2), ""))
     return jobs, ann
 
@@ -391,8 +394,9 @@ def _write_annotations(name: str, root: Path, out: Path, ann: list[Path], jobs: 
         with open(ann[0], newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
         for i, row in enumerate(rows[1:]):
-            grey = np.asarray(Image.fromarray(images[f"row{i + 1}"]).convert("L"))
-            row[1] = " ".join(map(str, grey.ravel().tolist()))
+            if f"row{i + 1}" in images:
+                grey = np.asarray(Image.fromarray(images[f"row{i + 1}"]).convert("L"))
+                row[1] = " ".join(map(str, grey.ravel().tolist()))
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(rows)
         (out / _rel(ann[0], root)).write_text(buf.getvalue(), encoding="utf-8")
@@ -412,7 +416,8 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
     """
     from tqdm import tqdm
 
-    root, out = Path(root), Path(out)
+    from harness.data import resolve_root
+
     if name not in JOBS:
         raise UserError(f"no aligner for dataset {name!r}; known: {', '.join(JOBS)}")
     if method not in METHODS:
@@ -428,12 +433,11 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
     if size < 16:
         raise UserError(f"alignment size must be at least 16, got {size}")
     reference_points(size, template)  # validates the template name
+    root, out = resolve_root(name, root), Path(out)
     if out.resolve() == root.resolve():
         raise UserError(f"{out}: the aligned copy must not overwrite the dataset it is made from")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; choose a new --out folder")
-    from harness.data import resolve_root
-    root = resolve_root(name, root)
 
     bad = BadEntries(skip_bad)
     jobs, ann = JOBS[name](root, method, bad)

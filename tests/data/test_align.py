@@ -17,7 +17,7 @@ from harness.data.align import (MANIFEST, MTCNNDetector, align_dataset, align_im
                                 five_from_68, reference_points, similarity, warp_face)
 from harness.data.base import ALIGNMENT_MARKER
 from harness.errors import UserError
-from tests.data.makers import make_affectnet
+from tests.data.makers import make_affectnet, make_expw, make_ferplus, make_folders
 
 SIZE = 112
 
@@ -229,6 +229,23 @@ def test_affectnet_landmarks_are_reduced_to_five_and_the_csv_follows_the_copy(tm
     assert row[1:5] == ["0", "0", "32", "32"]
     eyes = np.array([float(v) for v in row[5].split(";")]).reshape(68, 2)[36]
     assert np.allclose(eyes, reference_points(32)[0], atol=0.05)  # the landmarks moved with the face
+
+
+@pytest.mark.parametrize("name, make, size", [
+    ("ferplus", make_ferplus, 48),
+    ("expw", lambda root: make_expw(root, n=8), 64),
+    ("folder", lambda root: make_folders(root, {"train": {"happy": 3, "sad": 2}, "test": {"happy": 1, "sad": 1}}), 64),
+])
+def test_every_layout_round_trips_through_its_loader(tmp_path, name, make, size):
+    root = make(tmp_path / name)
+    summary = align_dataset(name, root, tmp_path / "out", size=size, progress=False)
+    assert summary["counts"]["no_face"] == summary["images"] > 0  # solid-colour fixtures: no faces
+    shipped, aligned = load_dataset(name, root), load_dataset(name, tmp_path / "out")
+    assert aligned.split_info["sizes"] == shipped.split_info["sizes"]
+    assert aligned.fingerprint != shipped.fingerprint and aligned.split_info["alignment"]["size"] == size
+    if name != "folder":  # the box crop and the centre-crop fallback differ only at the box edges
+        a, b = aligned.splits["test"].images.float(), shipped.splits["test"].images.float()
+        assert (a - b).abs().mean() < 30
 
 
 def test_bad_requests_are_user_errors(tmp_path, astronaut):
