@@ -10,16 +10,20 @@ EXECUTOR ?= local
 RESULTS ?= results
 REPORTS ?= reports
 ARGS ?=
+# The MTCNN face detector (weights ship in the wheel). Installed with --no-deps: its metadata pins
+# torch<2.3, torchvision<0.18, numpy<2 and Pillow<10.3, which would replace our pins.
+FACENET := facenet-pytorch==2.6.0
 
 .PHONY: venv test reproduce report bench clean-venv
 
 venv: $(STAMP)
 
-# The stamp is newer than pyproject.toml once the pinned dependencies are in.
-$(STAMP): pyproject.toml
+# The stamp is newer than pyproject.toml and this file once the pinned dependencies are in.
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps '$(FACENET)'
 	@touch $(STAMP)
 
 test: $(STAMP)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from harness.cells import SLOT_FIELDS, canonical_json, code_version, split_overrides
+from harness.data.align import describe_alignment
 from harness.plan import declared_model
 from harness.specs import TableSpec, load_spec
 from harness.store import Store
@@ -104,6 +105,7 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
         "dataset_fingerprint": prov.get("dataset_fingerprint"), "hostname": prov.get("hostname"),
         "started_from": describe_start(rec.get("started_from", {})),
         "stand_in": any(v.get("stand_in") for v in rec.get("started_from", {}).values()),
+        "alignment": describe_alignment(rec["data"].get("split_info", {}).get("alignment")),
     }
 
 
@@ -129,7 +131,7 @@ def _empty_metrics() -> dict[str, Any]:
             "epochs": None, "steps": None, "final_loss": NAN, "resumed": False, "git_commit": None,
             "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "torch_version": None,
             "packages": None, "dataset_fingerprint": None, "hostname": None, "started_from": None,
-            "stand_in": False}
+            "stand_in": False, "alignment": None}
 
 
 def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> pd.DataFrame:
@@ -160,7 +162,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                 # The model overrides as planned: with the recipe's default weights sources filled in.
                 declared, _ = declared_model(method, sc, overrides, f"{spec.path}: row {row.label!r}")
                 probe = {"method": method, "model": declared, "train": train_o, "data": data_o,
-                         "dataset": col.key, "protocol": col.protocol}
+                         "dataset": col.loader, "protocol": col.protocol}
                 held = seeds_held.get(_unseeded({**probe, "scale": sc, "seed": None}), set())
                 for seed in range(max(spec.seeds, max(held, default=-1) + 1)):
                     key = slot_key({**probe, "scale": sc, "seed": seed})

@@ -146,25 +146,31 @@ def stage_cell(stage_id: str, scale: str, source: "DataSource") -> Cell:
     check_overrides(spec.method, scale, spec.set, where)
     model_o, train_o, data_o = split_overrides(spec.set)
     synthetic = DataSource(None, source.cache_dir)
-    root, fingerprint, _ = _resolve_dataset(synthetic, spec.dataset, spec.protocol, scale, tuple(sorted(data_o.items())))
+    root, fingerprint, _ = _resolve_dataset(synthetic, spec.dataset, spec.dataset, spec.protocol, scale,
+                                            tuple(sorted(data_o.items())))
     return Cell(method=spec.method, model=model_o, train=train_o, data=data_o, dataset=spec.dataset,
                 protocol=spec.protocol, scale=scale, seed=spec.seed, fingerprint=fingerprint,
                 code_version=code_version(spec.method), synthetic=True, data_root=root, stage=stage_id)
 
 
 @lru_cache(maxsize=None)
-def _resolve_dataset(source: DataSource, name: str, protocol: str | None, scale: str,
+def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | None, scale: str,
                      knobs: tuple[tuple[str, Any], ...]) -> tuple[str, str, bool]:
     from harness.data import load_dataset, synthetic_root
+    from harness.data.align import ALIGN_KNOBS, aligned_root, check_alignment
 
+    knobs_d = dict(knobs)
+    align = {k: knobs_d.pop(k) for k in ALIGN_KNOBS if k in knobs_d}  # data.align: the aligned copy
     if source.synthetic:
-        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir, **dict(knobs))
+        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir, **knobs_d)
+        root = aligned_root(name, root, cache_dir=source.cache_dir, **align)
     else:
-        if knobs:
-            raise UserError(f"data.* overrides {sorted(k for k, _ in knobs)} apply to synthetic data only")
-        root = source.root / name
+        if knobs_d:
+            raise UserError(f"data.* overrides {sorted(knobs_d)} apply to synthetic data only")
+        root = source.root / key
         if not root.is_dir():
-            raise UserError(f"dataset {name!r}: {root} does not exist (data root {source.root})")
+            raise UserError(f"dataset {key!r}: {root} does not exist (data root {source.root})")
+        check_alignment(root, **align)
     ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0)
     return str(root), ds.fingerprint, ds.synthetic
 
@@ -192,6 +198,13 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
         raise UserError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
     n_seeds = seeds or spec.seeds
     planned: list[PlannedCell] = []
+    columns: dict[tuple, str] = {}  # one dataset as two columns must differ in its data (data.align)
+    for col in spec.datasets:
+        same = columns.setdefault((col.loader, col.protocol, repr(sorted(split_overrides(
+            {**spec.base, **col.set})[2].items()))), col.key)
+        if same != col.key:
+            raise UserError(f"{spec.path}: columns {same!r} and {col.key!r} both read {col.loader!r} with the "
+                            "same protocol and data.* overrides; give one a data.align override")
     for i, row in enumerate(spec.rows):
         if row.reference:
             continue
@@ -203,10 +216,10 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
             _, train_o, data_o = split_overrides(overrides)
             ids, paths, stages = resolve_weights({k: v for k, v in model_o.items() if is_weights_key(k)},
                                                  recipe.stand_in, scale, source, weights, where)
-            root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.protocol, scale,
+            root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.loader, col.protocol, scale,
                                                             tuple(sorted(data_o.items())))
             for seed in range((row_seeds or {}).get((row.label, col.key), n_seeds)):
-                cell = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.key,
+                cell = Cell(method=method, model=model_o, train=train_o, data=data_o, dataset=col.loader,
                             protocol=col.protocol, scale=scale, seed=seed, fingerprint=fingerprint,
                             code_version=code_version(method), synthetic=synthetic, data_root=root,
                             upstream=tuple(c.id for c in stages), weights=ids, weight_paths=paths)

@@ -42,12 +42,22 @@ class Source(_Strict):
 
 
 class DatasetColumn(_Strict):
-    """A column: a dataset, its protocol, and overrides for every cell in it (a per-dataset recipe)."""
+    """A column: a dataset, its protocol, and overrides for every cell in it (a per-dataset recipe).
+
+    ``key`` names the column and its folder under the data root; ``dataset`` names the loader when
+    it differs from ``key``, so one dataset can be two columns (``set: {data.align: mtcnn}``).
+    """
 
     key: str
     label: str
+    dataset: str | None = None
     protocol: str | None = None
     set: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def loader(self) -> str:
+        """The dataset loader this column reads."""
+        return self.dataset or self.key
 
 
 class Row(_Strict):

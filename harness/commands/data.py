@@ -1,5 +1,5 @@
-"""``python -m harness data check|synth``: inspect a dataset through the real loader, or
-write a synthetic stand-in in a dataset's official layout."""
+"""``python -m harness data check|synth|align``: inspect a dataset through the real loader,
+write a synthetic stand-in in a dataset's official layout, or write an aligned copy of one."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +10,13 @@ from harness.errors import UserError
 
 
 def add_parser(subparsers) -> None:
-    """Register ``data`` with its ``check`` and ``synth`` sub-commands."""
+    """Register ``data`` with its ``check``, ``synth`` and ``align`` sub-commands."""
     from harness.data import DATASETS
+    from harness.data.align import JOBS, METHODS, RULES, TEMPLATES
     from harness.data.synth import SCALES
 
-    p = subparsers.add_parser("data", help="check a dataset or write a synthetic stand-in")
-    sub = p.add_subparsers(dest="data_command", required=True, metavar="{check,synth}")
+    p = subparsers.add_parser("data", help="check a dataset, write a synthetic stand-in or an aligned copy")
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="{check,synth,align}")
     c = sub.add_parser("check", help="load a dataset and print split sizes, class counts, fingerprint")
     c.add_argument("dataset", choices=DATASETS)
     c.add_argument("--root", default=None,
@@ -35,6 +36,21 @@ def add_parser(subparsers) -> None:
     s.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="override a difficulty knob, e.g. --knob occlusion=0 (repeatable)")
     s.set_defaults(func=run)
+    a = sub.add_parser("align", help="write a face-aligned copy in the dataset's own layout, with a manifest")
+    a.add_argument("dataset", choices=tuple(JOBS))
+    a.add_argument("--root", default=None,
+                   help="dataset folder (default: $FERBENCH_DATA_ROOT/<dataset>)")
+    a.add_argument("--out", required=True, help="output folder (new or empty)")
+    a.add_argument("--method", default="mtcnn", choices=METHODS,
+                   help="mtcnn: detect five points; landmarks: the points the dataset ships")
+    a.add_argument("--size", type=int, default=112, help="side of the aligned square crop in pixels")
+    a.add_argument("--template", default="evolve", choices=tuple(TEMPLATES),
+                   help="reference points (face.evoLVe's, scaled to --size)")
+    a.add_argument("--rule", default="confident", choices=RULES,
+                   help="which face to keep when MTCNN finds several")
+    a.add_argument("--skip-bad", action="store_true", help="skip bad entries and list them")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.set_defaults(func=run)
     p.set_defaults(func=run)
 
 
@@ -54,7 +70,9 @@ def _knobs(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch ``data check`` / ``data synth``."""
+    """Dispatch ``data check`` / ``data synth`` / ``data align``."""
+    if args.data_command == "align":
+        return _align(args)
     if args.data_command == "synth":
         from harness.data.synth import write_synthetic
         t0 = time.perf_counter()
@@ -79,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{ds.name} ({ds.protocol}) at {ds.root}{'  [synthetic]' if ds.synthetic else ''}")
     print(f"fingerprint {ds.fingerprint}   loaded in {seconds:.2f}s   val: {ds.split_info['val_source']}")
+    al = ds.split_info.get("alignment")
+    print("alignment: as shipped" if al is None else
+          f"alignment: {al['method']} ({al['template']} template, {al['size']}px), "
+          + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in al["counts"].items()))
     width = max(len(c) for c in ds.class_names)
     print(f"{'':{width}}  " + "  ".join(f"{s:>6}" for s in ds.splits))
     for c in ds.class_names:
@@ -90,4 +112,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {len(ds.skipped)} bad entries:")
         for line in ds.skipped:
             print(f"  {line}")
+    return 0
+
+
+def _align(args: argparse.Namespace) -> int:
+    from harness.data.align import MANIFEST, align_dataset
+
+    t0 = time.perf_counter()
+    summary = align_dataset(args.dataset, args.root, args.out, method=args.method, size=args.size,
+                            template=args.template, rule=args.rule, skip_bad=args.skip_bad,
+                            progress=not args.no_progress)
+    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in summary["counts"].items())
+    print(f"aligned {summary['images']} {args.dataset} images ({args.method}, {args.template} template, "
+          f"{args.size}px) into {args.out} in {time.perf_counter() - t0:.1f}s: {counts}")
+    if summary["fallbacks"]:
+        print(f"{len(summary['fallbacks'])} fell back to a centre crop (listed in {args.out}/{MANIFEST}):")
+        for name in summary["fallbacks"][:20]:
+            print(f"  {name}")
+        if len(summary["fallbacks"]) > 20:
+            print(f"  ... and {len(summary['fallbacks']) - 20} more")
+    for line in summary["skipped"]:
+        print(f"skipped: {line}")
     return 0

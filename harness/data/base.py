@@ -20,6 +20,7 @@ from PIL import Image
 from harness.errors import UserError
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
+ALIGNMENT_MARKER = "ALIGNMENT.json"  # written by harness.data.align into an aligned copy
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -179,6 +180,20 @@ def _hash_files(h: "hashlib._Hash", root: Path, raw: RawDataset) -> None:
                 h.update(f"img\0{split}\0{_rel(e.source, root)}\0{size}\0{e.label}\0".encode())
 
 
+def read_alignment(root: Path) -> dict[str, Any] | None:
+    """The summary an aligned copy carries (:mod:`harness.data.align`), less its source location,
+    or None for a dataset as shipped."""
+    path = root / ALIGNMENT_MARKER
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: unreadable alignment marker ({err}); re-run `data align`") from None
+    summary.pop("source_root", None)  # where it came from must not change what it is
+    return summary
+
+
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
@@ -255,6 +270,9 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
 
     content = hashlib.sha256()
     _hash_files(content, root, raw)
+    alignment = read_alignment(root)
+    if alignment is not None:  # how the faces were aligned is part of what the data is
+        content.update(b"\0alignment\0" + json.dumps(alignment, sort_keys=True).encode())
     content_key = content.hexdigest()  # the files alone: keys the decoded-image cache
     h = hashlib.sha256()
     h.update(json.dumps({"dataset": name, "protocol": protocol, "classes": raw.class_names,
@@ -293,7 +311,8 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
     if bad.skipped:
         h.update(("\0skipped\0" + "\n".join(bad.skipped)).encode())
     info.update({"sizes": {k: len(v) for k, v in splits.items()}, "dropped": dict(raw.dropped),
-                 "skipped": len(bad.skipped)})
+                 "skipped": len(bad.skipped), "alignment": alignment and {
+                     k: alignment.get(k) for k in ("method", "template", "size", "rule", "detector", "counts")}})
     return FERDataset(name=name, protocol=protocol, class_names=list(raw.class_names),
                       splits=splits, fingerprint=h.hexdigest()[:16], split_info=info,
                       skipped=list(bad.skipped), root=str(root), synthetic=synthetic)
