@@ -51,9 +51,10 @@ def test_single_seed_synthetic_and_reference_cells():
     a = stats.analyse(frame_for_spec(spec, seeds=(0,), synthetic=True), n_boot=50)
     t = render.table_frame(a.cells, spec)
     assert t.loc["APViT (160, 0.9)", ("RAF-DB", "Ours")].endswith(f"{render.SYNTHETIC_MARK} (n=1, no CI)")
-    assert t.loc["TransFER", ("RAF-DB", "Ours")] == "ref."
-    assert t.loc["TransFER", ("RAF-DB", "Verdict")] == stats.REFERENCE
-    assert t.loc["TransFER", ("GFLOPs", "Paper")] == "15.30"
+    assert t.loc["KTN", ("RAF-DB", "Ours")] == "ref."
+    assert t.loc["KTN", ("RAF-DB", "Verdict")] == stats.REFERENCE
+    assert t.loc["KTN", ("GFLOPs", "Paper")] == "7.60"
+    assert t.loc["TransFER", ("RAF-DB", "Ours")].endswith("(n=1, no CI)")  # reproduced, not a reference
     assert t.loc["APViT (160, 0.9)", ("GFLOPs", "Ours")] != ""
 
 
