@@ -119,11 +119,16 @@ def resolve_weights(declared: dict[str, str], stand_in: dict[str, str], scale: s
                 ids[key], paths[key] = f"file:{file_digest(path)}", str(path.resolve())
                 continue
             if not (weights.stand_ins and key in stand_in):
-                folder = weights.root or f"no weights folder (--weights-dir or ${WEIGHTS_ENV})"
-                alt = f", --stand-ins for the synthetic stand-in ({stand_in[key]})" if key in stand_in else ""
-                raise UserError(f"{where}: {key} starts from the checkpoint {name!r}, which is not in {folder}. "
-                                f"Put the file there, pass --set {key}=/path/to/file{alt}, or --set {key}=none "
-                                "to train that part from scratch")
+                where_not = (f"which is not in {weights.root}" if weights.root else
+                             f"and no weights folder is given (--weights-dir or ${WEIGHTS_ENV})")
+                alt = ""
+                if key in stand_in:
+                    alt = (", --stand-ins to run the synthetic stage " + stand_in[key].split(":", 1)[1]
+                           if stand_in[key].startswith("stage:") else ", --stand-ins to train it from scratch")
+                    alt += " in its place (marked as a stand-in)"
+                raise UserError(f"{where}: {key} starts from the checkpoint {name!r}, {where_not}. Put the file "
+                                f"there, pass --set {key}=/path/to/file{alt}, or --set {key}=none to train that "
+                                "part from scratch")
             kind, _, name = stand_in[key].partition(":")
             prefix = "standin:"
         if kind == "stage":

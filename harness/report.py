@@ -133,6 +133,21 @@ def ledger(frame: pd.DataFrame, status: str) -> pd.DataFrame:
     return out.astype(object).where(out.notna(), "")
 
 
+def started_from(frame: pd.DataFrame) -> pd.DataFrame:
+    """What each row's runs started from (pre-training stage with its checkpoint hash, a file, or
+    scratch), per dataset; stand-ins are flagged."""
+    if "started_from" not in frame or "status" not in frame:
+        return pd.DataFrame()
+    run = frame[frame["status"].isin(["ok", "stale"]) & frame["started_from"].notna()]
+    if not len(run):
+        return pd.DataFrame()
+    out = run.groupby(["row", "dataset"], sort=False).agg(
+        started_from=("started_from", lambda s: " | ".join(dict.fromkeys(s))),
+        stand_in=("stand_in", "any"), seeds=("seed", "nunique")).reset_index()
+    out["stand_in"] = out["stand_in"].map({True: "stand-in", False: ""})
+    return out
+
+
 def methods_notes() -> list[dict[str, str]]:
     """The paper-vs-code choices, from ``report_templates/methods_notes.yaml``."""
     return yaml.safe_load((TEMPLATES_DIR / "methods_notes.yaml").read_text())["notes"]
@@ -259,6 +274,7 @@ def build_report(
             else Markup(""),
             "failed_html": _html(ledger(frame[frame["table_id"] == spec.id], "failed")),
             "stale_html": _html(ledger(frame[frame["table_id"] == spec.id], "stale")),
+            "started_html": _html(started_from(frame[frame["table_id"] == spec.id])),
             "files": {f: f"tables/{spec.id}.{f}" for f in ("md", "tex", "html")},
             "summary_rows": summ.to_dict("records") if len(summ) else [],
         }

@@ -434,7 +434,7 @@ _PAPER_RECIPE = Recipe(
 # and the cosine schedule are the paper's.
 _TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=5e-4, weight_decay=0.05, epochs=9, batch_size=32,
                        img_size=48, augment="none", sampler="none", init={"weights.ir50": FACEID_STAGE},
-                       stand_in={})
+                       stand_in={"weights.vit": "none"})  # no ImageNet stand-in: marked, from scratch
 
 _TINY_HYBRID = dict(img_size=48, **ir50_cut("tiny"), embed_dim=64, depth=4, num_heads=2, mlp_ratio=3.0,
                     backbone_norm=True)

@@ -83,7 +83,7 @@ def test_stand_ins_replace_missing_files_and_say_so(harness_env):
     assert ids == {"weights.ir50": f"standin:stage:faceid_ir50@{stages[0].id}"} and not paths
     with pytest.raises(UserError, match="backbone_ir50_ms1m_epoch120.pth"):  # stand-ins only on request
         resolve_weights(ir50, stand_in, "tiny", DataSource(), WeightsSource(None, False), "here")
-    with pytest.raises(UserError, match="'vit.pth', which is not in"):  # nothing stands in for this one
+    with pytest.raises(UserError, match="'vit.pth', and no weights folder"):  # nothing stands in for this one
         resolve_weights({"weights.vit": "file:vit.pth"}, stand_in, "tiny", DataSource(), WeightsSource(None, True),
                         "here")
 
