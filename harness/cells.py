@@ -26,6 +26,8 @@ import timm
 import torch
 
 import methods  # noqa: F401  (importing it registers the FER models with timm)
+from harness.checks import train_problems
+from harness.data.synth import make_knobs
 from harness.errors import UserError
 from methods.interface import Recipe
 
@@ -88,6 +90,9 @@ def apply_train_overrides(recipe: Recipe, train: dict[str, Any]) -> Recipe:
     if unknown:
         raise ValueError(f"unknown override key(s) {['train.' + k for k in unknown]}; "
                          f"allowed train.* keys: {sorted('train.' + k for k in fields)}")
+    problems = train_problems(train)
+    if problems:
+        raise ValueError("; ".join(problems))
     values = {k: tuple(v) if k == "no_weight_decay" else v for k, v in train.items()}
     return dataclasses.replace(recipe, **values)
 
@@ -106,8 +111,10 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
     Errors are re-raised as :class:`UserError` prefixed with ``where`` (file and row), keeping the
     model's own message, which names the key and its allowed values.
     """
-    model_o, train_o, _ = split_overrides(overrides)
+    model_o, train_o, data_o = split_overrides(overrides)
     try:
+        if data_o:
+            make_knobs(**data_o)  # types and ranges of the synthetic generator's knobs
         with torch.device("meta"):
             model = build_model(method, scale, model_o)
         apply_train_overrides(getattr(model, "recipe", Recipe()), train_o)

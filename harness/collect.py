@@ -41,7 +41,13 @@ def _index_records(store: Store) -> tuple[dict[str, dict], dict[str, list[dict]]
 def _known_cells(store: Store) -> dict[str, list[dict[str, Any]]]:
     """Planned cell configs in the store, by logical key (newest code version first)."""
     out: dict[str, list[dict]] = {}
-    paths = sorted(store.root.glob("cells/*/cell.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:  # moved aside meanwhile
+            return 0.0
+
+    paths = sorted(store.root.glob("cells/*/cell.json"), key=mtime, reverse=True)
     for p in paths:
         c = store.cell(p.parent.name)
         if c:
@@ -78,14 +84,20 @@ def _empty_metrics() -> dict[str, Any]:
             "packages": None, "dataset_fingerprint": None, "hostname": None}
 
 
-def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> pd.DataFrame:
-    """The frame of one table from whatever the store holds for it."""
+def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, extra: dict[str, Any] | None = None,
+                 seeds: int | None = None) -> pd.DataFrame:
+    """The frame of one table from whatever the store holds for it.
+
+    ``extra`` and ``seeds`` are a ``reproduce`` run's ``--set`` overrides and ``--seeds`` (see
+    :func:`harness.commands.common.run_config`), so its cells are the ones looked up.
+    """
     by_id, by_key = _index_records(store)
     known = _known_cells(store)
     rows: list[dict[str, Any]] = []
     for i, row in enumerate(spec.rows):
         for col in spec.datasets:
             method, overrides = spec.resolved(row, col)
+            overrides = {**overrides, **(extra or {})}
             model_o, train_o, data_o = split_overrides(overrides)
             version = None if row.reference else code_version(method)
             base = {"table_id": spec.id, "row": row.label, "row_index": i, "dataset": col.key,
@@ -102,8 +114,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                      "protocol": col.protocol}
             scales = [scale] if scale else sorted({c["scale"] for cs in known.values() for c in cs} or {"tiny"})
             for sc in scales:
-                seeds = range(spec.seeds)
-                for seed in seeds:
+                for seed in range(seeds or spec.seeds):
                     key = slot_key({**probe, "scale": sc, "seed": seed})
                     candidates = known.get(key, [])
                     current = [k for k in candidates if k["code_version"] == version]
@@ -133,20 +144,26 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
     return pd.DataFrame(rows)
 
 
-def collect_tables(table_ids: list[str], results_dir: Path | str, *, scale: str | None = None) -> pd.DataFrame:
-    """The tidy frame of several tables, concatenated."""
-    store = Store(results_dir)
-    frames = [collect_spec(load_spec(t), store, scale=scale) for t in table_ids]
+def collect_tables(table_ids: list[str], results_dir: Path | str, *, scale: str | None = None,
+                   configs: dict[str, tuple[dict[str, Any], int | None]] | None = None) -> pd.DataFrame:
+    """The tidy frame of several tables, concatenated; ``configs`` maps a table to (extra, seeds)."""
+    store = Store(results_dir, create=False)
+    configs = configs or {}
+    frames = [collect_spec(load_spec(t), store, scale=scale, extra=configs.get(t, ({}, None))[0],
+                           seeds=configs.get(t, ({}, None))[1]) for t in table_ids]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def tables_with_results(results_dir: Path | str) -> list[str]:
+def tables_with_results(results_dir: Path | str,
+                        configs: dict[str, tuple[dict[str, Any], int | None]] | None = None) -> list[str]:
     """Ids of the specs that have at least one ok or failed cell in the store."""
     from harness.specs import list_specs
 
     out = []
+    configs = configs or {}
     for t in list_specs():
-        df = collect_spec(load_spec(t), Store(results_dir))
+        extra, seeds = configs.get(t, ({}, None))
+        df = collect_spec(load_spec(t), Store(results_dir, create=False), extra=extra, seeds=seeds)
         if (df["status"].isin(["ok", "failed", "stale"])).any():
             out.append(t)
     return out

@@ -25,6 +25,7 @@ class DataSource:
 
     root: Path | None = None  # None: generate synthetic stand-ins
     cache_dir: Path | None = None
+    dry_run: bool = False  # never write to the synthetic cache (``reproduce --dry-run``)
 
     @property
     def synthetic(self) -> bool:
@@ -46,7 +47,8 @@ def _resolve_dataset(source: DataSource, name: str, protocol: str | None, scale:
     from harness.data import load_dataset, synthetic_root
 
     if source.synthetic:
-        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir, **dict(knobs))
+        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir,
+                              write_cache=not source.dry_run, **dict(knobs))
     else:
         if knobs:
             raise UserError(f"data.* overrides {sorted(k for k, _ in knobs)} apply to synthetic data only")

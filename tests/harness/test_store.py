@@ -13,12 +13,22 @@ def _arrays():
     return {"y_true": np.array([0, 1, 2]), "y_pred": np.array([0, 1, 1])}
 
 
+def _record(cell_id: str = "c1", accuracy: float = 66.7) -> dict:
+    """A record with every field the store's readers need (as the runner writes it)."""
+    cell = {"id": cell_id, "method": "apvit", "model": {}, "train": {}, "data": {}, "dataset": "rafdb",
+            "protocol": None, "scale": "tiny", "seed": 0, "code_version": "v", "synthetic": True, "fingerprint": "f"}
+    return {"cell": cell, "metrics": {"accuracy": accuracy, "mean_class_accuracy": accuracy, "per_class_accuracy": {},
+                                      "confusion": []},
+            "class_names": ["a"], "data": {"synthetic": True}, "provenance": {},
+            "timing": {"train_s": 1.0, "eval_s": 0.1, "epochs": 1, "steps": 2, "final_train_loss": 0.5}}
+
+
 def test_record_roundtrip_and_cleanup(tmp_path):
     s = Store(tmp_path)
     s.checkpoint_path("c1").parent.mkdir(parents=True)
     s.checkpoint_path("c1").write_bytes(b"state")
     s.record_failure("c1", error_type="X", message="m", traceback_tail="t", log_path=None)
-    s.write_result("c1", {"metrics": {"accuracy": 66.7}}, _arrays())
+    s.write_result("c1", _record(), _arrays())
     rec = s.record("c1")
     assert rec["metrics"]["accuracy"] == 66.7 and rec["cell_id"] == "c1"
     assert np.array_equal(s.predictions("c1")["y_pred"], [0, 1, 1])
@@ -28,7 +38,7 @@ def test_record_roundtrip_and_cleanup(tmp_path):
 
 def test_truncated_record_is_detected_and_moved_aside(tmp_path):
     s = Store(tmp_path)
-    s.write_result("c1", {"metrics": {}}, _arrays())
+    s.write_result("c1", _record(), _arrays())
     path = s.cell_dir("c1") / "record.json"
     path.write_text(path.read_text()[:20])
     assert s.record("c1") is None
@@ -37,7 +47,7 @@ def test_truncated_record_is_detected_and_moved_aside(tmp_path):
 
 def test_predictions_checksum_mismatch_invalidates(tmp_path):
     s = Store(tmp_path)
-    s.write_result("c1", {"metrics": {}}, _arrays())
+    s.write_result("c1", _record(), _arrays())
     (s.cell_dir("c1") / "predictions.npz").write_bytes(b"garbage")
     assert s.record("c1") is None
 
