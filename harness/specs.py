@@ -257,10 +257,23 @@ def _line_of(node: yaml.Node | None, loc: tuple | list) -> int | None:
 
 
 def _format_validation(err: ValidationError, path: Path, data: dict, node: yaml.Node | None = None) -> str:
-    lines = [f"{path}: invalid table spec"]
+    """One line per problem: the key path, its line, the row and what is allowed.
+
+    A row is a plain row or a ``generate:`` block; only the errors of the kind it is are shown,
+    and a paper value's alternatives (a finite number or ``"not reported"``) are said in one line.
+    """
+    lines, seen = [f"{path}: invalid table spec"], set()
     for e in err.errors():
         loc = list(e["loc"])
-        line = _line_of(node, [x for x in loc if not (isinstance(x, str) and x in ("Row", "RowEntry"))])
+        if len(loc) >= 3 and loc[0] == "rows" and loc[2] in ("Row", "RowEntry"):
+            raw_row = (data.get("rows") or [None] * (loc[1] + 1))[loc[1]]
+            kind = "RowEntry" if isinstance(raw_row, dict) and "generate" in raw_row else "Row"
+            if loc[2] != kind:
+                continue
+            loc.pop(2)
+        paper_value = any(str(x).startswith(("float", "literal[")) for x in loc)
+        loc = [x for x in loc if not str(x).startswith(("float", "literal[", "function-"))]
+        line = _line_of(node, loc)
         where = ".".join(str(x) for x in loc) + (f" (line {line})" if line else "")
         if len(loc) >= 2 and loc[0] == "rows" and isinstance(loc[1], int):
             raw_row = (data.get("rows") or [None] * (loc[1] + 1))[loc[1]]
@@ -271,7 +284,11 @@ def _format_validation(err: ValidationError, path: Path, data: dict, node: yaml.
             msg = "unknown key"
         if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"allowed values: {e['ctx']['expected']}"
-        lines.append(f"  {where}: {msg}")
+        if paper_value:
+            msg = f"a paper value must be a finite number or 'not reported' (got {e.get('input')!r})"
+        if (where, msg) not in seen:
+            seen.add((where, msg))
+            lines.append(f"  {where}: {msg}")
     return "\n".join(lines)
 
 

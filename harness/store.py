@@ -198,7 +198,7 @@ class Store:
         except OSError as err:
             raise UserError(f"results folder {self.root} cannot be created: {err.strerror or err}") from None
 
-    def check_writable(self, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+    def check_writable(self, min_free_bytes: int | None = None) -> None:
         """Fail with one clear error, before anything trains, when results could not be written."""
         probe = self.root / "cells" / f".write-test-{os.getpid()}"
         try:
@@ -208,6 +208,7 @@ class Store:
             raise UserError(f"results folder {self.root} is not writable ({err.strerror or err}); "
                             "nothing was run. Fix its permissions or pass --results DIR") from None
         free = shutil.disk_usage(self.root).free
+        min_free_bytes = MIN_FREE_BYTES if min_free_bytes is None else min_free_bytes
         if free < min_free_bytes:
             raise UserError(f"results folder {self.root} is on a full disk ({free / 2**20:.0f} MiB free, "
                             f"{min_free_bytes / 2**20:.0f} MiB needed); nothing was run") from None

@@ -75,10 +75,10 @@ def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...], *, for
     from harness.errors import UserError
 
     out = Path(path)
-    if out.suffix not in suffixes:
-        raise UserError(f"--out {out}: unknown file type {out.suffix or '(none)'!r}; allowed: {', '.join(suffixes)}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name ending in {' or '.join(suffixes)}")
+    if out.suffix not in suffixes:
+        raise UserError(f"--out {out}: unknown file type {out.suffix or '(none)'!r}; allowed: {', '.join(suffixes)}")
     if out.exists() and not force:
         raise UserError(f"--out {out} exists; pass --force to overwrite it")
     _check_parent_writable(out.parent)
