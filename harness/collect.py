@@ -41,6 +41,7 @@ def _index_records(store: Store) -> tuple[dict[str, dict], dict[str, list[dict]]
 def _known_cells(store: Store) -> dict[str, list[dict[str, Any]]]:
     """Planned cell configs in the store, by logical key (newest code version first)."""
     out: dict[str, list[dict]] = {}
+
     def mtime(p: Path) -> float:
         try:
             return p.stat().st_mtime
@@ -89,7 +90,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, ext
     """The frame of one table from whatever the store holds for it.
 
     ``extra`` and ``seeds`` are a ``reproduce`` run's ``--set`` overrides and ``--seeds`` (see
-    :func:`harness.commands.common.run_config`), so its cells are the ones looked up.
+    :func:`harness.commands.common.run_configs`), so its cells are the ones looked up.
     """
     by_id, by_key = _index_records(store)
     known = _known_cells(store)
