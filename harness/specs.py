@@ -282,6 +282,10 @@ def _format_validation(err: ValidationError, path: Path, data: dict, node: yaml.
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        if e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            msg = str(e["ctx"]["error"])
+        if e["type"] == "too_short" and loc == ["rows"]:
+            msg = "a table needs at least one row"
         if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"allowed values: {e['ctx']['expected']}"
         if paper_value:

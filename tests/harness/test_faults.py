@@ -304,7 +304,7 @@ def test_unwritable_or_full_store_is_one_clear_error_before_training(harness_env
     (lambda t: t.replace("rafdb: 90.0", "rafdb: .inf"), "finite number or 'not reported'"),
     (lambda t: t.replace("- key: rafdb\n  label: RAF-DB\n", "- key: rafdb\n  label: A\n- key: rafdb\n  label: B\n"),
      "duplicate dataset keys ['rafdb']"),
-    (lambda t: t[:t.index("rows:")] + "rows: []\n", "at least 1 item"),
+    (lambda t: t[:t.index("rows:")] + "rows: []\n", "at least one row"),
 ])
 def test_spec_errors_name_file_and_line(harness_env, capsys, edit, needle):
     path = _spec(harness_env)
