@@ -23,6 +23,7 @@ again; a record is valid only when, in addition, the checksum of its predictions
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -205,6 +206,8 @@ class Store:
             atomic_write_bytes(probe, b"x" * 4096)
             probe.unlink()
         except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise UserError(f"results folder {self.root} is on a full disk; nothing was run") from None
             raise UserError(f"results folder {self.root} is not writable ({err.strerror or err}); "
                             "nothing was run. Fix its permissions or pass --results DIR") from None
         free = shutil.disk_usage(self.root).free
