@@ -86,10 +86,21 @@ def _trainings(store: Store) -> dict[str, list[dict]]:
 
 # ---- 1. driver signals ------------------------------------------------------------------------
 def _start(env, *extra, new_session=False) -> subprocess.Popen:
+    """``reproduce`` in a subprocess; its stderr goes to a file (``proc.log``), not a pipe that
+    orphaned workers would hold open, so ``proc.wait()`` returns when the driver itself exits."""
     cmd = [sys.executable, "-m", "harness", "reproduce", "--table", "ft", "--max-parallel", "2", "--threads", "1",
            *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
-                            start_new_session=new_session)
+    log = env["results"].parent / f"driver-{time.time_ns()}.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f, text=True, env=os.environ.copy(),
+                                start_new_session=new_session)
+    proc.log = log
+    return proc
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> str:
+    proc.wait(timeout=timeout)
+    return proc.log.read_text()
 
 
 def _wait_mid_run(store: Store, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -118,21 +129,21 @@ def test_signal_cancels_workers_and_rerun_trains_each_cell_once(harness_env, how
         proc.send_signal(signal.SIGTERM)
     else:  # a terminal sends SIGINT to the whole foreground process group
         os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = _finish(proc, 60)
     assert proc.returncode == (143 if how == "SIGTERM" else 130), err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     (line,) = [l for l in err.splitlines() if "reproduce cancelled" in l]
     assert "stopped" in line and "resume with: python -m harness reproduce --table ft" in line
     time.sleep(3)
     assert not [p for p in tree if pid_alive(p)], "no orphan worker after a few seconds"
+    t_rerun = time.time()  # an immediate re-run
     assert not list(store.root.glob("cells/*/claim.json")), "claims released"
     finished = {c for c in store.cell_ids() if store.record(c) is not None}
     assert finished, "the finished result is kept"
     kept = {c: (store.cell_dir(c) / "record.json").read_bytes() for c in finished}
 
-    t_rerun = time.time()
     rerun = _start(harness_env)
-    _, err2 = rerun.communicate(timeout=400)
+    err2 = _finish(rerun, 400)
     assert rerun.returncode == 0, err2
     assert all(store.record(c) is not None for c in store.cell_ids()) and len(store.cell_ids()) == 3
     assert all((store.cell_dir(c) / "record.json").read_bytes() == b for c, b in kept.items())
@@ -153,13 +164,13 @@ def test_killed_driver_keeps_claims_while_its_workers_live(harness_env):
         time.sleep(0.2)
     workers = descendants(proc.pid)
     proc.kill()
-    proc.communicate()
+    proc.wait()
     claims = {p.parent.name: json.loads(p.read_text()) for p in store.root.glob("cells/*/claim.json")}
     assert claims and all(c["workers"] for c in claims.values()), claims
     pending = [c for c in claims if store.record(c) is None]
     assert all(store.claim_alive(c) for c in pending), (claims, [w for w in workers if pid_alive(w)])
     second = _start(harness_env)
-    _, err = second.communicate(timeout=400)
+    err = _finish(second, 400)
     assert second.returncode == 0, err
     assert "0 done" in err, (err, {c: store.history(c) for c in claims})  # the orphans computed every cell
     for cid, events in _trainings(store).items():
