@@ -31,7 +31,7 @@ import torch
 
 import methods  # noqa: F401  (importing it registers the FER models with timm)
 from harness.errors import UserError
-from methods.interface import Recipe
+from methods.interface import Recipe, get_recipe
 
 SCALES = ("tiny", "paper")
 SLOT_FIELDS = ("method", "model", "train", "data", "dataset", "protocol", "scale", "seed")
@@ -109,10 +109,12 @@ def is_weights_key(key: str) -> bool:
     return key.startswith("weights.")
 
 
-def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: str) -> Recipe:
+def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: str,
+                    dataset: str | None = None) -> Recipe:
     """Validate every override by building the model on the meta device (no memory, no compute).
 
-    Returns the recipe with ``train.*`` overrides applied. ``weights.*`` values are references
+    Returns the recipe (``dataset``'s, :func:`methods.interface.get_recipe`) with ``train.*``
+    overrides applied. ``weights.*`` values are references
     the planner resolves (see :func:`harness.plan.resolve_weights`): the model is built without
     them. Errors are re-raised as :class:`UserError` prefixed with ``where`` (file and row),
     keeping the model's own message, which names the key and its allowed values.
@@ -120,7 +122,7 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
     model_o, train_o, _ = split_overrides(overrides)
     model_o = {k: (None if is_weights_key(k) else v) for k, v in model_o.items()}
     try:
-        return _recipe(method, scale, canonical_json(model_o), canonical_json(train_o))
+        return _recipe(method, scale, canonical_json(model_o), canonical_json(train_o), dataset)
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
     except (ValueError, TypeError, KeyError) as err:
@@ -128,10 +130,10 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
 
 
 @lru_cache(maxsize=256)
-def _recipe(method: str, scale: str, model_json: str, train_json: str) -> Recipe:
+def _recipe(method: str, scale: str, model_json: str, train_json: str, dataset: str | None = None) -> Recipe:
     with torch.device("meta"):
         model = build_model(method, scale, json.loads(model_json))
-    return apply_train_overrides(getattr(model, "recipe", Recipe()), json.loads(train_json))
+    return apply_train_overrides(get_recipe(model, dataset), json.loads(train_json))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from harness.cells import SCALES
 from harness.commands.common import add_results_flag
 from harness.errors import UserError
 from harness.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
-from harness.plan import DataSource, WeightsSource, parse_sets, plan_table, with_upstream
+from harness.plan import DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
 from harness.specs import load_spec
 from harness.store import Store, atomic_write_json
 
@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{c.id}  stage:{c.stage:18s} {c.dataset:10s} seed {c.seed}")
         for p in planned:
             start = ", ".join(f"{k}={v.split('@')[0]}" for k, v in sorted(p.cell.weights.items()))
-            print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}" + (f"  from {start}" if start else ""))
+            print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}  recipe {cell_recipe(p.cell).summary()}"
+                  + (f"  from {start}" if start else ""))
         return 0
     if cfg.detach and cfg.name != "slurm":
         return _detach_local(args)
