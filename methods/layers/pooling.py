@@ -165,17 +165,17 @@ def topk_pool(
 
     x: [B, P + N, C], scores: [B, N] -> (x_kept [B, P + k, C], keep_idx [B, k]) where ``keep_idx``
     indexes patch tokens (0..N-1), sorted ascending (:func:`topk_indices`). Gradients reach ``x``
-    through the gather only. With ``num_prefix_tokens=0`` this is a single gather.
+    through the gather only. The prefix tokens are gathered with the patches (their indices lead
+    the index), so the output is one gather, not a gather and a concatenation.
     """
     B, T, C = x.shape
-    N = T - num_prefix_tokens
+    P = num_prefix_tokens
+    N = T - P
     if scores.shape != (B, N):
         raise ValueError(f"topk_pool: scores {tuple(scores.shape)} do not match {N} patch tokens")
     keep_idx = topk_indices(scores, k)  # [B, k]
-    patches = x[:, num_prefix_tokens:].gather(1, keep_idx.unsqueeze(-1).expand(B, k, C))  # [B, k, C]
-    if num_prefix_tokens == 0:
-        return patches, keep_idx
-    return torch.cat([x[:, :num_prefix_tokens], patches], dim=1), keep_idx  # [B, P + k, C], [B, k]
+    idx = keep_idx if P == 0 else torch.cat([torch.arange(P, device=x.device).expand(B, P), keep_idx + P], 1)  # [B, P + k]
+    return x.gather(1, idx.unsqueeze(-1).expand(B, P + k, C)), keep_idx  # [B, P + k, C], [B, k]
 
 
 def soft_pool(
