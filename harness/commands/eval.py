@@ -53,10 +53,10 @@ def eval_overrides(model: str, scale: str, checkpoint: str, extra: dict) -> dict
     """The row ``set`` of an evaluation: the checkpoint, every other weights part from nothing, no training."""
     recipe = check_overrides(model, scale, {k: v for k, v in extra.items() if not k.startswith("weights.")},
                              f"eval {model}")
-    overrides = {**{key: "none" for key in recipe.init}, "weights.model": checkpoint, **extra, "train.epochs": 0}
-    if overrides.get("train.epochs") != 0:
-        raise UserError("eval: train.epochs must stay 0 (evaluation trains nothing)")
-    return overrides
+    if extra.get("train.epochs", 0) != 0:
+        raise UserError(f"eval: train.epochs={extra['train.epochs']!r} is not allowed; allowed values: 0 "
+                        "(evaluation trains nothing)")
+    return {**{key: "none" for key in recipe.init}, "weights.model": checkpoint, **extra, "train.epochs": 0}
 
 
 def build_eval_spec(model: str, dataset: str, loader: str | None, protocol: str | None, overrides: dict):

@@ -79,6 +79,11 @@ def test_eval_writes_a_record_that_collect_shows_beside_trained_rows(harness_env
     assert "0 epochs" in released["recipe"] and "1 epochs" in trained["recipe"]
     assert released["started_from"].startswith("weights.ir50: scratch; weights.model: released.pth")
     assert released["steps"] == 0 and 0 <= released["accuracy"] <= 100
+    from harness.report import started_from
+
+    shown = started_from(df.reset_index()).set_index("row")["recipe"]  # the table page's recipe column
+    assert shown["released checkpoint"].startswith("rafdb: adamw lr 0.0005, 0 epochs")
+    assert shown["trained here"].startswith("rafdb: adamw lr 0.0005, 1 epochs")
 
 
 def test_eval_with_a_mismatched_checkpoint_fails_listing_keys(harness_env, tmp_path, capsys):
