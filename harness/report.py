@@ -282,7 +282,8 @@ def methods_display(comp: pd.DataFrame) -> pd.DataFrame:
             "Paper": num(r.paper_value) or "n.r.",
             "Δ paper": render._num(float(r.delta_paper), signed=True) if compare._finite(r.delta_paper) else "",
             "Verdict": _verdict_html(r.verdict, r.verdict_note),
-            "GFLOPs (ours)": (f"{num(r.gflops)} ({r.scale})" if r.scale else num(r.gflops)) if compare._finite(r.gflops) else "",
+            # three significant digits: a tiny-scale model costs hundredths of a GFLOP
+            "GFLOPs (ours)": (f"{r.gflops:.3g}" + (f" ({r.scale})" if r.scale else "")) if compare._finite(r.gflops) else "",
             "GFLOPs (paper)": num(r.paper_gflops) or "n.r.",
             "Params (M)": num(r.params_m),
             "Latency b1 (ms)": ms(r.latency_b1_ms), "Latency b32 (ms)": ms(r.latency_b32_ms),
