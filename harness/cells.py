@@ -30,6 +30,9 @@ import timm
 import torch
 
 import methods  # noqa: F401  (importing it registers the FER models with timm)
+from harness.checks import train_problems
+from harness.data.align import ALIGN_KNOBS
+from harness.data.synth import make_knobs
 from harness.errors import UserError
 from methods.interface import Recipe
 
@@ -92,6 +95,9 @@ def apply_train_overrides(recipe: Recipe, train: dict[str, Any]) -> Recipe:
     if unknown:
         raise ValueError(f"unknown override key(s) {['train.' + k for k in unknown]}; "
                          f"allowed train.* keys: {sorted('train.' + k for k in fields)}")
+    problems = train_problems(train)
+    if problems:
+        raise ValueError("; ".join(problems))
     values = {k: tuple(v) if k == "no_weight_decay" else v for k, v in train.items()}
     return dataclasses.replace(recipe, **values)
 
@@ -117,9 +123,12 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
     them. Errors are re-raised as :class:`UserError` prefixed with ``where`` (file and row),
     keeping the model's own message, which names the key and its allowed values.
     """
-    model_o, train_o, _ = split_overrides(overrides)
+    model_o, train_o, data_o = split_overrides(overrides)
     model_o = {k: (None if is_weights_key(k) else v) for k, v in model_o.items()}
     try:
+        knobs = {k: v for k, v in data_o.items() if k not in ALIGN_KNOBS}
+        if knobs:
+            make_knobs(**knobs)  # types and ranges of the synthetic generator's knobs
         return _recipe(method, scale, canonical_json(model_o), canonical_json(train_o))
     except UserError as err:
         raise UserError(f"{where}: {err}") from None

@@ -76,7 +76,14 @@ def read_budget(results_dir: Path | str, table_id: str) -> dict[str, Any] | None
 def _known_cells(store: Store) -> dict[str, list[dict[str, Any]]]:
     """Planned cell configs in the store, by logical key (newest code version first)."""
     out: dict[str, list[dict]] = {}
-    paths = sorted(store.root.glob("cells/*/cell.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:  # moved aside meanwhile
+            return 0.0
+
+    paths = sorted(store.root.glob("cells/*/cell.json"), key=mtime, reverse=True)
     for p in paths:
         c = store.cell(p.parent.name)
         if c:
@@ -134,8 +141,13 @@ def _empty_metrics() -> dict[str, Any]:
             "stand_in": False, "alignment": None}
 
 
-def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> pd.DataFrame:
-    """The frame of one table from whatever the store holds for it."""
+def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, extra: dict[str, Any] | None = None,
+                 seeds: int | None = None) -> pd.DataFrame:
+    """The frame of one table from whatever the store holds for it.
+
+    ``extra`` and ``seeds`` are a ``reproduce`` run's ``--set`` overrides and ``--seeds`` (see
+    :func:`harness.commands.common.run_configs`), so its cells are the ones looked up.
+    """
     by_id, by_key = _index_records(store)
     known = _known_cells(store)
     seeds_held = _seeds_by_config(known, by_key)
@@ -144,6 +156,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
     for i, row in enumerate(spec.rows):
         for col in spec.datasets:
             method, overrides = spec.resolved(row, col)
+            overrides = {**overrides, **(extra or {})}
             _, train_o, data_o = split_overrides(overrides)
             version = None if row.reference else code_version(method)
             base = {"table_id": spec.id, "row": row.label, "row_index": i, "dataset": col.key,
@@ -164,7 +177,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None) -> 
                 probe = {"method": method, "model": declared, "train": train_o, "data": data_o,
                          "dataset": col.loader, "protocol": col.protocol}
                 held = seeds_held.get(_unseeded({**probe, "scale": sc, "seed": None}), set())
-                for seed in range(max(spec.seeds, max(held, default=-1) + 1)):
+                for seed in range(max(seeds or spec.seeds, max(held, default=-1) + 1)):
                     key = slot_key({**probe, "scale": sc, "seed": seed})
                     candidates = known.get(key, [])
                     current = [k for k in candidates if k["code_version"] == version]
@@ -215,20 +228,26 @@ def collect_planned(spec: TableSpec, planned: list, store: Store) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def collect_tables(table_ids: list[str], results_dir: Path | str, *, scale: str | None = None) -> pd.DataFrame:
-    """The tidy frame of several tables, concatenated."""
-    store = Store(results_dir)
-    frames = [collect_spec(load_spec(t), store, scale=scale) for t in table_ids]
+def collect_tables(table_ids: list[str], results_dir: Path | str, *, scale: str | None = None,
+                   configs: dict[str, tuple[dict[str, Any], int | None]] | None = None) -> pd.DataFrame:
+    """The tidy frame of several tables, concatenated; ``configs`` maps a table to (extra, seeds)."""
+    store = Store(results_dir, create=False)
+    configs = configs or {}
+    frames = [collect_spec(load_spec(t), store, scale=scale, extra=configs.get(t, ({}, None))[0],
+                           seeds=configs.get(t, ({}, None))[1]) for t in table_ids]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def tables_with_results(results_dir: Path | str) -> list[str]:
+def tables_with_results(results_dir: Path | str,
+                        configs: dict[str, tuple[dict[str, Any], int | None]] | None = None) -> list[str]:
     """Ids of the specs that have at least one ok or failed cell in the store."""
     from harness.specs import list_specs
 
     out = []
+    configs = configs or {}
     for t in list_specs():
-        df = collect_spec(load_spec(t), Store(results_dir))
+        extra, seeds = configs.get(t, ({}, None))
+        df = collect_spec(load_spec(t), Store(results_dir, create=False), extra=extra, seeds=seeds)
         if (df["status"].isin(["ok", "failed", "stale"])).any():
             out.append(t)
     return out

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from harness.cells import Cell
 from harness.errors import UserError
+from harness.interrupts import Cancelled, spawning, stop_local_workers
 from harness.runner import CellJob
 from harness.store import Store, slurm_job_alive
 from harness.workqueue import QueueWorker, WorkQueue
@@ -266,15 +267,21 @@ def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
     workers: dict[int, submitit.Job] = {}
 
     def spawn(slot: int) -> None:
-        workers[slot] = executor.submit(QueueWorker(), str(queue.root), str(store.root), slot, threads)
+        with spawning():  # the worker ignores a terminal's Ctrl-C; a signal now waits for `workers`
+            workers[slot] = executor.submit(QueueWorker(), str(queue.root), str(store.root), slot, threads)
+            if cfg.name == "local":  # its claims stay alive while it runs, even if this process dies
+                store.add_claim_workers(sorted(remaining), int(workers[slot].job_id))
 
-    for slot in range(1 if cfg.name == "debug" else min(cfg.parallel(), len(cells))):
-        spawn(slot)
     try:
+        for slot in range(1 if cfg.name == "debug" else min(cfg.parallel(), len(cells))):
+            spawn(slot)
         _drain(queue, workers, spawn, cfg, store, attempts, remaining, summary, bar)
-    except KeyboardInterrupt:  # Ctrl-C stops the workers too; finished cells are kept
-        for job in workers.values():
-            job.cancel(check=False)
+    except KeyboardInterrupt as err:  # SIGINT or SIGTERM: stop the workers; finished cells are kept
+        running = [queue.cell_id(item) for slot in workers for item in queue.held(slot)]
+        stopped = stop_local_workers(workers.values()) if cfg.name == "local" else 0
+        if isinstance(err, Cancelled):
+            err.stopped_workers += stopped
+            err.running_cells += running
         raise
 
 

@@ -31,6 +31,7 @@ class DataSource:
 
     root: Path | None = None  # None: generate synthetic stand-ins
     cache_dir: Path | None = None
+    dry_run: bool = False  # never write to the synthetic cache (``reproduce --dry-run``)
 
     @property
     def synthetic(self) -> bool:
@@ -150,7 +151,7 @@ def stage_cell(stage_id: str, scale: str, source: "DataSource") -> Cell:
     where = f"stage {stage_id}"
     check_overrides(spec.method, scale, spec.set, where)
     model_o, train_o, data_o = split_overrides(spec.set)
-    synthetic = DataSource(None, source.cache_dir)
+    synthetic = DataSource(None, source.cache_dir, dry_run=source.dry_run)
     root, fingerprint, _ = _resolve_dataset(synthetic, spec.dataset, spec.dataset, spec.protocol, scale,
                                             tuple(sorted(data_o.items())))
     return Cell(method=spec.method, model=model_o, train=train_o, data=data_o, dataset=spec.dataset,
@@ -167,7 +168,8 @@ def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | No
     knobs_d = dict(knobs)
     align = {k: knobs_d.pop(k) for k in ALIGN_KNOBS if k in knobs_d}  # data.align: the aligned copy
     if source.synthetic:
-        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir, **knobs_d)
+        root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir,
+                              write_cache=not source.dry_run, **knobs_d)
         root = aligned_root(name, root, cache_dir=source.cache_dir, **align)
     else:
         if knobs_d:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -144,28 +145,55 @@ def table_frame(cells: pd.DataFrame, spec: Any) -> pd.DataFrame:
     return frame
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_MD_ENTITY = re.compile(r"&(?=#?\w+;)")
+
+
+def escape_markdown(text: Any) -> str:
+    """Text that Markdown shows as written: no raw HTML, no emphasis or links, no broken table cells."""
+    out = _MD_SPECIAL.sub(r"\\\1", str(text))
+    out = _MD_ENTITY.sub("&amp;", out)
+    return out.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
-    """GitHub-flavoured Markdown (pandas ``to_markdown``); header = ``dataset · sub-column``."""
-    flat = frame.copy()
-    flat.columns = [f"{a} · {b}" for a, b in frame.columns]
+    """GitHub-flavoured Markdown (pandas ``to_markdown``); header = ``dataset · sub-column``.
+
+    Every label and cell is escaped (:func:`escape_markdown`): a row label carrying HTML or a
+    ``|`` is shown as text and cannot break the table.
+    """
+    flat = frame.map(escape_markdown)
+    flat.columns = [escape_markdown(f"{a} · {b}") for a, b in frame.columns]
+    flat.index = [escape_markdown(i) for i in frame.index]
     flat.index.name = "Row"
     return flat.to_markdown()
 
 
 _LATEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "−": "$-$", "†": r"\textsuperscript{\dag}",
                   "τ": r"$\tau$", "–": "--", "²": r"$^2$"}
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def escape_latex(text: str) -> str:
+    """Text that LaTeX typesets as written (``%`` would start a comment, ``&`` a new column...)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text)).replace("\n", " ")
 
 
 def to_latex(frame: pd.DataFrame, caption: str = "", label: str = "") -> str:
-    """A booktabs ``tabular`` (``\\toprule``/``\\midrule``/``\\bottomrule``) via ``Styler.to_latex``."""
+    """A booktabs ``tabular`` (``\\toprule``/``\\midrule``/``\\bottomrule``) via ``Styler.to_latex``.
+
+    Cells and headers are escaped by pandas, the caption by :func:`escape_latex`; the label keeps
+    only characters that are safe in ``\\label`` (letters, digits, ``:_.-``).
+    """
     styler = (frame.style.format(escape="latex")
               .format_index(escape="latex", axis=0).format_index(escape="latex", axis=1))
     kwargs: dict[str, Any] = {"hrules": True, "multicol_align": "c",
                               "column_format": "l" + "r" * frame.shape[1]}
     if caption:
-        kwargs["caption"] = caption
+        kwargs["caption"] = escape_latex(caption)
     if label:
-        kwargs["label"] = label
+        kwargs["label"] = re.sub(r"[^A-Za-z0-9:_.-]", "-", label)
     text = styler.to_latex(**kwargs)
     for sym, tex in _LATEX_SYMBOLS.items():
         text = text.replace(sym, tex)

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from harness.cells import Cell, apply_train_overrides, build_model
-from harness.store import Store, atomic_write_bytes
+from harness.store import Store
 from methods.interface import Recipe, get_exports, set_progress
 
 PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
@@ -268,7 +268,6 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     torch.set_num_threads(threads)
     seed_everything(cell.seed)
     fault = _injected_fault(cell.id)
-    ckpt_path = store.checkpoint_path(cell.id)
 
     weight_paths, started_from = resolve_start(cell, store)
     model_o = {**cell.model, **weight_paths}
@@ -290,8 +289,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
 
     state = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": -1, "best_state": None,
              "history": [], "train_s": 0.0, "resumed_from_epoch": None}
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ck = store.resume_checkpoint(cell.id, _load_checkpoint)  # a corrupt one is discarded and logged
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
@@ -344,7 +343,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
                                  "test_accuracy": epoch_test_accuracy(model, test_split, eval_tf,
                                                                       recipe.batch_size * 2)})
         state["epoch"] = epoch + 1
-        _save_checkpoint(ckpt_path, model, opt, sched, state)
+        _save_checkpoint(store, cell.id, model, opt, sched, state)
 
     t_eval = time.time()
     model.load_state_dict(state["best_state"])
@@ -387,9 +386,20 @@ def _tensor_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def _save_checkpoint(path: Path, model, opt, sched, state) -> None:
-    atomic_write_bytes(path, _tensor_bytes({"model": model.state_dict(), "opt": opt.state_dict(),
-                                            "sched": sched.state_dict(), "state": state}))
+def _save_checkpoint(store: Store, cell_id: str, model, opt, sched, state) -> None:
+    store.save_checkpoint(cell_id, _tensor_bytes({"model": model.state_dict(), "opt": opt.state_dict(),
+                                                  "sched": sched.state_dict(), "state": state}))
+
+
+def _load_checkpoint(blob: bytes) -> dict[str, Any]:
+    """Decode an epoch checkpoint; raise if it is not one (the store then discards it)."""
+    import io
+
+    ck = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or not {"model", "opt", "sched", "state"} <= set(ck) \
+            or not isinstance(ck["state"].get("epoch"), int):
+        raise ValueError("not an epoch checkpoint (keys model, opt, sched, state)")
+    return ck
 
 
 def job_log_path() -> str | None:

@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import os
+import re
+import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
 
 TABLES_DIR = Path(__file__).resolve().parent.parent / "tables"
 NOT_REPORTED = "not reported"
-PaperValue = float | Literal["not reported"]
+PaperValue = Annotated[float, Field(allow_inf_nan=False)] | Literal["not reported"]
+TABLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# A plain format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type], nothing nested.
+_PLAIN_FORMAT_SPEC = re.compile(r"(?:[^{}]?[<>=^])?[+\- ]?z?#?0?\d*[,_]?(?:\.\d+)?[bcdeEfFgGnosxX%]?")
 
 
 class _Strict(BaseModel):
@@ -76,6 +82,14 @@ class Row(_Strict):
     paper_extra: dict[str, Any] = Field(default_factory=dict)
     reference: bool = False
     note: str = ""
+
+    @field_validator("paper_extra")
+    @classmethod
+    def _finite_extra(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = sorted(k for k, x in v.items() if isinstance(x, float) and not math.isfinite(x))
+        if bad:
+            raise ValueError(f"non-finite paper values for {bad}; write a number or 'not reported'")
+        return v
 
 
 class Exclude(_Strict):
@@ -132,7 +146,18 @@ class RawSpec(_Strict):
     margin: float = Field(1.0, gt=0)
     columns_extra: list[str] = Field(default_factory=list)
     figures: list[dict[str, Any]] = Field(default_factory=list)
-    rows: list[Row | RowEntry]
+    rows: list[Row | RowEntry] = Field(min_length=1)
+
+    @field_validator("datasets")
+    @classmethod
+    def _unique_datasets(cls, v: list[DatasetColumn]) -> list[DatasetColumn]:
+        if not v:
+            raise ValueError("a table needs at least one dataset column")
+        keys = [d.key for d in v]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"duplicate dataset keys {dup}: two columns would count the same runs twice")
+        return v
 
 
 class TableSpec(_Strict):
@@ -184,12 +209,26 @@ def list_specs(directory: Path | None = None) -> list[str]:
 
 
 def _format_label(template: str, setting: dict[str, Any], where: str) -> str:
+    """Fill a label template: only named factor fields with plain format specs (``{atp_r:.1f}``)."""
     fields = {k.replace(".", "_"): v for k, v in setting.items()}
     try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise UserError(f"{where}: label template {template!r} is malformed ({err})") from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in fields:
+            raise UserError(f"{where}: label template {template!r} names {{{name}}}, which is not a factor; "
+                            f"allowed fields: {', '.join('{' + f + '}' for f in sorted(fields))}")
+        if conversion is not None or not _PLAIN_FORMAT_SPEC.fullmatch(spec or ""):
+            raise UserError(f"{where}: label template {template!r}: field {{{name}}} may only carry a plain "
+                            f"format spec such as ':.2f' or ':>4' (got {('!' + conversion) if conversion else ''}"
+                            f"{(':' + spec) if spec else ''!s})")
+    try:
         return template.format(**fields)
-    except KeyError as err:
-        raise UserError(f"{where}: label template {template!r} names unknown factor {err}; "
-                        f"factors are {sorted(fields)}") from None
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{where}: label template {template!r} cannot format {fields}: {err}") from None
 
 
 def _expand(gen: Generate, where: str) -> tuple[list[Row], list[dict[str, Any]]]:
@@ -222,11 +261,40 @@ def _expand(gen: Generate, where: str) -> tuple[list[Row], list[dict[str, Any]]]
     return rows, excluded
 
 
-def _format_validation(err: ValidationError, path: Path, data: dict) -> str:
-    lines = [f"{path}: invalid table spec"]
+def _line_of(node: yaml.Node | None, loc: tuple | list) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (keys and indices), or of its nearest parent."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line
+
+
+def _format_validation(err: ValidationError, path: Path, data: dict, node: yaml.Node | None = None) -> str:
+    """One line per problem: the key path, its line, the row and what is allowed.
+
+    A row is a plain row or a ``generate:`` block; only the errors of the kind it is are shown,
+    and a paper value's alternatives (a finite number or ``"not reported"``) are said in one line.
+    """
+    lines, seen = [f"{path}: invalid table spec"], set()
     for e in err.errors():
         loc = list(e["loc"])
-        where = ".".join(str(x) for x in loc)
+        if len(loc) >= 3 and loc[0] == "rows" and loc[2] in ("Row", "RowEntry"):
+            raw_row = (data.get("rows") or [None] * (loc[1] + 1))[loc[1]]
+            kind = "RowEntry" if isinstance(raw_row, dict) and "generate" in raw_row else "Row"
+            if loc[2] != kind:
+                continue
+            loc.pop(2)
+        paper_value = any(str(x).startswith(("float", "literal[")) for x in loc)
+        loc = [x for x in loc if not str(x).startswith(("float", "literal[", "function-"))]
+        line = _line_of(node, loc)
+        where = ".".join(str(x) for x in loc) + (f" (line {line})" if line else "")
         if len(loc) >= 2 and loc[0] == "rows" and isinstance(loc[1], int):
             raw_row = (data.get("rows") or [None] * (loc[1] + 1))[loc[1]]
             label = raw_row.get("label") if isinstance(raw_row, dict) else None
@@ -234,23 +302,35 @@ def _format_validation(err: ValidationError, path: Path, data: dict) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        if e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            msg = str(e["ctx"]["error"])
+        if e["type"] == "too_short" and loc == ["rows"]:
+            msg = "a table needs at least one row"
         if e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
             msg = f"allowed values: {e['ctx']['expected']}"
-        lines.append(f"  {where}: {msg}")
+        if paper_value:
+            msg = f"a paper value must be a finite number or 'not reported' (got {e.get('input')!r})"
+        if (where, msg) not in seen:
+            seen.add((where, msg))
+            lines.append(f"  {where}: {msg}")
     return "\n".join(lines)
 
 
-def parse_spec(data: dict, path: Path) -> TableSpec:
-    """Validate the shape of a spec's YAML data and expand generated rows."""
+def parse_spec(data: dict, path: Path, node: yaml.Node | None = None) -> TableSpec:
+    """Validate the shape of a spec's YAML data and expand generated rows.
+
+    ``node`` (the composed YAML document) lets messages name the line of the offending entry.
+    """
     try:
         raw = RawSpec.model_validate(data)
     except ValidationError as err:
-        raise UserError(_format_validation(err, path, data)) from None
+        raise UserError(_format_validation(err, path, data, node)) from None
     rows: list[Row] = []
     excluded: list[dict[str, Any]] = []
     for i, entry in enumerate(raw.rows):
         if isinstance(entry, RowEntry):
-            new, ex = _expand(entry.generate, f"{path}: rows[{i + 1}] (generate)")
+            line = _line_of(node, ["rows", i])
+            new, ex = _expand(entry.generate, f"{path}: rows[{i + 1}] (generate{f', line {line}' if line else ''})")
             rows += new
             excluded += ex
         else:
@@ -259,6 +339,8 @@ def parse_spec(data: dict, path: Path) -> TableSpec:
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise UserError(f"{path}: duplicate row labels {dup}")
+    if not any(not r.reference for r in rows):
+        raise UserError(f"{path}: no row to run (every row is excluded or a reference row)")
     if raw.baseline is not None and raw.baseline not in labels:
         raise UserError(f"{path}: baseline {raw.baseline!r} is not a row label; rows are {labels}")
     keys = [d.key for d in raw.datasets]
@@ -277,19 +359,66 @@ def parse_spec(data: dict, path: Path) -> TableSpec:
                      excluded=excluded, path=str(path))
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping in a spec repeats a key (YAML would silently keep the last value)."""
+
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line} (first at line {first_line})")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key repeated in one mapping (merge keys ``<<`` excepted)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise DuplicateKey(key, key_node.start_mark.line + 1, seen[key])
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: SafeLoader reports it itself
+                continue
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """Parse a YAML file with :class:`UniqueKeyLoader`: ``(data, composed node)``; errors name the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    loader = UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    except DuplicateKey as err:
+        raise UserError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+
+
 def load_spec(table_id: str, directory: Path | None = None) -> TableSpec:
-    """Load and validate ``tables/<table_id>.yaml``; a misspelt id suggests the nearest ones."""
+    """Load and validate ``tables/<table_id>.yaml``; a misspelt id suggests the nearest ones.
+
+    A table id names a spec in the tables folder, never a path.
+    """
     directory = directory or tables_dir()
+    if not TABLE_ID.fullmatch(table_id) or table_id.endswith(".yaml"):
+        raise UserError(f"table id {table_id!r} is not an id: ids name the specs in {directory} "
+                        f"(letters, digits, '_', '-', '.'; no path, no .yaml); known tables: "
+                        f"{', '.join(list_specs(directory))}")
     path = directory / f"{table_id}.yaml"
     if not path.is_file():
         known = list_specs(directory)
         near = difflib.get_close_matches(table_id, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(near)}?" if near else ""
         raise UserError(f"unknown table {table_id!r} (no {path}).{hint} Known tables: {', '.join(known)}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
+    data, node = read_yaml(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: a table spec must be a YAML mapping")
-    return parse_spec(data, path)
+    return parse_spec(data, path, node)

@@ -8,31 +8,79 @@ Layout under the results directory (``results/`` by default, ``$FERBENCH_RESULTS
     cells/<cell id>/predictions.npz   per-sample test labels, predictions and logits
     cells/<cell id>/<key>.pt          what a pre-training stage hands on (``weights.ir50.pt``, ...)
     cells/<cell id>/checkpoint.pt     per-epoch training state, removed once the record exists
-    cells/<cell id>/claim.json        who is computing the cell now (created with O_EXCL)
+    cells/<cell id>/checkpoint.prev.pt  the epoch before it (a fallback if the last one is corrupt)
+    cells/<cell id>/claim.json        who is computing the cell now (created with O_EXCL): the
+                                      invocation's pid and host, and the pids of its local workers
     cells/<cell id>/failure.json      the ledger entry of the last failure, with an attempt count
-    cells/<cell id>/progress.json     the worker's pid and epoch while it trains
+    cells/<cell id>/progress.json     the worker's pid, host and epoch while it trains
+    cells/<cell id>/history.jsonl     one line per training start, discarded checkpoint, finish
+    runs/<table id>.json              the last ``reproduce`` invocation of a table (overrides, seeds)
     logs/                             executor logs (submitit folders)
 
-Every file is written to a temporary name and renamed, so a reader sees all of it or none. A
-record is valid only when it parses, has this schema version and the checksum of its predictions
-file matches; anything else is treated as missing (and moved aside), so its cell runs again.
+Every file is written to a temporary name and renamed, so a reader sees all of it or none. Every
+file the store reads is validated: one that does not parse or lacks what its readers need is
+moved aside (``<name>.corrupt-<time>``) with a warning and treated as missing, so its cell runs
+again; a record is valid only when, in addition, the checksum of its predictions file matches.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import logging
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
+from harness.errors import UserError
+
 SCHEMA_VERSION = 1
+CLAIM_GRACE_S = 10.0  # an unreadable claim younger than this may be being written right now
+MIN_FREE_BYTES = 64 * 2**20  # below this, a store is "full" before anything trains
+log = logging.getLogger("ferbench.store")
+T = TypeVar("T")
+
+_NUM = (int, float)
+# What each JSON file must hold for its readers (key -> type or nested spec); extra keys are fine.
+CELL_SCHEMA = {"id": str, "method": str, "model": dict, "train": dict, "data": dict, "dataset": str,
+               "protocol": (str, type(None)), "scale": str, "seed": int, "code_version": str, "synthetic": bool, "fingerprint": str}
+RECORD_SCHEMA = {"schema": int, "cell_id": str, "cell": CELL_SCHEMA,
+                 "predictions": {"file": str, "sha256": str},
+                 "metrics": {"accuracy": _NUM, "mean_class_accuracy": _NUM, "per_class_accuracy": dict,
+                             "confusion": (list, type(None))},  # None for a face-ID stage's 400 classes
+                 "class_names": list, "data": {"synthetic": bool},
+                 "timing": {"train_s": _NUM, "eval_s": _NUM, "epochs": int, "steps": int, "final_train_loss": _NUM},
+                 "provenance": dict}
+FAILURE_SCHEMA = {"cell_id": str, "error_type": str, "message": str, "attempts": int, "time": _NUM}
+CLAIM_SCHEMA = {"pid": int, "host": str}
+PROGRESS_SCHEMA = {"epoch": int, "epochs": int, "pid": int}
+INVOCATION_SCHEMA = {"table": str, "set": dict, "seeds": (int, type(None)), "scale": str}
+
+
+def schema_problem(obj: Any, schema: dict[str, Any], where: str = "") -> str | None:
+    """The first way ``obj`` does not fit ``schema`` (key -> type, tuple of types or nested dict)."""
+    if not isinstance(obj, dict):
+        return f"{where or 'the file'} is a {type(obj).__name__}, not a mapping"
+    for key, want in schema.items():
+        if key not in obj:
+            return f"{where}{key} is missing"
+        if isinstance(want, dict):
+            problem = schema_problem(obj[key], want, f"{where}{key}.")
+            if problem:
+                return problem
+        elif isinstance(obj[key], bool) and want in (int, _NUM):
+            return f"{where}{key} is not a number"
+        elif not isinstance(obj[key], want):
+            return f"{where}{key} has the wrong type ({type(obj[key]).__name__})"
+    return None
 
 
 def default_results_dir() -> Path:
@@ -79,22 +127,67 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def move_aside(path: Path, problem: str) -> Path | None:
+    """Rename a malformed file to ``<name>.corrupt-<time>`` and warn; None if it is already gone."""
+    dest = path.with_name(f"{path.name}.corrupt-{time.time_ns() // 1000}")
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        path.rename(dest)
+    except FileNotFoundError:
         return None
+    except OSError as err:
+        log.warning("%s: %s; could not move it aside (%s), ignoring it", path, problem, err)
+        return None
+    log.warning("%s: %s; moved aside to %s, treated as missing", path, problem, dest.name)
+    return dest
+
+
+def read_valid_json(path: Path, schema: dict[str, Any], check: Callable[[dict], str | None] | None = None,
+                    *, grace_s: float = 0.0) -> dict[str, Any] | None:
+    """Read a JSON file the store wrote; a malformed one is moved aside with a warning (None).
+
+    ``grace_s``: a malformed file younger than this is left alone (it may be being written by a
+    process that created it with O_EXCL, as claims are) and None is returned.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        log.warning("%s: cannot be read (%s); treated as missing", path, err)
+        return None
+    try:
+        obj = json.loads(raw)
+        problem = schema_problem(obj, schema) or (check(obj) if check else None)
+    except (ValueError, UnicodeDecodeError) as err:
+        obj, problem = None, f"does not parse ({type(err).__name__})"
+    if problem is None:
+        return obj
+    try:
+        if grace_s and time.time() - path.stat().st_mtime < grace_s:
+            return None
+        if path.read_bytes() != raw:  # replaced meanwhile (renames are atomic): read the new one
+            return read_valid_json(path, schema, check, grace_s=grace_s)
+    except FileNotFoundError:
+        return None
+    move_aside(path, problem)
+    return None
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
+    """Whether a process with this pid exists on this host (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def slurm_job_alive(job_id: str) -> bool:
@@ -108,11 +201,40 @@ def slurm_job_alive(job_id: str) -> bool:
 
 
 class Store:
-    """All reads and writes of one results directory."""
+    """All reads and writes of one results directory.
 
-    def __init__(self, root: Path | str) -> None:
+    ``create=False`` (the read-only commands) never creates the directory: a store that does not
+    exist is a :class:`UserError`.
+    """
+
+    def __init__(self, root: Path | str, *, create: bool = True) -> None:
         self.root = Path(root)
-        (self.root / "cells").mkdir(parents=True, exist_ok=True)
+        if not create:
+            if not self.root.is_dir():
+                raise UserError(f"results folder {self.root} does not exist (nothing has run there yet; "
+                                "check --results or $FERBENCH_RESULTS)")
+            return
+        try:
+            (self.root / "cells").mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"results folder {self.root} cannot be created: {err.strerror or err}") from None
+
+    def check_writable(self, min_free_bytes: int | None = None) -> None:
+        """Fail with one clear error, before anything trains, when results could not be written."""
+        probe = self.root / "cells" / f".write-test-{os.getpid()}"
+        try:
+            atomic_write_bytes(probe, b"x" * 4096)
+            probe.unlink()
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise UserError(f"results folder {self.root} is on a full disk; nothing was run") from None
+            raise UserError(f"results folder {self.root} is not writable ({err.strerror or err}); "
+                            "nothing was run. Fix its permissions or pass --results DIR") from None
+        free = shutil.disk_usage(self.root).free
+        min_free_bytes = MIN_FREE_BYTES if min_free_bytes is None else min_free_bytes
+        if free < min_free_bytes:
+            raise UserError(f"results folder {self.root} is on a full disk ({free / 2**20:.0f} MiB free, "
+                            f"{min_free_bytes / 2**20:.0f} MiB needed); nothing was run") from None
 
     # -- paths -----------------------------------------------------------------------------
     def cell_dir(self, cell_id: str) -> Path:
@@ -130,7 +252,8 @@ class Store:
 
     def cell_ids(self) -> list[str]:
         """Every cell that has a directory."""
-        return sorted(p.name for p in (self.root / "cells").iterdir() if p.is_dir())
+        cells = self.root / "cells"
+        return sorted(p.name for p in cells.iterdir() if p.is_dir()) if cells.is_dir() else []
 
     # -- configs and records ---------------------------------------------------------------
     def write_cell(self, cell: dict[str, Any]) -> None:
@@ -140,8 +263,9 @@ class Store:
             atomic_write_json(path, cell)
 
     def cell(self, cell_id: str) -> dict[str, Any] | None:
-        """The resolved config of a cell, if known."""
-        return _read_json(self.cell_dir(cell_id) / "cell.json")
+        """The resolved config of a cell, if known and well-formed (else moved aside: None)."""
+        return read_valid_json(self.cell_dir(cell_id) / "cell.json", CELL_SCHEMA,
+                               lambda c: None if c["id"] == cell_id else f"its id {c['id']!r} is not its folder's")
 
     def write_result(self, cell_id: str, record: dict[str, Any], arrays: dict[str, np.ndarray],
                      artifacts: dict[str, bytes] | None = None) -> None:
@@ -156,35 +280,33 @@ class Store:
         for key, data in (artifacts or {}).items():
             atomic_write_bytes(d / f"{key}.pt", data)
             files[key] = {"file": f"{key}.pt", "sha256": hashlib.sha256(data).hexdigest()}
+        self.log_event(cell_id, "finish")
+        history = self.history(cell_id)
         record = {**record, "schema": SCHEMA_VERSION, "cell_id": cell_id, "artifacts": files,
-                  "predictions": {"file": "predictions.npz", "sha256": hashlib.sha256(blob).hexdigest()}}
+                  "predictions": {"file": "predictions.npz", "sha256": hashlib.sha256(blob).hexdigest()},
+                  "training_log": history,
+                  "checkpoints_discarded": [e for e in history if e["event"] == "checkpoint_discarded"]}
         atomic_write_json(d / "record.json", record)
         (d / "failure.json").unlink(missing_ok=True)
         self.checkpoint_path(cell_id).unlink(missing_ok=True)
+        self._prev_checkpoint(cell_id).unlink(missing_ok=True)
         (d / "progress.json").unlink(missing_ok=True)
 
     def record(self, cell_id: str) -> dict[str, Any] | None:
-        """The valid record of a cell, or None. A corrupt record is moved aside and reported."""
+        """The valid record of a cell, or None. A malformed or corrupt record is moved aside (warned)."""
         d = self.cell_dir(cell_id)
-        path = d / "record.json"
-        if not path.exists():
+
+        def predictions_match(rec: dict[str, Any]) -> str | None:
+            if rec["schema"] != SCHEMA_VERSION:
+                return f"schema {rec['schema']} != {SCHEMA_VERSION}"
+            if rec["cell_id"] != cell_id:
+                return f"its cell_id {rec['cell_id']!r} is not its folder's"
+            for f in [rec["predictions"], *rec.get("artifacts", {}).values()]:
+                if file_sha256(d / f["file"]) != f["sha256"]:
+                    return f"{f['file']} is missing or does not match its checksum"
             return None
-        rec = _read_json(path)
-        problem = None
-        if rec is None:
-            problem = "record.json does not parse"
-        elif rec.get("schema") != SCHEMA_VERSION:
-            problem = f"schema {rec.get('schema')} != {SCHEMA_VERSION}"
-        else:
-            files = [rec.get("predictions", {}), *rec.get("artifacts", {}).values()]
-            for f in files:
-                if file_sha256(d / f.get("file", "predictions.npz")) != f.get("sha256"):
-                    problem = f"{f.get('file')} is missing or does not match its checksum"
-                    break
-        if problem:
-            path.rename(d / f"record.json.corrupt-{int(time.time() * 1e6)}")
-            return None
-        return rec
+
+        return read_valid_json(d / "record.json", RECORD_SCHEMA, predictions_match)
 
     def predictions(self, cell_id: str) -> dict[str, np.ndarray]:
         """The per-sample arrays of a cell with a valid record."""
@@ -202,6 +324,65 @@ class Store:
                 rec = self.record(cid)
                 if rec is not None:
                     yield rec
+
+    # -- checkpoints and the training log ---------------------------------------------------
+    def _prev_checkpoint(self, cell_id: str) -> Path:
+        return self.cell_dir(cell_id) / "checkpoint.prev.pt"
+
+    def save_checkpoint(self, cell_id: str, blob: bytes) -> None:
+        """Write an epoch checkpoint atomically, keeping the previous one as a fallback."""
+        path = self.checkpoint_path(cell_id)
+        if path.exists():
+            os.replace(path, self._prev_checkpoint(cell_id))
+        atomic_write_bytes(path, blob)
+
+    def resume_checkpoint(self, cell_id: str, load: Callable[[bytes], T]) -> T | None:
+        """Start (or resume) training a cell: the last good checkpoint, decoded by ``load``, or None.
+
+        A checkpoint that ``load`` rejects (any exception) is moved aside and logged, and the one
+        before it is tried; the cell restarts from scratch when none is good. The training log
+        (and so the cell's record) says which checkpoint was discarded and why.
+        """
+        found: T | None = None
+        used = None
+        for path in (self.checkpoint_path(cell_id), self._prev_checkpoint(cell_id)):
+            if not path.exists():
+                continue
+            try:
+                found, used = load(path.read_bytes()), path.name
+                break
+            except Exception as err:  # noqa: BLE001 - any failure to decode means the file is unusable
+                problem = f"checkpoint does not load ({type(err).__name__}: {str(err)[:200]})"
+                dest = move_aside(path, problem)
+                self.log_event(cell_id, "checkpoint_discarded", file=path.name, reason=problem,
+                               moved_to=dest.name if dest else None)
+        self.log_event(cell_id, "start", checkpoint=used)
+        return found
+
+    def log_event(self, cell_id: str, event: str, **fields: Any) -> None:
+        """Append one line to the cell's training log (starts, discarded checkpoints, finishes)."""
+        line = json.dumps({"event": event, "pid": os.getpid(), "host": socket.gethostname(),
+                           "time": time.time(), **fields}, default=str)
+        path = self.cell_dir(cell_id) / "history.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:  # one short O_APPEND write per event
+            f.write(line + "\n")
+
+    def history(self, cell_id: str) -> list[dict[str, Any]]:
+        """The cell's training log, oldest first (unreadable lines are skipped)."""
+        try:
+            lines = (self.cell_dir(cell_id) / "history.jsonl").read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict) and isinstance(ev.get("event"), str):
+                out.append(ev)
+        return out
 
     # -- claims ----------------------------------------------------------------------------
     def claim(self, cell_id: str, owner: dict[str, Any]) -> bool:
@@ -226,27 +407,55 @@ class Store:
         return False
 
     def claim_owner(self, cell_id: str) -> dict[str, Any] | None:
-        """Who holds the claim on a cell, if anyone."""
-        return _read_json(self.cell_dir(cell_id) / "claim.json")
+        """Who holds the claim on a cell, if anyone (a malformed, settled claim is moved aside)."""
+        return read_valid_json(self.cell_dir(cell_id) / "claim.json", CLAIM_SCHEMA, grace_s=CLAIM_GRACE_S)
 
     def update_claim(self, cell_id: str, **fields: Any) -> None:
         """Add fields (a SLURM job id, say) to a claim this process holds."""
         owner = self.claim_owner(cell_id) or {}
         atomic_write_json(self.cell_dir(cell_id) / "claim.json", {**owner, **fields})
 
+    def add_claim_workers(self, cell_ids: list[str], pid: int) -> None:
+        """Name a local worker (its pid, on this host) in this process's claims on ``cell_ids``.
+
+        A claim stays alive while its owner *or any of its workers* is alive, so a worker left
+        running by a driver that died is never joined by a second one on the same cell.
+        """
+        host = socket.gethostname()
+        for cid in cell_ids:
+            owner = self.claim_owner(cid)
+            if owner is None or owner.get("pid") != os.getpid() or owner.get("host") != host:
+                continue
+            workers = [w for w in owner.get("workers", []) if isinstance(w, dict)]
+            workers.append({"pid": int(pid), "host": host})
+            atomic_write_json(self.cell_dir(cid) / "claim.json", {**owner, "workers": workers})
+
     def claim_alive(self, cell_id: str) -> bool:
-        """A claim is alive while its SLURM job is queued or its owning process runs."""
+        """A claim is alive while its SLURM job is queued, or its owner or one of its workers runs."""
+        path = self.cell_dir(cell_id) / "claim.json"
         owner = self.claim_owner(cell_id)
         if owner is None:
-            return (self.cell_dir(cell_id) / "claim.json").exists()  # being written right now
+            return path.exists()  # being written right now (a settled malformed claim was moved aside)
         if owner.get("slurm_job_id"):
             return slurm_job_alive(owner["slurm_job_id"])
-        if owner.get("host") != socket.gethostname():
-            return True  # another machine's process: can't check, don't steal
-        return pid_alive(int(owner.get("pid", -1)))
+        here = socket.gethostname()
+        procs = [(owner.get("host"), owner.get("pid"))]
+        procs += [(w.get("host"), w.get("pid")) for w in owner.get("workers", []) if isinstance(w, dict)]
+        progress = self.progress(cell_id)
+        if progress and progress.get("time", 0) >= owner.get("time", 0):
+            procs.append((progress.get("host", here), progress.get("pid")))
+        for host, pid in procs:
+            if host != here:
+                return True  # another machine's process: can't check, don't steal
+            if isinstance(pid, int) and pid_alive(pid):
+                return True
+        return False
 
     def release(self, cell_id: str) -> None:
-        """Drop this process's claim."""
+        """Drop this process's claim (a claim naming a SLURM job that still runs is kept)."""
+        owner = self.claim_owner(cell_id)
+        if owner and owner.get("slurm_job_id") and slurm_job_alive(owner["slurm_job_id"]):
+            return
         (self.cell_dir(cell_id) / "claim.json").unlink(missing_ok=True)
 
     # -- failures --------------------------------------------------------------------------
@@ -261,18 +470,30 @@ class Store:
         return entry
 
     def failure(self, cell_id: str) -> dict[str, Any] | None:
-        """The ledger entry of a cell, if it failed and has no valid record since."""
-        return _read_json(self.cell_dir(cell_id) / "failure.json")
+        """The ledger entry of a cell, if it failed and has no valid record since (malformed: None)."""
+        return read_valid_json(self.cell_dir(cell_id) / "failure.json", FAILURE_SCHEMA)
 
     def ledger(self) -> list[dict[str, Any]]:
         """Every failure entry in the store."""
         return [f for cid in self.cell_ids() if (f := self.failure(cid)) is not None]
 
     def write_progress(self, cell_id: str, **fields: Any) -> None:
-        """The worker's heartbeat: pid, epoch, time."""
+        """The worker's heartbeat: pid, host, epoch, time."""
         atomic_write_json(self.cell_dir(cell_id) / "progress.json",
-                          {**fields, "pid": os.getpid(), "time": time.time()})
+                          {**fields, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()})
 
     def progress(self, cell_id: str) -> dict[str, Any] | None:
         """The last heartbeat of a running cell."""
-        return _read_json(self.cell_dir(cell_id) / "progress.json")
+        return read_valid_json(self.cell_dir(cell_id) / "progress.json", PROGRESS_SCHEMA)
+
+    # -- invocations -----------------------------------------------------------------------
+    def record_invocation(self, table_id: str, *, overrides: dict[str, Any], seeds: int | None, scale: str,
+                          argv: list[str] | None = None) -> None:
+        """Remember a ``reproduce`` run configuration, so that status, collect and report see it."""
+        atomic_write_json(self.root / "runs" / f"{table_id}.json",
+                          {"table": table_id, "set": overrides, "seeds": seeds, "scale": scale,
+                           "argv": list(argv or []), "time": time.time()})
+
+    def invocation(self, table_id: str) -> dict[str, Any] | None:
+        """The last recorded ``reproduce`` configuration of a table, if any."""
+        return read_valid_json(self.root / "runs" / f"{table_id}.json", INVOCATION_SCHEMA)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ class QueueWorker(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, queue_dir: str, results_dir: str, slot: int, threads: int = 1) -> int:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a local worker: the driver stops it with SIGINT
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         queue, store = WorkQueue(queue_dir), Store(results_dir)
         n = 0
         while True:

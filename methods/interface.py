@@ -19,36 +19,48 @@ Nothing here imports the harness.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
 import torch.nn as nn
 
 
+def allowed(default: Any = MISSING, *, factory: Any = MISSING, **limits: Any) -> Any:
+    """A dataclass field whose allowed values are data: ``ge``/``gt``/``le``/``lt`` bounds or ``choices``.
+
+    The harness checks every ``train.*`` override against them before anything runs.
+    """
+    return field(default=default, default_factory=factory, metadata={"allowed": limits})
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """Training hyper-parameters of one method at one preset, as plain data."""
+    """Training hyper-parameters of one method at one preset, as plain data.
 
-    optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    ``augment`` names a pipeline of ``harness.data.transforms`` and ``loss`` one of
+    ``methods.losses``; the harness checks those names against its registries.
+    """
+
+    optimizer: str = allowed("sgd", choices=("sgd", "adam", "adamw"))
+    lr: float = allowed(1e-3, gt=0)
+    momentum: float = allowed(0.9, ge=0, lt=1)
+    weight_decay: float = allowed(5e-4, ge=0)
     no_weight_decay: tuple[str, ...] = ()  # parameter-name substrings exempt from weight decay
-    epochs: int = 40
-    batch_size: int = 128
-    grad_clip: float | None = 10.0  # L2 norm; None disables
-    schedule: str = "cosine"  # cosine | step | constant
+    epochs: int = allowed(40, ge=1)
+    batch_size: int = allowed(128, ge=1)
+    grad_clip: float | None = allowed(10.0, gt=0)  # L2 norm; None disables
+    schedule: str = allowed("cosine", choices=("cosine", "step", "constant"))
     # step schedule: fractions of training at which the lr is multiplied by 0.1; () = three equal steps
     milestones: tuple[float, ...] = ()
     # training length in optimizer steps; None = ``epochs`` whole epochs. When set, the last
     # epoch is cut short and ``epochs`` is ignored.
     iterations: int | None = None
-    warmup_epochs: int = 0
-    img_size: int = 112
+    warmup_epochs: int = allowed(0, ge=0)
+    img_size: int = allowed(112, ge=8)
     augment: str = "apvit"  # name of a train-time pipeline in harness.data.transforms
     loss: str = "ce"  # name in methods.losses
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
-    sampler: str = "none"  # none | sqrt | heavy (class-balanced oversampling)
+    sampler: str = allowed("none", choices=("none", "sqrt", "heavy"))  # class-balanced oversampling
     # Where training starts, per weights key: "file:<name>" | "stage:<id>" | "none" (see module doc).
     init: dict[str, str] = field(default_factory=dict)
     # What stands in for a missing "file:" init when the user asks for stand-ins (--stand-ins).

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from harness.collect import collect_tables, tables_with_results
-from harness.commands.common import add_results_flag
+from harness.commands.common import add_results_flag, add_run_config_flags, check_output_file, run_configs
+from harness.store import Store
 
 SCALAR_COLUMNS = ["table_id", "row", "dataset", "seed", "scale", "status", "synthetic", "accuracy",
                   "mean_class_accuracy", "val_accuracy", "paper_value", "gflops", "params_m", "train_s",
@@ -18,16 +19,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="collect results into a frame")
     p.add_argument("--table", action="append", help="table id(s); default: all with results")
     p.add_argument("--out", default=None, help="write FILE.csv or FILE.parquet instead of Markdown to stdout")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_results_flag(p)
+    add_run_config_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print (or write) one row per cell."""
-    tables = args.table or tables_with_results(args.results)
-    df = collect_tables(tables, args.results)
-    if args.out:
-        out = Path(args.out)
+    out = check_output_file(args.out, (".csv", ".parquet"), force=args.force) if args.out else None
+    Store(args.results, create=False)  # a missing results folder is an error, never created
+    if args.table:
+        tables = args.table
+        configs = run_configs(args.results, tables, args)
+    else:
+        from harness.specs import list_specs
+
+        configs = run_configs(args.results, list_specs(), args)
+        tables = tables_with_results(args.results, configs)
+    df = collect_tables(tables, args.results, configs=configs)
+    if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix == ".parquet":
             df.drop(columns=["y_true", "y_pred"]).to_parquet(out)

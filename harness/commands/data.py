@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from harness.errors import UserError
@@ -90,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
     record = {"dataset": ds.name, "protocol": ds.protocol, "root": ds.root, "synthetic": ds.synthetic,
               "classes": ds.class_names, "splits": {k: len(v) for k, v in ds.splits.items()},
               "class_counts": counts, "fingerprint": ds.fingerprint, "split_info": ds.split_info,
-              "skipped": ds.skipped, "has_votes": ds.splits["train"].votes is not None,
+              "skipped": ds.skipped, "warnings": ds.warnings, "has_votes": ds.splits["train"].votes is not None,
               "load_seconds": round(seconds, 3)}
+    for line in ds.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(record, sort_keys=True))
         return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.commands.common import add_results_flag
+from harness.commands.common import add_results_flag, add_run_config_flags, check_output_dir, run_configs
 from harness.errors import UserError
 
 
@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(name, machine, median_ms, iqr_ms, gflops, ...); default: <results>/benchmarks")
     p.add_argument("--seed-test", choices=("paired-t", "wilcoxon", "welch"), default="paired-t",
                    help="the seed-level primary test against the baseline (default: paired t on seed-matched deltas)")
+    add_run_config_flags(p)
     p.set_defaults(func=run)
 
 
@@ -58,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     """Collect (or read) the frame, build the report, print the path of index.html."""
     from harness.collect import collect_tables, tables_with_results
     from harness.report import build_report, read_exported
-    from harness.specs import load_spec
+    from harness.specs import list_specs, load_spec
 
+    check_output_dir(args.out)  # before any work: an existing file or an unwritable place is an error
     if args.frame:
         path = Path(args.frame)
         if not path.is_file() or path.suffix != ".parquet":
@@ -74,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
         bench_dir = results / "benchmarks"
         if args.benchmarks is None and bench_dir.is_dir():
             args.benchmarks = str(bench_dir)
-        tables = args.table or tables_with_results(results)
+        configs = run_configs(results, args.table or list_specs(), args)
+        tables = args.table or tables_with_results(results, configs)
         if not tables and not args.benchmarks:
             raise UserError(f"no table has results in {results}, and there are no benchmarks in {bench_dir} "
                             "(run `make bench` or `python -m harness reproduce`)")
         specs_checked = [load_spec(t) for t in tables]  # a misspelt id fails here, with suggestions
-        frame = (collect_tables([s.id for s in specs_checked], results, scale=args.scale) if tables
+        frame = (collect_tables([s.id for s in specs_checked], results, scale=args.scale, configs=configs) if tables
                  else pd.DataFrame(columns=["table_id", "row", "dataset", "seed", "status", "synthetic"]))
     specs = [load_spec(t) for t in tables]
     if args.scale and "scale" in frame:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
 
-from harness.cells import SCALES
-from harness.commands.common import add_results_flag
+from harness.cells import SCALES, split_overrides
+from harness.checks import data_problems, train_problems
+from harness.commands.common import add_results_flag, nonnegative_int, positive_float, positive_int
 from harness.errors import UserError
 from harness.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
+from harness.interrupts import Cancelled, cancel_on_signals
 from harness.plan import DataSource, WeightsSource, parse_sets, plan_table, with_upstream
 from harness.specs import load_spec
 from harness.store import Store, atomic_write_json
@@ -31,15 +34,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run the missing cells of a table")
     p.add_argument("--table", required=True, help="table id, e.g. apvit_tab5 (see `tables`)")
     p.add_argument("--scale", default="tiny", choices=SCALES, help="model preset and training budget")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the spec's)")
+    p.add_argument("--seeds", type=positive_int, default=None, help="number of seeds (default: the spec's)")
     p.add_argument("--executor", default=None, help=f"one of {', '.join(EXECUTORS)} (default local)")
     p.add_argument("--profile", default=None, help="YAML executor profile (SLURM partition, time, ...)")
-    p.add_argument("--max-parallel", type=int, default=None, help="concurrent cells (default: cores)")
-    p.add_argument("--threads", type=int, default=None, help="threads per cell (default: cores / parallel)")
-    p.add_argument("--timeout-min", type=float, default=None, help="per-cell time limit (default 60)")
+    p.add_argument("--max-parallel", type=positive_int, default=None, help="concurrent cells (default: cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="threads per cell (default: cores / parallel)")
+    p.add_argument("--timeout-min", type=positive_float, default=None, help="per-cell time limit (default 60)")
     p.add_argument("--partition", default=None, help="SLURM partition")
-    p.add_argument("--gpus", type=int, default=None, help="SLURM GPUs per node")
-    p.add_argument("--mem-gb", type=float, default=None, help="SLURM memory per cell")
+    p.add_argument("--gpus", type=nonnegative_int, default=None, help="SLURM GPUs per node")
+    p.add_argument("--mem-gb", type=positive_float, default=None, help="SLURM memory per cell")
     p.add_argument("--data-root", default=None,
                    help="real datasets under DIR/<dataset> (default: $FERBENCH_DATA_ROOT, else synthetic stand-ins)")
     p.add_argument("--cache-dir", default=None, help="where synthetic stand-ins are generated")
@@ -50,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "instead (marked as a stand-in in every record and report)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override applied to every row")
     p.add_argument("--retry-failed", action="store_true", help="re-run cells in the failure ledger")
-    p.add_argument("--max-retries", type=int, default=None, help="automatic retries of a failing cell")
+    p.add_argument("--max-retries", type=nonnegative_int, default=None, help="automatic retries of a failing cell")
     p.add_argument("--detach", action="store_true", help="submit and return; `status`/`collect` later")
     p.add_argument("--dry-run", action="store_true", help="plan and validate, run nothing")
     p.add_argument("--until-ci", type=float, default=None, metavar="W",
@@ -62,7 +65,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate everything, then run the cells that lack a valid result."""
+    """Validate everything, then run the cells that lack a valid result.
+
+    SIGTERM and SIGINT cancel the run the same way (:mod:`harness.interrupts`): local workers
+    are stopped, claims released, finished results and epoch checkpoints kept; one line says
+    what was cancelled and how to resume.
+    """
+    with cancel_on_signals():
+        try:
+            return _run(args)
+        except Cancelled as err:
+            _report_cancelled(err, args)
+            return err.exit_code
+
+
+def _check_set_values(extra: dict) -> None:
+    """``--set train.*``/``data.*`` values, checked on their own so the message names ``--set``."""
+    _, train, data = split_overrides(extra)
+    problems = train_problems(train, prefix="--set train.") + data_problems(data, prefix="--set data.")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+def _run(args: argparse.Namespace) -> int:
     t0 = time.time()
     spec = load_spec(args.table)
     cfg = ExecutorConfig.from_profile(args.profile, name=args.executor, max_parallel=args.max_parallel,
@@ -72,11 +97,16 @@ def run(args: argparse.Namespace) -> int:
                                       retry_failed=args.retry_failed or None, detach=args.detach or None)
     check_executor(cfg)
     _check_budget_args(args, spec)
+    extra = parse_sets(args.set)
+    _check_set_values(extra)
     source = DataSource.from_args(args.data_root, args.cache_dir)
+    if args.dry_run:  # plan and print; write nothing, not even to the synthetic-data cache
+        source = DataSource(source.root, source.cache_dir, dry_run=True)
     weights = WeightsSource.from_args(args.weights_dir, args.stand_ins)
-    planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=parse_sets(args.set),
-                         weights=weights)
+    planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=extra, weights=weights)
     cells = with_upstream(planned)
+    if not planned:
+        raise UserError(f"{spec.path}: the table plans no cell to run")
     stages = [c for c in cells if c.stage]
     n_unique = len(cells) - len(stages)
     data_note = "SYNTHETIC stand-in data" if source.synthetic else f"data root {source.root}"
@@ -91,9 +121,12 @@ def run(args: argparse.Namespace) -> int:
             start = ", ".join(f"{k}={v.split('@')[0]}" for k, v in sorted(p.cell.weights.items()))
             print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}" + (f"  from {start}" if start else ""))
         return 0
+    store = Store(args.results)
+    store.check_writable()  # a read-only or full store: one clear error before anything trains
     if cfg.detach and cfg.name != "slurm":
         return _detach_local(args)
-    store = Store(args.results)
+    store.record_invocation(spec.id, overrides=extra, seeds=args.seeds, scale=args.scale, argv=args.argv)
+    args.planned_ids = [c.id for c in cells]
     summary = run_cells(cells, store, cfg)
     failed = len(summary.failed)
     if args.until_ci is not None:
@@ -177,6 +210,22 @@ def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: E
     print(f"{spec.id}: seed budget done after {len(rounds)} round(s); at the cap of {args.max_seeds}: "
           f"{', '.join(capped) or 'none'}", file=sys.stderr)
     return failed
+
+
+def _report_cancelled(err: Cancelled, args: argparse.Namespace) -> None:
+    """One line: what was stopped, what is kept, how to resume."""
+    ids = list(dict.fromkeys(getattr(args, "planned_ids", [])))
+    kept = resumable = 0
+    if ids:
+        store = Store(args.results)
+        kept = sum(store.record(c) is not None for c in ids)
+        resumable = sum(store.record(c) is None and store.checkpoint_path(c).exists() for c in ids)
+    running = ", ".join(c[:8] for c in err.running_cells) or "none"
+    progress = (f"{kept}/{len(ids)} cells have results (kept), {resumable} will resume from an epoch checkpoint; "
+                if ids else "nothing had started; ")
+    print(f"\nreproduce cancelled by {err.signame}: stopped {err.stopped_workers} local worker(s) "
+          f"(cells training: {running}); {progress}resume with: python -m harness {shlex.join(args.argv)}",
+          file=sys.stderr)
 
 
 def _detach_local(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from harness.collect import collect_tables
-from harness.commands.common import add_results_flag
+from harness.commands.common import add_results_flag, add_run_config_flags, run_configs
 from harness.specs import list_specs
 from harness.store import Store
 
@@ -16,14 +16,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", action="append", help="table id(s); default: all")
     p.add_argument("--json", action="store_true", help="one JSON object")
     add_results_flag(p)
+    add_run_config_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Summarise the store for the given tables."""
-    store = Store(args.results)
+    store = Store(args.results, create=False)
     tables = args.table or list_specs()
-    df = collect_tables(tables, args.results)
+    df = collect_tables(tables, args.results, configs=run_configs(args.results, tables, args))
     df = df[df["status"] != "reference"]
     pending = df.loc[df["status"].isin(["missing", "failed"]), "cell_id"].dropna().unique()
     running = {cid: store.progress(cid) for cid in pending

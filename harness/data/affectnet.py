@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from harness.data.base import BadEntries, Entry, RawDataset, require_file
+from harness.data.base import BadEntries, Entry, RawDataset, require_file, utf8_errors
 from harness.data.labels import (AFFECTNET_LABELS, AFFECTNET_NON_EXPRESSION, CANONICAL_CLASSES,
                                  CANONICAL_INDEX, SEVEN_CLASSES)
 from harness.errors import UserError
@@ -25,7 +25,7 @@ IMAGE_DIR = "Manually_Annotated_Images"
 def _read_csv(path: Path, image_dir: Path, protocol: str, bad: BadEntries,
               dropped: dict[str, int]) -> list[Entry]:
     entries: list[Entry] = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f, utf8_errors(path):
         reader = csv.reader(f)
         got = next(reader, None)
         if got is None or [h.strip() for h in got] != HEADER:

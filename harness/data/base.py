@@ -6,12 +6,13 @@ for every dataset: decode once to uint8 tensors, carve the validation split, fin
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -71,6 +72,7 @@ class FERDataset:
     skipped: list[str]
     root: str
     synthetic: bool
+    warnings: list[str] = field(default_factory=list)  # suspicious but loadable: duplicate images
 
     @property
     def num_classes(self) -> int:
@@ -109,6 +111,23 @@ class BadEntries:
         if not self.skip_bad:
             raise UserError(message + " (pass --skip-bad / skip_bad=True to skip bad entries)")
         self.skipped.append(message)
+
+
+@contextlib.contextmanager
+def utf8_errors(path: Path) -> Iterator[None]:
+    """Turn a decoding error while reading ``path`` into a UserError naming the file and line."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8-sig")
+            msg = f"{path}: not UTF-8 text"
+        except UnicodeDecodeError as err:
+            line = raw.count(b"\n", 0, err.start) + 1
+            msg = (f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
+                   "re-save the file as UTF-8")
+        raise UserError(msg) from None
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -308,6 +327,11 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
             images=tensor[rows],
             labels=torch.tensor([e.label for e in es], dtype=torch.int64),
             names=[e.name for e in es], votes=votes)
+    empty = [k for k, v in splits.items() if len(v) == 0]
+    if empty:
+        raise UserError(f"{root}: {name} ({protocol}) has an empty {' and '.join(empty)} split "
+                        f"(sizes {({k: len(v) for k, v in splits.items()})}); check the annotation files "
+                        f"{', '.join(str(p) for p in raw.annotation_files) or ''}")
     if bad.skipped:
         h.update(("\0skipped\0" + "\n".join(bad.skipped)).encode())
     info.update({"sizes": {k: len(v) for k, v in splits.items()}, "dropped": dict(raw.dropped),
@@ -315,7 +339,27 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
                      k: alignment.get(k) for k in ("method", "template", "size", "rule", "detector", "counts")}})
     return FERDataset(name=name, protocol=protocol, class_names=list(raw.class_names),
                       splits=splits, fingerprint=h.hexdigest()[:16], split_info=info,
-                      skipped=list(bad.skipped), root=str(root), synthetic=synthetic)
+                      skipped=list(bad.skipped), root=str(root), synthetic=synthetic,
+                      warnings=duplicate_warnings(raw))
+
+
+def duplicate_warnings(raw: RawDataset) -> list[str]:
+    """One line per image listed more than once (with the labels it was given), in any split."""
+    first: dict[str, Entry] = {}
+    out = []
+    for split in sorted(raw.official):
+        for e in raw.official[split]:
+            if not isinstance(e.source, Path):
+                continue
+            key = str(e.source)
+            if key in first:
+                prev = first[key]
+                labels = (f"with a different label ({raw.class_names[prev.label]} vs {raw.class_names[e.label]})"
+                          if prev.label != e.label else "with the same label")
+                out.append(f"{e.where}: image {e.name} is listed again {labels}; first at {prev.where}")
+            else:
+                first[key] = e
+    return out
 
 
 def _cache_path(root: Path, key: str, size: int) -> Path:

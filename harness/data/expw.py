@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.base import BadEntries, Entry, RawDataset, require_file
+from harness.data.base import BadEntries, Entry, RawDataset, require_file, utf8_errors
 from harness.data.labels import CANONICAL_INDEX, EXPW_LABELS, SEVEN_CLASSES
 
 PROTOCOLS = ("default",)
@@ -21,7 +21,7 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
     ann = require_file(root / LABEL_FILE, "ExpW label file (label/label.lst)")
     image_dir = next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), root / IMAGE_DIRS[0])
     entries: list[Entry] = []
-    with open(ann, encoding="utf-8") as f:
+    with open(ann, encoding="utf-8-sig") as f, utf8_errors(ann):
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import BadEntries, Entry, RawDataset, require_file
+from harness.data.base import BadEntries, Entry, RawDataset, require_file, utf8_errors
 from harness.data.labels import (CANONICAL_CLASSES, CANONICAL_INDEX, FERPLUS_LABELS,
                                  FERPLUS_NON_EXPRESSION, FERPLUS_VOTE_COLUMNS)
 from harness.errors import UserError
@@ -27,7 +27,7 @@ USAGE_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 
 
 def _rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f, utf8_errors(path):
         reader = csv.reader(f)
         got = next(reader, None)
         if got is None or [h.strip() for h in got] != header:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.base import BadEntries, Entry, RawDataset, require_file
+from harness.data.base import BadEntries, Entry, RawDataset, require_file, utf8_errors
 from harness.data.labels import CANONICAL_INDEX, RAFDB_LABELS, SEVEN_CLASSES
 from harness.errors import UserError
 
@@ -23,7 +23,7 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
     if not image_dir.is_dir():
         raise UserError(f"{image_dir}: missing RAF-DB aligned image folder (Image/aligned)")
     official: dict[str, list[Entry]] = {"train": [], "test": []}
-    with open(ann, encoding="utf-8") as f:
+    with open(ann, encoding="utf-8-sig") as f, utf8_errors(ann):
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -17,13 +17,15 @@ every written file lets :func:`harness.data.load_dataset` flag the data as synth
 """
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, fields, replace
+import tempfile
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,22 +53,27 @@ FREQ = {
 }
 
 
+def _knob(default: float | int, **limits: float) -> float | int:
+    """A knob with its allowed range as field metadata (read by :mod:`harness.checks`)."""
+    return field(default=default, metadata={"allowed": limits})
+
+
 @dataclass(frozen=True)
 class Knobs:
     """Difficulty and nuisance settings; each nuisance at 0 turns it off."""
 
-    occlusion: float = 0.15  # probability of an occluder (sunglasses, hand, blob)
-    clutter: float = 0.6  # background clutter amount
-    low_res: float = 0.1  # probability of a down- then up-sampled (low-resolution) image
-    label_noise: float = 0.05  # fraction of training labels flipped to another class
-    imbalance: float = 1.0  # exponent on the real class frequencies; 0 = balanced
-    pose: float = 0.5  # roll/yaw/pitch/scale/translation jitter
-    illumination: float = 0.7  # directional light, exposure and colour cast
-    intensity_min: float = 0.9  # weakest expression intensity (0 = neutral face)
-    expr_noise: float = 0.3  # per-sample and per-identity geometry noise
-    identities: int = 400  # identity pool; train and test people are disjoint
-    n_train: int = 0  # 0 = the scale's default
-    n_test: int = 0
+    occlusion: float = _knob(0.15, ge=0, le=1)  # probability of an occluder (sunglasses, hand, blob)
+    clutter: float = _knob(0.6, ge=0, le=4)  # background clutter amount
+    low_res: float = _knob(0.1, ge=0, le=1)  # probability of a down- then up-sampled (low-resolution) image
+    label_noise: float = _knob(0.05, ge=0, lt=1)  # fraction of training labels flipped to another class
+    imbalance: float = _knob(1.0, ge=0, le=4)  # exponent on the real class frequencies; 0 = balanced
+    pose: float = _knob(0.5, ge=0, le=2)  # roll/yaw/pitch/scale/translation jitter
+    illumination: float = _knob(0.7, ge=0, le=2)  # directional light, exposure and colour cast
+    intensity_min: float = _knob(0.9, ge=0, le=1)  # weakest expression intensity (0 = neutral face)
+    expr_noise: float = _knob(0.3, ge=0, le=4)  # per-sample and per-identity geometry noise
+    identities: int = _knob(400, ge=2)  # identity pool; train and test people are disjoint
+    n_train: int = _knob(0, ge=0)  # 0 = the scale's default
+    n_test: int = _knob(0, ge=0)
 
 
 # Expression geometry: curve, open, width, brow_raise, brow_tilt, eye_open, asym, wrinkle.
@@ -540,11 +547,17 @@ DATASET_KNOBS: dict[str, dict[str, float]] = {"affectnet": {"imbalance": 0.5}}
 
 
 def make_knobs(name: str | None = None, **knobs) -> Knobs:
-    """Knobs from keyword overrides over the dataset's defaults; an unknown knob is a UserError."""
+    """Knobs from keyword overrides over the dataset's defaults; an unknown knob or a value out of
+    range is a UserError."""
+    from harness.checks import data_problems
+
     names = {f.name for f in fields(Knobs)}
     unknown = sorted(set(knobs) - names)
     if unknown:
         raise UserError(f"unknown synthetic knob(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    problems = data_problems(knobs, prefix="")
+    if problems:
+        raise UserError("; ".join(problems))
     return replace(Knobs(), **{**DATASET_KNOBS.get(name or "", {}), **knobs})
 
 
@@ -578,13 +591,15 @@ def write_synthetic(name: str, out: str | Path, *, scale: str = "tiny", seed: in
 
 
 def synthetic_root(name: str, *, scale: str = "tiny", seed: int = 0,
-                   cache_dir: str | Path | None = None, **knobs) -> Path:
+                   cache_dir: str | Path | None = None, write_cache: bool = True, **knobs) -> Path:
     """Return the cached synthetic stand-in for ``name``, generating it on first use.
 
     The directory is ``<cache>/<name>-<scale>-seed<seed>-<hash of knobs>`` under
     ``cache_dir``, else ``$FERBENCH_CACHE/synthetic``, else ``~/.cache/ferbench/synthetic``.
     Generation goes to a temporary directory renamed into place, so concurrent callers
-    never see a half-written stand-in.
+    never see a half-written stand-in; a failed generation leaves nothing behind. With
+    ``write_cache=False`` (``reproduce --dry-run``) a stand-in that is not cached yet is
+    generated into a scratch directory outside the cache, removed when the process exits.
     """
     k = make_knobs(name, **knobs)
     if cache_dir is None:
@@ -596,10 +611,18 @@ def synthetic_root(name: str, *, scale: str = "tiny", seed: int = 0,
     root = Path(cache_dir).expanduser() / f"{name}-{scale}-seed{seed}-{key}"
     if (root / SYNTHETIC_MARKER).is_file():
         return root
+    if not write_cache:
+        scratch = Path(tempfile.mkdtemp(prefix="ferbench-dry-run-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        return write_synthetic(name, scratch / root.name, scale=scale, seed=seed, **asdict(k))
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    write_synthetic(name, tmp, scale=scale, seed=seed, **asdict(k))
+    try:
+        write_synthetic(name, tmp, scale=scale, seed=seed, **asdict(k))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.rename(tmp, root)
     except OSError:  # another process finished first
@@ -607,5 +630,3 @@ def synthetic_root(name: str, *, scale: str = "tiny", seed: int = 0,
         if not (root / SYNTHETIC_MARKER).is_file():
             raise
     return root
-
-

@@ -121,9 +121,10 @@ def _rafdb_fixture(root: Path, photo: np.ndarray) -> tuple[Path, list[str]]:
     """RAF-DB basic: astronaut crops (turned and scaled) as the aligned images, plus one image
     with no face; labels alternate happy (4) and neutral (7)."""
     variants = [(0, 1.0), (12, 0.9), (-15, 0.8), (8, 0.7), (-8, 1.1), (20, 0.85)]
-    names = [f"train_{i:05d}.jpg" for i in range(1, 6)] + ["test_00001.jpg", "test_00002.jpg"]
+    # ten training images: the loader carves a non-empty validation split (10%) from them
+    names = [f"train_{i:05d}.jpg" for i in range(1, 11)] + ["test_00001.jpg", "test_00002.jpg"]
     head = photo[20:300, 100:360]  # the head and shoulders
-    images = [_rotated(head, deg, sc) for deg, sc in variants] + [_no_face()]
+    images = [_rotated(head, *variants[i % len(variants)]) for i in range(11)] + [_no_face()]
     for name, img in zip(names, images):
         path = root / "Image" / "aligned" / name.replace(".jpg", "_aligned.jpg")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,7 @@ def test_data_align_writes_a_dataset_that_data_check_loads(tmp_path, astronaut, 
     out = tmp_path / "raf_mtcnn"
     assert main(["data", "align", "rafdb", "--root", str(root), "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "6 aligned" in text and "1 no face" in text and "test_00002.jpg" in text
+    assert "11 aligned" in text and "1 no face" in text and "test_00002.jpg" in text
 
     manifest = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
     assert sorted(r["name"] for r in manifest) == sorted(names)
@@ -150,7 +151,7 @@ def test_data_align_writes_a_dataset_that_data_check_loads(tmp_path, astronaut, 
         if r["status"] == "aligned":
             assert r["score"] > 0.9 and np.array(r["points"]).shape == (5, 2)
     summary = json.loads((out / ALIGNMENT_MARKER).read_text())
-    assert summary["counts"] == {"aligned": 6, "several_faces": 0, "no_face": 1, "fallback": 0}
+    assert summary["counts"] == {"aligned": 11, "several_faces": 0, "no_face": 1, "fallback": 0}
     assert summary["fallbacks"] == ["test_00002.jpg"] and summary["detector"]["version"] == "2.6.0"
 
     assert main(["data", "check", "rafdb", "--root", str(out), "--json"]) == 0
@@ -233,8 +234,8 @@ def test_affectnet_landmarks_are_reduced_to_five_and_the_csv_follows_the_copy(tm
 
 @pytest.mark.parametrize("name, make, size", [
     ("ferplus", make_ferplus, 48),
-    ("expw", lambda root: make_expw(root, n=8), 64),
-    ("folder", lambda root: make_folders(root, {"train": {"happy": 3, "sad": 2}, "test": {"happy": 1, "sad": 1}}), 64),
+    ("expw", lambda root: make_expw(root, n=20), 64),
+    ("folder", lambda root: make_folders(root, {"train": {"happy": 6, "sad": 5}, "test": {"happy": 1, "sad": 1}}), 64),
 ])
 def test_every_layout_round_trips_through_its_loader(tmp_path, name, make, size):
     root = make(tmp_path / name)

@@ -88,7 +88,8 @@ def test_exports_escape_and_use_booktabs():
                        baseline="A_1", datasets={"rafdb": "RAF_DB & co"})
     t = render.table_frame(stats.analyse(frame, n_boot=50).cells, spec)
     md = render.to_markdown(t)
-    assert md.splitlines()[0].startswith("| Row") and "RAF_DB & co · Ours" in md
+    assert md.splitlines()[0].startswith("| Row") and r"RAF\_DB & co · Ours" in md
+    assert "<b>" not in md and "&lt;b&gt;B&lt;/b&gt; 50%" in md  # Markdown keeps no raw HTML from labels
     tex = render.to_latex(t, "cap", "tab:weird")
     for token in (r"\toprule", r"\midrule", r"\bottomrule", r"$\pm$", r"A\_1", r"RAF\_DB \& co", r"50\%",
                   r"\caption{cap}", r"\label{tab:weird}"):

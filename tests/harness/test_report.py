@@ -141,9 +141,9 @@ def test_cli_builds_from_exported_frame_and_store(built, tmp_path, capsys, monke
     # the default path: every table with results in the store
     import harness.collect as collect
 
-    monkeypatch.setattr(collect, "tables_with_results", lambda results: ["apvit_tab5"])
+    monkeypatch.setattr(collect, "tables_with_results", lambda results, configs=None: ["apvit_tab5"])
     monkeypatch.setattr(collect, "collect_tables",
-                        lambda ids, results, scale=None: frame[frame["table_id"].isin(ids)])
+                        lambda ids, results, scale=None, configs=None: frame[frame["table_id"].isin(ids)])
     (tmp_path / "results").mkdir()
     monkeypatch.setenv("FERBENCH_REPORTS", str(tmp_path / "r2"))
     rc = main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "r2")])

@@ -13,12 +13,22 @@ def _arrays():
     return {"y_true": np.array([0, 1, 2]), "y_pred": np.array([0, 1, 1])}
 
 
+def _record(cell_id: str = "c1", accuracy: float = 66.7) -> dict:
+    """A record with every field the store's readers need (as the runner writes it)."""
+    cell = {"id": cell_id, "method": "apvit", "model": {}, "train": {}, "data": {}, "dataset": "rafdb",
+            "protocol": None, "scale": "tiny", "seed": 0, "code_version": "v", "synthetic": True, "fingerprint": "f"}
+    return {"cell": cell, "metrics": {"accuracy": accuracy, "mean_class_accuracy": accuracy, "per_class_accuracy": {},
+                                      "confusion": []},
+            "class_names": ["a"], "data": {"synthetic": True}, "provenance": {},
+            "timing": {"train_s": 1.0, "eval_s": 0.1, "epochs": 1, "steps": 2, "final_train_loss": 0.5}}
+
+
 def test_record_roundtrip_and_cleanup(tmp_path):
     s = Store(tmp_path)
     s.checkpoint_path("c1").parent.mkdir(parents=True)
     s.checkpoint_path("c1").write_bytes(b"state")
     s.record_failure("c1", error_type="X", message="m", traceback_tail="t", log_path=None)
-    s.write_result("c1", {"metrics": {"accuracy": 66.7}}, _arrays())
+    s.write_result("c1", _record(), _arrays())
     rec = s.record("c1")
     assert rec["metrics"]["accuracy"] == 66.7 and rec["cell_id"] == "c1"
     assert np.array_equal(s.predictions("c1")["y_pred"], [0, 1, 1])
@@ -28,7 +38,7 @@ def test_record_roundtrip_and_cleanup(tmp_path):
 
 def test_truncated_record_is_detected_and_moved_aside(tmp_path):
     s = Store(tmp_path)
-    s.write_result("c1", {"metrics": {}}, _arrays())
+    s.write_result("c1", _record(), _arrays())
     path = s.cell_dir("c1") / "record.json"
     path.write_text(path.read_text()[:20])
     assert s.record("c1") is None
@@ -37,7 +47,7 @@ def test_truncated_record_is_detected_and_moved_aside(tmp_path):
 
 def test_predictions_checksum_mismatch_invalidates(tmp_path):
     s = Store(tmp_path)
-    s.write_result("c1", {"metrics": {}}, _arrays())
+    s.write_result("c1", _record(), _arrays())
     (s.cell_dir("c1") / "predictions.npz").write_bytes(b"garbage")
     assert s.record("c1") is None
 
@@ -59,3 +69,48 @@ def test_ledger_counts_attempts(tmp_path):
     s.record_failure("c1", error_type="ValueError", message="boom", traceback_tail="tb", log_path="/x.err")
     e = s.record_failure("c1", error_type="ValueError", message="boom", traceback_tail="tb", log_path="/x.err")
     assert e["attempts"] == 2 and [f["cell_id"] for f in s.ledger()] == ["c1"]
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    s = Store(tmp_path)
+    s.save_checkpoint("c1", b"epoch-1")
+    s.save_checkpoint("c1", b"epoch-2")
+    s.checkpoint_path("c1").write_bytes(b"garbage")
+
+    def load(blob: bytes) -> str:
+        if not blob.startswith(b"epoch"):
+            raise ValueError("not a checkpoint")
+        return blob.decode()
+
+    assert s.resume_checkpoint("c1", load) == "epoch-1"
+    events = [e["event"] for e in s.history("c1")]
+    assert events == ["checkpoint_discarded", "start"]
+    assert list(s.cell_dir("c1").glob("checkpoint.pt.corrupt-*"))
+
+
+def test_claim_stays_alive_while_a_worker_lives(tmp_path):
+    s = Store(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert s.claim("c1", {"pid": os.getpid()})
+        s.add_claim_workers(["c1"], worker.pid)
+        claim = json.loads((s.cell_dir("c1") / "claim.json").read_text())
+        claim["pid"] = int(dead.stdout)  # the driver is gone ...
+        (s.cell_dir("c1") / "claim.json").write_text(json.dumps(claim))
+        assert s.claim_alive("c1")  # ... but its worker is not
+        assert not s.claim("c1", {"pid": os.getpid()})
+    finally:
+        worker.kill()
+        worker.wait()
+    assert not s.claim_alive("c1")
+
+
+def test_malformed_claim_is_respected_briefly_then_moved_aside(tmp_path):
+    s = Store(tmp_path)
+    path = s.cell_dir("c1") / "claim.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("")
+    assert s.claim_alive("c1")  # may be being written right now
+    os.utime(path, (0, 0))
+    assert not s.claim_alive("c1") and list(path.parent.glob("claim.json.corrupt-*"))
