@@ -103,15 +103,22 @@ def _is_site(path: Path) -> bool:
     return (path / SITE_RECORD).is_file()
 
 
-def _collect(results: Path, tables: list[str] | None, scale: str | None) -> tuple[pd.DataFrame, list]:
+def check_results(results: Path) -> Path:
+    """The results folder, which must exist."""
+    if not Path(results).is_dir():
+        raise UserError(f"results folder {results} does not exist (run `python -m harness reproduce` first, "
+                        "or pass --results DIR)")
+    return Path(results)
+
+
+def _collect(results: Path, tables: list[str] | None, scale: str | None,
+             configs: dict | None) -> tuple[pd.DataFrame, list]:
     from harness.collect import collect_tables
     from harness.specs import list_specs, load_spec
 
-    if not results.is_dir():
-        raise UserError(f"results folder {results} does not exist (run `python -m harness reproduce` first, "
-                        "or pass --results DIR)")
+    check_results(results)
     specs = [load_spec(t) for t in (tables or list_specs())]
-    frame = collect_tables([s.id for s in specs], results, scale=scale)
+    frame = collect_tables([s.id for s in specs], results, scale=scale, configs=configs)
     if "scale" in frame and len(frame):
         if scale:
             frame = frame[frame["scale"].isna() | (frame["scale"] == scale)]
@@ -217,15 +224,19 @@ def _has_identity(repo: Path) -> bool:
 
 def publish(out: Path, results: Path, *, tables: list[str] | None = None, scale: str | None = None,
             benchmarks: Path | None = None, git_branch: str | None = None, archive: bool = False,
-            repo: Path | None = None, command: str = "") -> Published:
-    """Collect, build the site into ``out``, then optionally archive it and commit it to ``git_branch``."""
+            repo: Path | None = None, command: str = "", configs: dict | None = None) -> Published:
+    """Collect, build the site into ``out``, then optionally archive it and commit it to ``git_branch``.
+
+    ``configs`` maps a table to the run configuration to show, ``(extra overrides, seeds)``
+    (:func:`harness.commands.common.run_configs`: by default what its last ``reproduce`` ran).
+    """
     from harness.latency import load_benchmark_json
 
     results = Path(results)
     repo = Path(repo) if repo else repository()
     if git_branch and repo is None:
         raise UserError("--git-branch: the current directory is not inside a git repository (pass --repo DIR)")
-    frame, specs = _collect(results, tables, scale)
+    frame, specs = _collect(results, tables, scale, configs)
     bench_dir = Path(benchmarks) if benchmarks else results / "benchmarks"
     bench = load_benchmark_json([bench_dir]) if bench_dir.exists() else None
     record = build_site(Path(out), frame, specs, benchmarks=bench, command=command, repo=repo)

@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from harness.commands.common import add_results_flag
+from harness.commands.common import add_results_flag, add_run_config_flags, run_configs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,15 +23,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "the working tree and the current branch are not touched, nothing is pushed")
     p.add_argument("--repo", default=None, metavar="DIR", help="repository for --git-branch (default: the current one)")
     p.add_argument("--archive", action="store_true", help="also write DIR.tar.gz")
+    add_run_config_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Publish; print the site's index.html, then the archive and the commit when made."""
-    from harness.publish import publish
+    from harness.publish import check_results, publish
+    from harness.specs import list_specs
 
+    results = check_results(Path(args.results))
+    configs = run_configs(results, args.table or list_specs(), args)
     command = "python -m harness " + shlex.join(getattr(args, "argv", None) or ["publish", "--out", args.out])
-    done = publish(Path(args.out), Path(args.results), tables=args.table, scale=args.scale,
+    done = publish(Path(args.out), results, tables=args.table, scale=args.scale, configs=configs,
                    benchmarks=Path(args.benchmarks) if args.benchmarks else None, git_branch=args.git_branch,
                    archive=args.archive, repo=Path(args.repo) if args.repo else None, command=command)
     print(done.site / "index.html")

@@ -134,16 +134,24 @@ def test_cli_publish_archive_and_branch(inputs, repo, tmp_path, capsys, monkeypa
     frame, _, _ = inputs
     import harness.collect as collect
 
-    monkeypatch.setattr(collect, "collect_tables", lambda ids, results, scale=None: frame[frame["table_id"].isin(ids)])
+    seen = {}
+
+    def fake_collect(ids, results, scale=None, configs=None):
+        seen["configs"] = configs
+        return frame[frame["table_id"].isin(ids)]
+
+    monkeypatch.setattr(collect, "collect_tables", fake_collect)
     results = tmp_path / "results"
     (results / "benchmarks").mkdir(parents=True)
     out = tmp_path / "site"
-    rc = main(["publish", "--out", str(out), "--results", str(results), "--table", "apvit_tab13", "--archive", "--git-branch", "pages", "--repo", str(repo)])
+    rc = main(["publish", "--out", str(out), "--results", str(results), "--table", "apvit_tab13", "--archive",
+               "--git-branch", "pages", "--repo", str(repo), "--set", "train.epochs=1"])
     printed = capsys.readouterr().out.split()
     assert rc == 0 and printed[0] == str(out / "index.html") and printed[1] == str(tmp_path / "site.tar.gz")
     assert printed[2] == "pages" and _git(repo, "rev-parse", "pages") == printed[3]
     record = json.loads((out / "site.json").read_text())
     assert record["command"].startswith("python -m harness publish --out ") and "--archive" in record["command"]
     assert record["tables"] == ["apvit_tab13"]
+    assert seen["configs"] == {"apvit_tab13": ({"train.epochs": 1}, None)}  # the run configuration shown
     assert main(["publish", "--out", str(out), "--results", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
