@@ -184,28 +184,54 @@ def _pick(method: MethodEntry, cells: pd.DataFrame) -> list[tuple[str, Entry, pd
     return [(ds, *chosen.get(ds, fb)) for ds, fb in fallback.items()]
 
 
-def _latency(bench: pd.DataFrame | None, case: LatencyCase | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"latency_b1_ms": np.nan, "latency_b32_ms": np.nan, "latency_machine": "",
-                           "latency_gflops": np.nan}
+def _paper_gflops(method: MethodEntry, cells: pd.DataFrame) -> float:
+    """The paper's GFLOPs of the method: the first of its entries' rows that states them (Table 13's)."""
+    for e in method.entries:
+        if not len(cells):
+            break
+        extra = cells[(cells["table_id"] == e.table) & (cells["row"] == e.row)]["paper_extra"]
+        g = [float(x["gflops"]) for x in extra if isinstance(x, dict) and _finite(x.get("gflops"))]
+        if g:
+            return g[0]
+    return np.nan
+
+
+def _latency_rows(bench: pd.DataFrame | None, case: LatencyCase | None) -> pd.DataFrame:
+    """The benchmark's latency rows of one configuration (model, preset, overrides), any machine."""
     if bench is None or bench.empty or case is None or "model" not in bench:
-        return out
+        return pd.DataFrame()
     want = json.dumps(case.set, sort_keys=True)
     kind = bench["kind"] if "kind" in bench else pd.Series("latency", index=bench.index)
     ov = bench["overrides"].map(lambda s: json.dumps(json.loads(s), sort_keys=True) if isinstance(s, str) else "{}") \
         if "overrides" in bench else pd.Series("{}", index=bench.index)
-    hit = bench[(kind == "latency") & (bench["model"] == case.model) & (bench["preset"] == case.preset)
-                & (ov == want)]
+    preset = bench["preset"] if "preset" in bench else pd.Series(case.preset, index=bench.index)
+    return bench[(kind == "latency") & (bench["model"] == case.model) & (preset == case.preset) & (ov == want)]
+
+
+def latency_machine(spec: ComparisonSpec, bench: pd.DataFrame | None) -> str | None:
+    """The one machine whose timings the comparison shows: the one that timed the most of its
+    methods (ties: the first by name). Timings of different machines are never put side by side."""
+    counts: dict[str, int] = {}
+    for m in spec.methods:
+        for machine in set(_latency_rows(bench, m.latency).get("machine", pd.Series(dtype=str))):
+            counts[str(machine)] = counts.get(str(machine), 0) + 1
+    return min(counts, key=lambda k: (-counts[k], k)) if counts else None
+
+
+def _latency(bench: pd.DataFrame | None, case: LatencyCase | None, machine: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"latency_b1_ms": np.nan, "latency_b32_ms": np.nan, "latency_machine": "",
+                           "latency_gflops": np.nan}
+    hit = _latency_rows(bench, case)
+    if hit.empty or machine is None:
+        return out
+    hit = hit[hit["machine"].astype(str) == machine]
     if hit.empty:
         return out
-    # One machine: the one that timed most of this method's cases (then the first by name), so
-    # the two batch sizes come from the same machine; timings of machines are never mixed.
-    machine = sorted(hit["machine"].value_counts().items(), key=lambda kv: (-kv[1], str(kv[0])))[0][0]
-    hit = hit[hit["machine"] == machine]
     for b in BATCHES:
         hb = hit[pd.to_numeric(hit["batch"], errors="coerce") == b]
         if len(hb):
             out[f"latency_b{b}_ms"] = float(hb["median_ms"].iloc[-1])
-    out["latency_machine"] = str(machine)
+    out["latency_machine"] = machine
     g = pd.to_numeric(hit["gflops"], errors="coerce").dropna() if "gflops" in hit else pd.Series(dtype=float)
     out["latency_gflops"] = float(g.iloc[0]) if len(g) else np.nan
     return out
@@ -218,20 +244,14 @@ def comparison_frame(spec: ComparisonSpec, frame: pd.DataFrame, cells: pd.DataFr
     ``cells`` is ``Analysis.cells`` of ``frame``; only tables present there count. ``gflops`` and
     ``params_m`` are the medians over the finished seeds' records (fvcore, at the runs' scale);
     ``paper_gflops`` is the paper's, from the row's ``paper_extra`` in any of the method's entries;
-    latency is the pytest-benchmark median of the method's ``latency`` case on one machine.
+    latency is the pytest-benchmark median of the method's ``latency`` case, every method's on the
+    same machine (:func:`latency_machine`); a method not timed there shows none.
     """
     rows = []
+    machine = latency_machine(spec, benchmarks)
     for m in spec.methods:
-        paper_g = next((float(c["paper_extra"]["gflops"]) for _, _, c in _pick(m, cells)
-                        if isinstance(c.get("paper_extra"), dict) and _finite(c["paper_extra"].get("gflops"))), np.nan)
-        if not _finite(paper_g) and len(cells):
-            for e in m.entries:
-                pe = cells[(cells["table_id"] == e.table) & (cells["row"] == e.row)]["paper_extra"]
-                g = [float(x["gflops"]) for x in pe if isinstance(x, dict) and _finite(x.get("gflops"))]
-                if g:
-                    paper_g = g[0]
-                    break
-        lat = _latency(benchmarks, m.latency)
+        paper_g = _paper_gflops(m, cells)
+        lat = _latency(benchmarks, m.latency, machine)
         for ds, entry, c in _pick(m, cells):
             runs = _ok_runs(frame, entry.table, entry.row, ds)
             g = pd.to_numeric(runs["gflops"], errors="coerce").dropna() if "gflops" in runs else pd.Series(dtype=float)

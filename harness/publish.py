@@ -85,6 +85,8 @@ def code_state(repo: Path | None) -> dict[str, Any]:
 def timestamp() -> str:
     """The publication time (UTC, ISO 8601): ``$SOURCE_DATE_EPOCH`` when set, else now."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and not epoch.isdigit():
+        raise UserError(f"SOURCE_DATE_EPOCH={epoch!r}: expected whole seconds since 1970-01-01 UTC")
     when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
     return when.replace(microsecond=0).isoformat()
 
@@ -169,7 +171,8 @@ def write_archive(site: Path, path: Path | None = None) -> Path:
     """Pack ``site`` into ``<site>.tar.gz`` (entries under ``<site name>/``), reproducibly."""
     site = Path(site)
     path = Path(path) if path else site.with_name(site.name + ".tar.gz")
-    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    mtime = int(epoch) if epoch.isdigit() else 0
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for p in [site, *sorted(site.rglob("*"))]:

@@ -263,11 +263,15 @@ def _verdict_html(verdict: str, note: str) -> str:
     return f'<span class="verdict v-{escape(verdict.replace(" ", "-"))}">{escape(text)}</span>'
 
 
+def _fmt(v: Any, digits: int = 2, signed: bool = False) -> str:
+    """A number with a true minus sign, or "" when missing."""
+    if not compare._finite(v):
+        return ""
+    return f"{float(v):+.{digits}f}".replace("-", "−") if signed else f"{float(v):.{digits}f}"
+
+
 def methods_display(comp: pd.DataFrame) -> pd.DataFrame:
     """The comparison table as shown: one row per method x dataset, text cells."""
-    def num(v: Any, d: int = 2) -> str:
-        return render._num(float(v), d) if compare._finite(v) else ""
-
     def ms(v: Any) -> str:
         return f"{float(v):.1f}" if compare._finite(v) else "not measured"
 
@@ -279,13 +283,13 @@ def methods_display(comp: pd.DataFrame) -> pd.DataFrame:
             "Method": r.method, "Dataset": r.dataset_label,
             "Ours (mean ± 95% CI)": render.format_ours(cell) if r.n else "no result",
             "Seeds": ", ".join(map(str, r.seeds)) or "–",
-            "Paper": num(r.paper_value) or "n.r.",
-            "Δ paper": render._num(float(r.delta_paper), signed=True) if compare._finite(r.delta_paper) else "",
+            "Paper": _fmt(r.paper_value) or "n.r.",
+            "Δ paper": _fmt(r.delta_paper, signed=True),
             "Verdict": _verdict_html(r.verdict, r.verdict_note),
             # three significant digits: a tiny-scale model costs hundredths of a GFLOP
             "GFLOPs (ours)": (f"{r.gflops:.3g}" + (f" ({r.scale})" if r.scale else "")) if compare._finite(r.gflops) else "",
-            "GFLOPs (paper)": num(r.paper_gflops) or "n.r.",
-            "Params (M)": num(r.params_m),
+            "GFLOPs (paper)": _fmt(r.paper_gflops) or "n.r.",
+            "Params (M)": _fmt(r.params_m),
             "Latency b1 (ms)": ms(r.latency_b1_ms), "Latency b32 (ms)": ms(r.latency_b32_ms),
             "Latency machine": r.latency_machine,
             "From": _link(f"{r.table_id}.html", f"{r.table_id}: {r.row}"),
@@ -303,9 +307,9 @@ def claims_display(ledger: pd.DataFrame) -> pd.DataFrame:
                           "our_delta": r.our_delta, "paper_delta": r.paper_delta, "marker": r.marker})
         rows.append({
             "Paper": r.paper.split(" (")[0], "Table": _link(f"{r.table_id}.html#table", f"{r.table} ({r.table_id})"),
-            "Row": r.row, "Dataset": r.dataset_label, "Paper value": render._num(float(r.paper_value)),
+            "Row": r.row, "Dataset": r.dataset_label, "Paper value": _fmt(r.paper_value),
             "Ours": render.format_ours(cell) if r.n else "no result",
-            "Δ paper": render._num(float(r.delta_paper), signed=True) if compare._finite(r.delta_paper) else "",
+            "Δ paper": _fmt(r.delta_paper, signed=True),
             "Δ base [paper]": render.format_base(base),
             "Verdict": _verdict_html(r.verdict, r.verdict_note),
         })
