@@ -147,6 +147,7 @@ def build_site(out: Path, frame: pd.DataFrame, specs: list, *, benchmarks: pd.Da
     published = {**state, "command": command}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would keep a web server out of the published folder
     try:
         build_report(frame, specs, tmp, benchmarks=benchmarks, published=published)
         (tmp / "data" / "provenance.json").write_text(

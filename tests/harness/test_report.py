@@ -147,6 +147,8 @@ def test_autoescape_and_benchmarks(tmp_path):
     page = (tmp_path / "evil.html").read_text()
     assert "<script>alert" not in page and "&lt;script&gt;" in page
     assert "<img src=x" not in page and "a &lt; b &amp; c" in page
+    claims = (tmp_path / "claims.html").read_text()  # the interactive ledger escapes too (itables allow_html)
+    assert "<img src=x" not in claims and "&lt;img src=x" in claims
     html = index.read_text()
     assert "Latency" in html and "&lt;b&gt;m&lt;/b&gt;" in html and "figures/latency/latency.svg" in html
     assert (tmp_path / "data" / "benchmarks.csv").is_file()
