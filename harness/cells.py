@@ -34,7 +34,7 @@ from harness.checks import train_problems
 from harness.data.align import ALIGN_KNOBS
 from harness.data.synth import make_knobs
 from harness.errors import UserError
-from methods.interface import Recipe
+from methods.interface import Recipe, get_recipe
 
 SCALES = ("tiny", "paper")
 SLOT_FIELDS = ("method", "model", "train", "data", "dataset", "protocol", "scale", "seed")
@@ -115,10 +115,12 @@ def is_weights_key(key: str) -> bool:
     return key.startswith("weights.")
 
 
-def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: str) -> Recipe:
+def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: str,
+                    dataset: str | None = None) -> Recipe:
     """Validate every override by building the model on the meta device (no memory, no compute).
 
-    Returns the recipe with ``train.*`` overrides applied. ``weights.*`` values are references
+    Returns the recipe (``dataset``'s, :func:`methods.interface.get_recipe`) with ``train.*``
+    overrides applied. ``weights.*`` values are references
     the planner resolves (see :func:`harness.plan.resolve_weights`): the model is built without
     them. Errors are re-raised as :class:`UserError` prefixed with ``where`` (file and row),
     keeping the model's own message, which names the key and its allowed values.
@@ -129,7 +131,7 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
         knobs = {k: v for k, v in data_o.items() if k not in ALIGN_KNOBS}
         if knobs:
             make_knobs(**knobs)  # types and ranges of the synthetic generator's knobs
-        return _recipe(method, scale, canonical_json(model_o), canonical_json(train_o))
+        return _recipe(method, scale, canonical_json(model_o), canonical_json(train_o), dataset)
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
     except (ValueError, TypeError, KeyError) as err:
@@ -137,10 +139,10 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
 
 
 @lru_cache(maxsize=256)
-def _recipe(method: str, scale: str, model_json: str, train_json: str) -> Recipe:
+def _recipe(method: str, scale: str, model_json: str, train_json: str, dataset: str | None = None) -> Recipe:
     with torch.device("meta"):
         model = build_model(method, scale, json.loads(model_json))
-    return apply_train_overrides(getattr(model, "recipe", Recipe()), json.loads(train_json))
+    return apply_train_overrides(get_recipe(model, dataset), json.loads(train_json))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from harness.data.align import describe_alignment
 from harness.plan import declared_model
 from harness.specs import TableSpec, load_spec
 from harness.store import Store
+from methods.interface import recipe_summary
 
 NAN = math.nan
 
@@ -113,6 +114,8 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
         "started_from": describe_start(rec.get("started_from", {})),
         "stand_in": any(v.get("stand_in") for v in rec.get("started_from", {}).values()),
         "alignment": describe_alignment(rec["data"].get("split_info", {}).get("alignment")),
+        "recipe": recipe_summary(rec["recipe"]) if rec.get("recipe") else None,
+        "selection": m.get("selection"),
     }
 
 
@@ -138,7 +141,7 @@ def _empty_metrics() -> dict[str, Any]:
             "epochs": None, "steps": None, "final_loss": NAN, "resumed": False, "git_commit": None,
             "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "torch_version": None,
             "packages": None, "dataset_fingerprint": None, "hostname": None, "started_from": None,
-            "stand_in": False, "alignment": None}
+            "stand_in": False, "alignment": None, "recipe": None, "selection": None}
 
 
 def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, extra: dict[str, Any] | None = None,

@@ -206,34 +206,52 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
             for c, job in zip(mine, jobs):
                 store.update_claim(c.id, slurm_job_id=job.job_id)
             mine = []
-        # A stage that another invocation is computing must finish before our cells that need it.
+        # A stage that another invocation is computing must finish before our cells that need it;
+        # a cell whose invocation was cancelled before finishing it is ours to run.
         needed = {u for c in mine for u in c.upstream}
-        _wait_for_others([c for c in theirs if c.id in needed], store, cfg, summary, bar)
-        for wave in dependency_waves(mine):
-            ready = []
-            for c in wave:
-                missing = [u for u in c.upstream if store.record(u) is None]
-                if missing:
-                    store.record_failure(c.id, error_type="UpstreamFailed", message=_upstream_failure(missing, store),
-                                         traceback_tail="", log_path=None)
-                    summary.failed.append(c.id)
-                    bar.update(1)
-                else:
-                    ready.append(c)
-            # A wave narrower than the pool (a lone pre-training stage) gets the idle cores too.
-            wave_threads = threads if cfg.threads or not ready else \
-                max(threads, (os.cpu_count() or 1) // min(cfg.parallel(), len(ready)))
-            (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, ready, store, wave_threads, summary, bar)
-        _wait_for_others([c for c in theirs if c.id not in needed], store, cfg, summary, bar)
+        left = _wait_for_others([c for c in theirs if c.id in needed], store, cfg, summary, bar)
+        adopted = _adopt(left, store, owner)
+        mine += adopted
+        pending = [c for c in theirs if c.id not in needed] + [c for c in left if c not in adopted]
+        while mine or pending:
+            _run_waves(mine, executor, cfg, store, threads, summary, bar)
+            left = _wait_for_others(pending, store, cfg, summary, bar)
+            mine = _adopt(left, store, owner)
+            pending = [c for c in left if c not in mine]  # taken over by yet another invocation
     finally:
         bar.close()
         if not (cfg.name == "slurm" and cfg.detach):
-            for c in mine:
+            for c in todo:
                 owner_now = store.claim_owner(c.id) or {}
                 if owner_now.get("pid") == os.getpid():
                     store.release(c.id)
     summary.wall_s = time.time() - t0
     return summary
+
+
+def _run_waves(cells: list[Cell], executor, cfg: ExecutorConfig, store: Store, threads: int, summary: Summary,
+               bar) -> None:
+    """Run claimed cells in dependency waves; a cell whose upstream stage has no result is ledgered."""
+    for wave in dependency_waves(cells):
+        ready = []
+        for c in wave:
+            missing = [u for u in c.upstream if store.record(u) is None]
+            if missing:
+                store.record_failure(c.id, error_type="UpstreamFailed", message=_upstream_failure(missing, store),
+                                     traceback_tail="", log_path=None)
+                summary.failed.append(c.id)
+                bar.update(1)
+            else:
+                ready.append(c)
+        # A wave narrower than the pool (a lone pre-training stage) gets the idle cores too.
+        wave_threads = threads if cfg.threads or not ready else \
+            max(threads, (os.cpu_count() or 1) // min(cfg.parallel(), len(ready)))
+        (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, ready, store, wave_threads, summary, bar)
+
+
+def _adopt(cells: list[Cell], store: Store, owner: dict[str, Any]) -> list[Cell]:
+    """Claim cells another invocation left unfinished (it was cancelled); those claimed are ours now."""
+    return [c for c in cells if store.claim(c.id, owner)]
 
 
 def _upstream_failure(missing: list[str], store: Store) -> str:
@@ -383,21 +401,27 @@ def job_submitted(job: submitit.Job) -> float:
         return 0.0
 
 
-def _wait_for_others(cells: list[Cell], store: Store, cfg: ExecutorConfig, summary: Summary, bar) -> None:
-    """Cells another live invocation is computing: wait for their record or their failure."""
-    waiting = {c.id for c in cells}
+def _wait_for_others(cells: list[Cell], store: Store, cfg: ExecutorConfig, summary: Summary, bar) -> list[Cell]:
+    """Cells another live invocation is computing: wait for their record or their failure.
+
+    Returns the cells whose invocation stopped with neither (it was cancelled: SIGTERM, Ctrl-C),
+    for the caller to claim and run; they are not failures.
+    """
+    waiting = {c.id: c for c in cells}
+    left: list[Cell] = []
     while waiting:
         for cid in list(waiting):
             if store.record(cid) is not None:
                 summary.waited.append(cid)
             elif not store.claim_alive(cid):
-                summary.failed.append(cid)
                 if store.failure(cid) is None:
-                    store.record_failure(cid, error_type="Abandoned", message="the invocation computing this cell "
-                                         "stopped without a result", traceback_tail="", log_path=None)
+                    left.append(waiting.pop(cid))
+                    continue
+                summary.failed.append(cid)
             else:
                 continue
-            waiting.discard(cid)
+            del waiting[cid]
             bar.update(1)
         if waiting:
             time.sleep(max(cfg.poll_s, 1.0))
+    return left

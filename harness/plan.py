@@ -182,10 +182,11 @@ def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | No
     return str(root), ds.fingerprint, ds.synthetic
 
 
-def declared_model(method: str, scale: str, overrides: dict[str, Any], where: str) -> tuple[dict[str, Any], Recipe]:
+def declared_model(method: str, scale: str, overrides: dict[str, Any], where: str,
+                   dataset: str | None = None) -> tuple[dict[str, Any], Recipe]:
     """A cell's model overrides as hashed (validated, with every weights key's declared source) and
-    its recipe."""
-    recipe = check_overrides(method, scale, overrides, where)
+    its recipe (``dataset``'s, where the method has per-dataset recipes)."""
+    recipe = check_overrides(method, scale, overrides, where, dataset)
     model_o, _, _ = split_overrides(overrides)
     model_o = {**{k: v for k, v in model_o.items() if not is_weights_key(k)}, **declared_weights(model_o, recipe.init)}
     return model_o, recipe
@@ -219,7 +220,7 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
             method, overrides = spec.resolved(row, col)
             overrides = {**overrides, **(extra or {})}
             where = f"{spec.path}: row {i + 1} ({row.label!r}), {col.key}"
-            model_o, recipe = declared_model(method, scale, overrides, where)
+            model_o, recipe = declared_model(method, scale, overrides, where, col.loader)
             _, train_o, data_o = split_overrides(overrides)
             ids, paths, stages = resolve_weights({k: v for k, v in model_o.items() if is_weights_key(k)},
                                                  recipe.stand_in, scale, source, weights, where)
@@ -232,6 +233,12 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
                             upstream=tuple(c.id for c in stages), weights=ids, weight_paths=paths)
                 planned.append(PlannedCell(spec.id, row.label, i, col.key, seed, cell, tuple(stages)))
     return planned
+
+
+def cell_recipe(cell: Cell) -> Recipe:
+    """The recipe a cell trains with: its method's (per-dataset) recipe at its scale, ``train.*`` applied."""
+    overrides = {**cell.model, **{f"train.{k}": v for k, v in cell.train.items()}}
+    return check_overrides(cell.method, cell.scale, overrides, f"cell {cell.id}", cell.dataset)
 
 
 def with_upstream(planned: list[PlannedCell]) -> list[Cell]:

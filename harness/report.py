@@ -144,14 +144,18 @@ def ledger(frame: pd.DataFrame, status: str) -> pd.DataFrame:
 
 def started_from(frame: pd.DataFrame) -> pd.DataFrame:
     """What each row's runs started from (pre-training stage with its checkpoint hash, a file, or
-    scratch), per dataset; stand-ins are flagged."""
+    scratch) and the recipe they trained with (its name says which dataset's), per dataset;
+    stand-ins are flagged."""
     if "started_from" not in frame or "status" not in frame:
         return pd.DataFrame()
     run = frame[frame["status"].isin(["ok", "stale"]) & frame["started_from"].notna()]
     if not len(run):
         return pd.DataFrame()
+    if "recipe" not in run:
+        run = run.assign(recipe=None)
     out = run.groupby(["row", "dataset"], sort=False).agg(
         started_from=("started_from", lambda s: " | ".join(dict.fromkeys(s))),
+        recipe=("recipe", lambda s: " | ".join(dict.fromkeys(str(v) for v in s if v))),
         stand_in=("stand_in", "any"), seeds=("seed", "nunique")).reset_index()
     out["stand_in"] = out["stand_in"].map({True: "stand-in", False: ""})
     return out

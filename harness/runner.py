@@ -3,6 +3,11 @@
 The model is selected by *validation* accuracy (the split carved from training by the data
 loaders); the test split is evaluated exactly once, on the selected weights. The public APViT,
 TransFER and MAE code select on the test set; we do not (see the report's methods notes).
+Validation runs in the configuration that is tested: a model with a training-progress hook (a
+keep schedule, ``app.schedule: decay``) is validated at progress 1.0, i.e. at the schedule's
+final k and r, not at the k and r training has reached in that epoch. ``train.epochs: 0`` trains
+nothing (``train.iterations`` is then ignored): the weights as loaded are validated and tested
+once (``python -m harness eval``; ``metrics.selection`` is then ``"none"``).
 
 Seeds control everything: Python, numpy and torch are seeded from the cell's seed, data order
 and augmentation draw from generators seeded by ``(seed, epoch)``, so a run resumed from its
@@ -37,7 +42,7 @@ import torch.nn as nn
 
 from harness.cells import Cell, apply_train_overrides, build_model
 from harness.store import Store
-from methods.interface import Recipe, get_exports, set_progress
+from methods.interface import Recipe, get_exports, get_recipe, set_progress
 
 PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
 
@@ -105,7 +110,10 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def training_length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
-    """``(epochs, optimizer steps)``: ``recipe.iterations`` steps (the last epoch cut short) if set, else whole epochs."""
+    """``(epochs, optimizer steps)``: ``recipe.iterations`` steps (the last epoch cut short) if set, else whole
+    epochs; ``epochs == 0`` means no training at all, whatever ``iterations`` says (evaluation only)."""
+    if recipe.epochs == 0:
+        return 0, 0
     if recipe.iterations is not None:
         return math.ceil(recipe.iterations / steps_per_epoch), recipe.iterations
     return recipe.epochs, recipe.epochs * steps_per_epoch
@@ -272,15 +280,15 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     weight_paths, started_from = resolve_start(cell, store)
     model_o = {**cell.model, **weight_paths}
     model = build_model(cell.method, cell.scale, model_o)
-    recipe = apply_train_overrides(model.recipe, cell.train)
+    recipe = apply_train_overrides(get_recipe(model, cell.dataset), cell.train)
     data = _load_data(cell, recipe.img_size)
     if model.num_classes != data.num_classes:
         model = build_model(cell.method, cell.scale, model_o, num_classes=data.num_classes)
     for key, report in getattr(model, "weight_reports", {}).items():
         started_from.setdefault(key, {})["load"] = report.summary()
     train_split, val_split, test_split = (data.splits[k] for k in ("train", "val", "test"))
-    train_tf = build_transform(recipe.augment, recipe.img_size, train=True)
-    eval_tf = build_transform(recipe.augment, recipe.img_size, train=False)
+    train_tf = build_transform(recipe.augment, recipe.img_size, train=True, mean=recipe.mean, std=recipe.std)
+    eval_tf = build_transform(recipe.augment, recipe.img_size, train=False, mean=recipe.mean, std=recipe.std)
     loss_fn = build_loss(recipe.loss, **recipe.loss_kwargs)
     steps_per_epoch = max(num_batches(train_split, batch_size=recipe.batch_size, sampler=recipe.sampler,
                                       drop_last=True), 1)
@@ -334,6 +342,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
             if state["step"] >= total_steps:
                 break  # recipe.iterations reached inside the last epoch
         last_loss = float(np.mean(losses)) if losses else float("nan")
+        set_progress(model, 1.0)  # validate what will be tested: a keep schedule's final k and r
         val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2)
         val_acc = float((val_logits.argmax(1) == val_y).mean() * 100)
         if val_acc > state["best_val"]:
@@ -345,6 +354,11 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
         state["epoch"] = epoch + 1
         _save_checkpoint(store, cell.id, model, opt, sched, state)
 
+    if state["best_state"] is None:  # nothing trained (train.epochs 0): the loaded weights are the model
+        set_progress(model, 1.0)
+        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2)
+        state.update(best_val=float((val_logits.argmax(1) == val_y).mean() * 100),
+                     best_state=copy.deepcopy(model.state_dict()))
     t_eval = time.time()
     model.load_state_dict(state["best_state"])
     set_progress(model, 1.0)
@@ -353,7 +367,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     eval_s = time.time() - t_eval
     flops = count_flops(model, recipe.img_size)
     metrics = classification_metrics(y_true, y_pred, data.class_names)
-    metrics.update(val_accuracy=state["best_val"], selected_epoch=state["best_epoch"], selection="val",
+    metrics.update(val_accuracy=state["best_val"], selected_epoch=state["best_epoch"],
+                   selection="val" if state["history"] else "none",
                    **selection_on_test(state["history"]))
     record = {
         "cell": cell.to_dict(),

@@ -4,6 +4,9 @@ The harness builds every model with ``timm.create_model(name, preset=..., **over
 and learns everything else it needs from two attributes the model carries:
 
 * ``model.recipe`` -- a :class:`Recipe`: how to train it at the preset it was built for;
+* ``model.recipes`` -- optional: a dict from a dataset (its loader name, ``"affectnet"``) to the
+  :class:`Recipe` for that dataset (a paper's per-dataset settings); the harness trains a cell
+  with its dataset's entry, or ``model.recipe`` when there is none (:func:`get_recipe`);
 * ``model.set_progress(p)`` -- optional; called by the trainer with the fraction of training
   done (0.0 .. 1.0) so that keep schedules and similar curricula can follow it;
 * ``model.exports()`` -- optional; what a *pre-training stage* hands on to the models that
@@ -19,10 +22,12 @@ Nothing here imports the harness.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
 import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 
 def allowed(default: Any = MISSING, *, factory: Any = MISSING, **limits: Any) -> Any:
@@ -41,12 +46,15 @@ class Recipe:
     ``methods.losses``; the harness checks those names against its registries.
     """
 
+    # Which of a method's named recipes this is ("rafdb", "affectnet", ...), for the record and
+    # the report; "" for a method with a single recipe.
+    name: str = ""
     optimizer: str = allowed("sgd", choices=("sgd", "adam", "adamw"))
     lr: float = allowed(1e-3, gt=0)
     momentum: float = allowed(0.9, ge=0, lt=1)
     weight_decay: float = allowed(5e-4, ge=0)
     no_weight_decay: tuple[str, ...] = ()  # parameter-name substrings exempt from weight decay
-    epochs: int = allowed(40, ge=1)
+    epochs: int = allowed(40, ge=0)  # 0: evaluate the starting weights, train nothing (`eval`)
     batch_size: int = allowed(128, ge=1)
     grad_clip: float | None = allowed(10.0, gt=0)  # L2 norm; None disables
     schedule: str = allowed("cosine", choices=("cosine", "step", "constant"))
@@ -61,6 +69,11 @@ class Recipe:
     loss: str = "ce"  # name in methods.losses
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     sampler: str = allowed("none", choices=("none", "sqrt", "heavy"))  # class-balanced oversampling
+    # Input normalisation, (x / 255 - mean) / std per RGB channel, in training and evaluation.
+    # The ImageNet constants (timm's) are what the APViT and TransFER configs use; a method whose
+    # pre-training used others (face.evoLVe's 0.5 / 0.5, MAE's own) states them in its recipe.
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD
     # Where training starts, per weights key: "file:<name>" | "stage:<id>" | "none" (see module doc).
     init: dict[str, str] = field(default_factory=dict)
     # What stands in for a missing "file:" init when the user asks for stand-ins (--stand-ins).
@@ -74,17 +87,40 @@ class Recipe:
         if self.iterations is not None and (isinstance(self.iterations, bool) or not isinstance(self.iterations, int)
                                             or self.iterations < 1):
             raise ValueError(f"train.iterations: {self.iterations!r} is not allowed; allowed values: an integer >= 1 or None")
+        for key, values, low in (("train.mean", self.mean, -math.inf), ("train.std", self.std, 0.0)):
+            if (not isinstance(values, (list, tuple)) or len(values) != 3
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > low for v in values)):
+                raise ValueError(f"{key}: {values!r} is not allowed; allowed values: three numbers (RGB)"
+                                 + (", each > 0" if low == 0.0 else ""))
+
+    def summary(self) -> str:
+        """One line for reports: name, optimiser, lr, length, batch, sampler."""
+        return recipe_summary(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """Return the recipe as a JSON-serialisable dict."""
         d = asdict(self)
         d["no_weight_decay"] = list(self.no_weight_decay)
         d["milestones"] = list(self.milestones)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
 
-def get_recipe(model: nn.Module) -> Recipe:
-    """Return the training recipe a model was built with (a default one if it has none)."""
+def recipe_summary(d: dict[str, Any]) -> str:
+    """:meth:`Recipe.summary` of a recipe stored as a dict (a record's ``recipe``)."""
+    length = (f"{d['iterations']:,} iterations" if d.get("iterations") is not None
+              else f"{d.get('epochs')} epochs")
+    head = f"{d['name']}: " if d.get("name") else ""
+    return (f"{head}{d.get('optimizer')} lr {d.get('lr'):g}, {length}, batch {d.get('batch_size')}, "
+            f"sampler {d.get('sampler')}")
+
+
+def get_recipe(model: nn.Module, dataset: str | None = None) -> Recipe:
+    """The training recipe of a model for ``dataset``: its ``recipes[dataset]`` entry if it has one,
+    else the recipe it was built with (a default one if it has none)."""
+    per_dataset = getattr(model, "recipes", None) or {}
+    if dataset is not None and dataset in per_dataset:
+        return per_dataset[dataset]
     return getattr(model, "recipe", Recipe())
 
 

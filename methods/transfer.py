@@ -19,7 +19,8 @@ Presets (``PRESET_CFGS``):
   768-d, 8 blocks, 8 heads, mlp 3, no qkv bias, LN eps 1e-6; B = 2, p1 = 0.6, p2 = 0.3 (RAF-DB).
   Recipe ``standard`` (RAF-DB, FERPlus): SGD lr 1e-3, momentum 0.9, no weight decay, batch 256,
   lr x0.1 at epochs 15 and 30 of 40, no clipping (neither the paper nor the Paddle config clips),
-  augmentation ``apvit``, sampler ``sqrt``, loss ``ce``. Recipe ``affectnet``: the same with
+  augmentation ``apvit``, sampler ``sqrt``, loss ``ce``, ImageNet normalisation (the Paddle
+  port's config; the paper does not say). Recipe ``affectnet``: the same with
   lr 3e-4 and 20K iterations, x0.1 at 9.6K and 19.2K.
 * ``tiny``: 48x48; IR-50 widths 8/24/64 with 1/1/2 units and an 8-channel stem -- the same tiny
   IR-50 as APViT's, so one face-ID pre-training serves both (stage 4 adds one 128-wide unit) --
@@ -77,6 +78,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 
@@ -329,6 +331,8 @@ _PAPER_RECIPE = Recipe(
     optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=0.0, no_weight_decay=(), epochs=40, batch_size=256,
     grad_clip=None, schedule="step", milestones=(15 / 40, 30 / 40), warmup_epochs=0, img_size=112,
     augment="apvit", loss="ce", sampler="sqrt",
+    # ImageNet normalisation, as the Paddle port's TransFER config (and APViT's mmcls config).
+    mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
     # Sec. 4.1: IR-50 from MS-Celeb-1M, ViT from ImageNet; the face-ID stage may stand in for the IR-50.
     init={"weights.ir50": IR50_MS1M, "weights.vit": VIT_SMALL_IN1K}, stand_in={"weights.ir50": FACEID_STAGE},
 )
@@ -365,8 +369,8 @@ PRESETS = ("paper", "tiny")
 
 def _cfg(img_size: int) -> dict[str, Any]:
     # timm metadata only: no hub weights exist, local files are loaded through weights.*
-    return {"url": "", "num_classes": 7, "input_size": (3, img_size, img_size), "mean": (0.5, 0.5, 0.5),
-            "std": (0.5, 0.5, 0.5), "first_conv": "backbone.input_layer.0", "classifier": "head"}
+    return {"url": "", "num_classes": 7, "input_size": (3, img_size, img_size), "mean": IMAGENET_DEFAULT_MEAN,
+            "std": IMAGENET_DEFAULT_STD, "first_conv": "backbone.input_layer.0", "classifier": "head"}
 
 
 default_cfgs = generate_default_cfgs({

@@ -11,7 +11,7 @@ from harness.store import Store
 
 SCALAR_COLUMNS = ["table_id", "row", "dataset", "seed", "scale", "status", "synthetic", "accuracy",
                   "mean_class_accuracy", "val_accuracy", "paper_value", "gflops", "params_m", "train_s",
-                  "eval_s", "cell_id", "error"]
+                  "eval_s", "recipe", "cell_id", "error"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

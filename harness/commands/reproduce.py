@@ -24,7 +24,7 @@ from harness.commands.common import add_results_flag, nonnegative_int, positive_
 from harness.errors import UserError
 from harness.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
 from harness.interrupts import Cancelled, cancel_on_signals
-from harness.plan import DataSource, WeightsSource, parse_sets, plan_table, with_upstream
+from harness.plan import DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
 from harness.specs import load_spec
 from harness.store import Store, atomic_write_json
 
@@ -119,7 +119,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{c.id}  stage:{c.stage:18s} {c.dataset:10s} seed {c.seed}")
         for p in planned:
             start = ", ".join(f"{k}={v.split('@')[0]}" for k, v in sorted(p.cell.weights.items()))
-            print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}" + (f"  from {start}" if start else ""))
+            print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}  recipe {cell_recipe(p.cell).summary()}"
+                  + (f"  from {start}" if start else ""))
         return 0
     store = Store(args.results)
     store.check_writable()  # a read-only or full store: one clear error before anything trains

@@ -3,8 +3,16 @@
 "apvit" is the APViT / TransFER training augmentation (RAF-DB config): random rotation
 (p 0.5, +-6 deg), RandomResizedCrop (scale 0.8-1, ratio 1), horizontal flip 0.5, random
 grayscale 0.2, colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, normalise, random erasing
-(p 0.5, scale 0.02-0.33, ratio 0.3-3.3, value 0). At eval time every pipeline is resize +
-normalise. "none" is resize + normalise in training too.
+(p 0.5, scale 0.02-0.33, ratio 0.3-3.3, ``value='random'``: as torchvision's RandomErasing that
+the official config names, every erased pixel and channel is drawn from N(0, 1), after
+normalisation). At eval time every pipeline is resize + normalise. "none" is resize + normalise
+in training too.
+
+Normalisation is ``(x / 255 - mean) / std`` with the recipe's ``mean``/``std``
+(:class:`methods.interface.Recipe`); the default is ImageNet's (timm's constants, which are the
+official APViT config's ``img_norm_cfg`` -- mean 123.675, 116.28, 103.53 and std 58.395, 57.12,
+57.375 on 0..255 -- divided by 255; TransFER's Paddle config uses the same). face.evoLVe's IR-50
+pre-training uses 0.5 / 0.5 (:data:`HALF_MEAN`, :data:`HALF_STD`).
 
 All per-sample parameters are drawn from the passed generator, so a batch is a pure function
 of (images, generator state). Two shortcuts keep "apvit" fast on CPU, where a tiny run's
@@ -28,49 +36,57 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
-# face.evoLVe IR-50 convention, (x - 0.5) / 0.5, used by the APViT/TransFER configs.
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.5, 0.5, 0.5)
+Stats = tuple[float, ...]
+
+# The default: ImageNet's, as the official APViT (mmcls ``img_norm_cfg``) and TransFER configs.
+MEAN: Stats = IMAGENET_DEFAULT_MEAN
+STD: Stats = IMAGENET_DEFAULT_STD
+# face.evoLVe's IR-50 convention, (x - 0.5) / 0.5 (its MS-Celeb-1M training).
+HALF_MEAN: Stats = (0.5, 0.5, 0.5)
+HALF_STD: Stats = (0.5, 0.5, 0.5)
 PIPELINES = ("apvit", "apvit_tv", "none")
 _GREY = (0.299, 0.587, 0.114)
 
 
-def build_transform(name: str, img_size: int, *, train: bool) -> Transform:
-    """Return the pipeline ``name`` ("apvit" or "none") at ``img_size`` for train or eval."""
+def build_transform(name: str, img_size: int, *, train: bool, mean: Stats = MEAN, std: Stats = STD) -> Transform:
+    """Return the pipeline ``name`` ("apvit" or "none") at ``img_size`` for train or eval,
+    normalising with ``mean``/``std`` (the recipe's)."""
     if name not in PIPELINES:
         from harness.errors import UserError
         raise UserError(f"unknown augmentation {name!r}; known: {', '.join(PIPELINES)}")
+    mean, std = tuple(mean), tuple(std)
     if train and name == "apvit":
-        return lambda x, g: apvit_train(x, g, img_size)
+        return lambda x, g: apvit_train(x, g, img_size, mean=mean, std=std)
     if train and name == "apvit_tv":
-        return lambda x, g: apvit_train_tv(x, g, img_size)
-    return lambda x, g: resize_normalize(x, img_size)
+        return lambda x, g: apvit_train_tv(x, g, img_size, mean=mean, std=std)
+    return lambda x, g: resize_normalize(x, img_size, mean=mean, std=std)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """x: float [B, 3, H, W] in [0, 1] -> normalised with :data:`MEAN`/:data:`STD`."""
-    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+def normalize(x: torch.Tensor, mean: Stats = MEAN, std: Stats = STD) -> torch.Tensor:
+    """x: float [B, 3, H, W] in [0, 1] -> (x - mean) / std per channel."""
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - m) / s
 
 
-def _normalize_(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def _normalize_(x: torch.Tensor, scale: float = 1.0, mean: Stats = MEAN, std: Stats = STD) -> torch.Tensor:
     """In place: x * scale in [0, 1] -> normalised."""
-    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
-    return x.mul_(scale / std).sub_(mean / std)
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return x.mul_(scale / s).sub_(m / s)
 
 
-def resize_normalize(images: torch.Tensor, img_size: int) -> torch.Tensor:
+def resize_normalize(images: torch.Tensor, img_size: int, mean: Stats = MEAN, std: Stats = STD) -> torch.Tensor:
     """images: uint8 [B, 3, S, S] -> float [B, 3, img_size, img_size], bilinear + normalise."""
     x = images.float()
     if x.shape[-1] != img_size or x.shape[-2] != img_size:
         x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False,
                           antialias=True).clamp_(0.0, 255.0)
-    return _normalize_(x, 1 / 255.0)
+    return _normalize_(x, 1 / 255.0, mean, std)
 
 
 def _u(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
@@ -255,28 +271,40 @@ def erase_boxes(shape: torch.Size, g: torch.Generator, *, p: float = 0.5,
 
 def random_erasing(x: torch.Tensor, g: torch.Generator, *, p: float = 0.5,
                    scale: tuple[float, float] = (0.02, 0.33),
-                   ratio: tuple[float, float] = (0.3, 3.3), value: float = 0.0,
+                   ratio: tuple[float, float] = (0.3, 3.3), value: float | str = "random",
                    attempts: int = 10) -> torch.Tensor:
-    """Erase one random box per sample with probability p, in place; x float [B, C, H, W]."""
+    """Erase one random box per sample with probability p, in place; x float [B, C, H, W].
+
+    ``value="random"`` fills every erased pixel and channel with N(0, 1) drawn from ``g``
+    (torchvision's ``RandomErasing(value='random')``, the official APViT config); a number fills
+    with that constant.
+    """
+    if isinstance(value, str) and value != "random":
+        raise ValueError(f"random_erasing: value {value!r} is not allowed; allowed values: a number or 'random'")
     for i, top, left, h, w in erase_boxes(x.shape, g, p=p, scale=scale, ratio=ratio,
                                           attempts=attempts):
-        x[i, :, top:top + h, left:left + w] = value
+        if value == "random":
+            x[i, :, top:top + h, left:left + w] = torch.randn(x.shape[1], h, w, generator=g, dtype=x.dtype)
+        else:
+            x[i, :, top:top + h, left:left + w] = value
     return x
 
 
-def apvit_train(images: torch.Tensor, g: torch.Generator, img_size: int) -> torch.Tensor:
+def apvit_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
+                std: Stats = STD, erase_value: float | str = "random") -> torch.Tensor:
     """The APViT/TransFER training pipeline; images uint8 [B, 3, S, S] -> float [B, 3, s, s]."""
     x = geometric(images, g, img_size, unit=False)  # [B, 3, s, s] in 0..255
     b = x.shape[0]
     m, o = colour_matrices(x.mean((2, 3)) / 255.0, g)  # [B, 3, 3], [B, 3]
     x = torch.baddbmm(o.unsqueeze(-1), m / 255.0, x.view(b, 3, -1)).view_as(x)  # [B, 3, s, s]
-    x = _normalize_(x.clamp_(0.0, 1.0))
-    return random_erasing(x, g)
+    x = _normalize_(x.clamp_(0.0, 1.0), 1.0, mean, std)
+    return random_erasing(x, g, value=erase_value)
 
 
-def apvit_train_tv(images: torch.Tensor, g: torch.Generator, img_size: int) -> torch.Tensor:
+def apvit_train_tv(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
+                   std: Stats = STD, erase_value: float | str = "random") -> torch.Tensor:
     """As :func:`apvit_train` with torchvision's colour semantics (per-op clamps, HSV hue)."""
     x = geometric(images, g, img_size)
     x = random_grayscale(x, g)
     x = colour_jitter(x, g)
-    return random_erasing(normalize(x), g)
+    return random_erasing(normalize(x, mean, std), g, value=erase_value)

@@ -6,8 +6,10 @@ so that its MS-Celeb-1M checkpoints load unchanged:
 * ``input_layer``: ``0`` conv 3x3 (3 -> C0, stride 1, no bias), ``1`` BN, ``2`` PReLU;
 * ``body.N``: one bottleneck unit per index, numbered consecutively across stages.
   ``res_layer``: ``0`` BN, ``1`` conv 3x3 (stride 1), ``2`` PReLU, ``3`` conv 3x3 (carries the
-  stride), ``4`` BN. ``shortcut_layer``: ``MaxPool2d(1, stride)`` when the channels match
-  (no parameters), else ``0`` conv 1x1 (stride) + ``1`` BN;
+  stride), ``4`` BN. ``shortcut_layer``: face.evoLVe's ``MaxPool2d(1, stride)`` when the channels
+  match -- a max over a 1x1 window is a strided subsample, so it is computed as the slice
+  ``x[:, :, ::stride, ::stride]`` (:class:`Subsample`: same numbers, no pooling kernel, no
+  parameters, so the checkpoint keys are unchanged) -- else ``0`` conv 1x1 (stride) + ``1`` BN;
 * ``output_layer`` (BN, dropout, flatten, linear 512*7*7 -> 512, BN1d) is never built: APViT and
   TransFER use the stage-3 feature map. A checkpoint's ``output_layer.*`` keys and the keys of
   the units past the cut are listed as ignored by :func:`load_ir50_checkpoint`, never silently.
@@ -41,13 +43,28 @@ def ir50_cut(preset: str, stages: int = 3) -> dict:
     return dict(ir50_widths=p["ir50_widths"][:stages], ir50_depths=p["ir50_depths"][:stages], ir50_stem=p["ir50_stem"])
 
 
+class Subsample(nn.Module):
+    """``MaxPool2d(kernel_size=1, stride)`` as a strided slice: x [B, C, H, W] -> [B, C, ceil(H/s), ceil(W/s)]."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        return x if s == 1 else x[:, :, ::s, ::s]
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+
 class BottleneckIR(nn.Module):
     """face.evoLVe ``bottleneck_IR``: BN -> conv3x3 -> PReLU -> conv3x3(stride) -> BN, plus shortcut."""
 
     def __init__(self, in_chs: int, out_chs: int, stride: int) -> None:
         super().__init__()
         if in_chs == out_chs:
-            self.shortcut_layer = nn.MaxPool2d(1, stride)
+            self.shortcut_layer = Subsample(stride)
         else:
             self.shortcut_layer = nn.Sequential(
                 nn.Conv2d(in_chs, out_chs, 1, stride, bias=False),

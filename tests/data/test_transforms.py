@@ -37,14 +37,40 @@ def test_eval_transform_is_resize_and_normalise():
 
 def test_augmentation_statistics():
     """Flip, grayscale and erasing happen at about their probabilities."""
-    from harness.data.transforms import apvit_train
+    from harness.data.transforms import HALF_MEAN, HALF_STD, apvit_train
     x = torch.zeros(2000, 3, 8, 8, dtype=torch.uint8)
     x[:, 0] = 200  # red image: grayscale or saturation changes make channels equal/closer
-    out = apvit_train(x, torch.Generator().manual_seed(0), 8)
+    # channel-equal normalisation and a zero fill, so grey pixels and erased boxes are exact
+    out = apvit_train(x, torch.Generator().manual_seed(0), 8, mean=HALF_MEAN, std=HALF_STD, erase_value=0.0)
     erased = (out == 0).all(1).any((1, 2)).float().mean().item()  # exact zeros after normalise
     assert 0.4 < erased < 0.6
     grey = (out[:, 0] - out[:, 1]).abs().amax((1, 2)) < 1e-4
     assert 0.15 < grey.float().mean().item() < 0.3
+
+
+def test_default_normalisation_is_imagenet_and_the_recipe_can_change_it():
+    assert (MEAN, STD) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # APViT/TransFER configs / 255
+    x = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
+    out = build_transform("none", 4, train=False)(x, torch.Generator())
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225]))
+    half = build_transform("apvit", 4, train=False, mean=(0.5,) * 3, std=(0.5,) * 3)(x, torch.Generator())
+    assert torch.allclose(half, torch.ones_like(half))
+
+
+def test_random_erasing_fills_with_standard_normal_noise():
+    from harness.data.transforms import random_erasing
+    x = torch.zeros(4000, 3, 16, 16)
+    out = random_erasing(x, torch.Generator().manual_seed(0))
+    erased = (out != 0).flatten(1).any(1)
+    assert 0.45 < erased.float().mean().item() < 0.55  # p = 0.5
+    vals = out[out != 0]
+    assert abs(vals.mean().item()) < 0.02 and abs(vals.std().item() - 1) < 0.02  # N(0, 1) per pixel
+    sample = out[torch.nonzero(erased)[0, 0]]
+    assert not torch.equal(sample[0], sample[1])  # per channel, not one value for the box
+    again = random_erasing(torch.zeros(4000, 3, 16, 16), torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # drawn from the passed generator only
+    with pytest.raises(ValueError, match="allowed values"):
+        random_erasing(torch.zeros(1, 3, 4, 4), torch.Generator(), value="noise")
 
 
 def test_repeat_factors_sqrt_threshold():

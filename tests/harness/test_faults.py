@@ -209,7 +209,7 @@ def test_seed_count_must_be_positive(harness_env, capsys, seeds):
 # ---- 3. every value validated before anything runs --------------------------------------------
 @pytest.mark.parametrize("item, needle", [
     ("train.lr=-1", "train.lr=-1: allowed: > 0"),
-    ("train.epochs=0", "train.epochs=0: allowed: >= 1"),
+    ("train.epochs=-1", "train.epochs=-1: allowed: >= 0"),  # 0 is meaningful: evaluate only
     ("train.sampler=sqrtt", "allowed values: none, sqrt, heavy"),
     ("train.optimizer=adamx", "allowed values: sgd, adam, adamw"),
     ("train.augment=fancy", "allowed values: apvit"),

@@ -151,3 +151,19 @@ def test_detach_returns_at_once_and_status_follows(harness_env, capsys):
     assert main(["status", "--table", "detach_tab", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["counts"]["detach_tab"] == {"ok": 1}
+
+
+def test_a_cell_left_by_a_cancelled_invocation_is_run_not_abandoned(harness_env):
+    from harness.executors import ExecutorConfig, run_cells
+
+    write_spec(harness_env["tables"], "adopt_tab", [{"label": "a", "set": {}}])
+    (planned,) = plan_table(load_spec("adopt_tab"), source=DataSource())
+    store = Store(harness_env["results"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(4)"])  # "another invocation"
+    assert store.claim(planned.cell.id, {"pid": other.pid})
+    summary = run_cells([planned.cell], store, ExecutorConfig(name="debug", poll_s=0.2))
+    other.wait()
+    # It waited while the other invocation lived, then, finding neither a result nor a failure
+    # (the other was cancelled), claimed the cell and trained it itself.
+    assert summary.done == [planned.cell.id] and not summary.failed
+    assert store.record(planned.cell.id) is not None and store.failure(planned.cell.id) is None
