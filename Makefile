@@ -10,11 +10,13 @@ EXECUTOR ?= local
 RESULTS ?= results
 REPORTS ?= reports
 ARGS ?=
+SITE ?= site
+BRANCH ?=
 # The MTCNN face detector (weights ship in the wheel). Installed with --no-deps: its metadata pins
 # torch<2.3, torchvision<0.18, numpy<2 and Pillow<10.3, which would replace our pins.
 FACENET := facenet-pytorch==2.6.0
 
-.PHONY: venv test reproduce report bench clean-venv
+.PHONY: venv test reproduce report publish bench clean-venv
 
 venv: $(STAMP)
 
@@ -38,6 +40,11 @@ reproduce: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m harness report --results $(RESULTS) --out $(REPORTS)
+
+# The site: every table, the methods compared, the claims ledger, data and provenance (harness/publish.py).
+# BRANCH=gh-pages also commits it to that branch of this repository; ARGS=--archive also writes $(SITE).tar.gz.
+publish: $(STAMP)
+	$(PY) -m harness publish --results $(RESULTS) --out $(SITE) $(if $(BRANCH),--git-branch $(BRANCH)) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pytest tests/benchmarks -q --benchmark-enable --benchmark-only \

@@ -12,7 +12,7 @@ import sys
 
 from harness.errors import UserError
 
-COMMANDS = ("tables", "reproduce", "status", "collect", "report", "flops", "latency", "data", "eval")
+COMMANDS = ("tables", "reproduce", "status", "collect", "report", "publish", "flops", "latency", "data", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

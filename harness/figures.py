@@ -10,6 +10,7 @@ only the frame/analysis, never result files.
 * ``heatmap_figure``: our mean accuracy over a two-factor grid (Fig. 5 style, k x r).
 * ``confusion_figure``: row-normalised confusion matrices summed over seeds (Fig. 6 style).
 * ``latency_figure``: median latency (IQR bars) vs GFLOPs from a benchmark frame.
+* ``pareto_figure``: methods compared, accuracy vs GFLOPs and vs latency (paper values hollow).
 """
 from __future__ import annotations
 
@@ -233,3 +234,73 @@ def latency_figure(benchmarks: pd.DataFrame) -> plt.Figure | None:
     fig.suptitle("Latency vs computation", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both lower cost ``x`` and higher accuracy ``y``, by x."""
+    order = np.lexsort((-y, x))
+    front, best = [], -np.inf
+    for i in order:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return np.asarray(front, dtype=int)
+
+
+def pareto_figure(comparison: pd.DataFrame) -> plt.Figure | None:
+    """Accuracy against GFLOPs and against batch-1 latency, one point per method and dataset.
+
+    ``comparison`` is :func:`harness.compare.comparison_frame`. Filled markers: our mean ± 95% CI
+    at our GFLOPs (fvcore, at the runs' scale) or at the measured latency; hollow markers: the
+    paper's accuracy at the paper's GFLOPs, or at our measured latency of the same configuration.
+    Colour = method, marker = dataset; the dashed line joins our Pareto-optimal points per dataset.
+    GFLOPs use a log axis, because the tiny scale's runs cost a fraction of the paper's.
+    """
+    c = comparison
+    if c is None or c.empty:
+        return None
+    have_lat = np.isfinite(c["latency_b1_ms"].to_numpy(float)).any()
+    panels = [("gflops", "paper_gflops", "GFLOPs per image (fvcore: 1 multiply-add = 1 FLOP), log scale")]
+    if have_lat:
+        panels.append(("latency_b1_ms", "latency_b1_ms", "median latency, batch 1 (ms)"))
+    if not (np.isfinite(c["gflops"].to_numpy(float)).any() or np.isfinite(c["paper_gflops"].to_numpy(float)).any()
+            or have_lat):
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), squeeze=False)
+    colours = dict(zip(dict.fromkeys(c["method"]), sns.color_palette()))
+    markers = dict(zip(dict.fromkeys(c["dataset_label"]), "osD^vP*X"))
+    for ax, (x_ours, x_paper, xlabel) in zip(axes.flat, panels):
+        for r in c.itertuples():
+            col, mk = colours[r.method], markers[r.dataset_label]
+            xo, xp = getattr(r, x_ours), getattr(r, x_paper)
+            if _finite(xo) and _finite(r.mean):
+                half = (r.ci_high - r.ci_low) / 2 if _finite(r.ci_high) else 0.0
+                ax.errorbar([xo], [r.mean], yerr=[half], fmt=mk, color=col, capsize=3, markersize=7)
+            if _finite(xp) and _finite(r.paper_value):
+                ax.scatter([xp], [r.paper_value], marker=mk, facecolors="none", edgecolors=[col], s=60, linewidths=1.4)
+        for ds, g in c.groupby("dataset_label", sort=False):
+            ok = g[np.isfinite(g[x_ours].to_numpy(float)) & np.isfinite(g["mean"].to_numpy(float))]
+            if len(ok) > 1:
+                idx = _pareto_front(ok[x_ours].to_numpy(float), ok["mean"].to_numpy(float))
+                ax.plot(ok[x_ours].to_numpy(float)[idx], ok["mean"].to_numpy(float)[idx], ls="--", lw=0.8,
+                        color="0.5")
+        if x_ours == "gflops":
+            ax.set_xscale("log")
+        ax.margins(x=0.15, y=0.1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy (%)")
+    handles = [plt.Line2D([], [], color=col, marker="o", ls="", label=m) for m, col in colours.items()]
+    handles += [plt.Line2D([], [], color="0.3", marker=mk, ls="", label=ds) for ds, mk in markers.items()]
+    handles += [plt.Line2D([], [], color="0.3", marker="o", ls="", label="ours (mean ± 95% CI)"),
+                plt.Line2D([], [], color="0.3", marker="o", ls="", markerfacecolor="none", label="paper")]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _synth_title(fig, "Methods: accuracy vs cost", bool(c["synthetic"].any()))
+    fig.tight_layout()
+    return fig
+
+
+def _finite(x) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False

@@ -18,6 +18,7 @@ Cell conventions (the legend below the tables says the same):
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from typing import Any
@@ -378,5 +379,7 @@ def plain_html(frame: pd.DataFrame, css_class: str = "plain") -> str:
     """A simple escaped HTML table of a small frame (no index) via ``Styler.to_html``."""
     if frame.empty:
         return ""
+    # The element ids come from the content, not pandas' random uuid, so a rebuilt report is byte-identical.
+    uuid = hashlib.sha256(f"{css_class}\n{frame.to_csv()}".encode()).hexdigest()[:10]
     return (frame.style.format(escape="html").format_index(escape="html", axis=1).hide(axis="index")
-            .set_table_attributes(f'class="{css_class}"').to_html())
+            .set_uuid(uuid).set_table_attributes(f'class="{css_class}"').to_html())

@@ -4,18 +4,27 @@
 ``harness.collect.collect_tables`` or re-read with :func:`read_exported`), the table specs and an
 optional benchmark frame, and writes a folder that can be published as is::
 
-    index.html            comparison of all tables, provenance, failure ledger, stale cells,
-                          methods notes, statistics and verdict definitions, latency
+    index.html            the methods compared (tables/comparison/methods.yaml: ours vs paper,
+                          verdicts, GFLOPs, parameters, latency, Pareto figure, ranking), then
+                          all tables, provenance, failure ledger, stale cells, methods notes,
+                          statistics and verdict definitions, latency
+    claims.html           the claims ledger: every paper value the specs carry, with its verdict
     <table_id>.html       one page per table: regenerated table, statistics, figures
     report.css            the only stylesheet (no CDN, no external resource)
     figures/<id>/*.svg|png
     tables/<id>.md|tex|html   the regenerated tables in three formats
-    data/frame.csv|parquet, cells.csv, summary.csv, comparisons.csv, selection.csv[, benchmarks.csv]
+    data/frame.csv|parquet, cells.csv, summary.csv, comparisons.csv, selection.csv[, benchmarks.csv],
+         methods.csv|json, claims.csv|json, ranking_blocks.csv
+
+The comparison and claims tables are interactive (sort, search, per-column filters): itables
+embeds DataTables in each page in its offline mode (the library inlined as base64, nothing
+fetched), so they work from ``file://``. Figures stay static SVG/PNG.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,7 +35,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from harness import figures, render, stats
+from harness import compare, figures, render, stats
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "report_templates"
 ARRAY_COLUMNS = ("y_true", "y_pred")
@@ -205,6 +214,163 @@ def _html(frame: pd.DataFrame, css: str = "plain") -> Markup:
     return Markup(render.plain_html(frame, css))
 
 
+# --- methods compared, claims ledger (harness.compare) ------------------------------------------
+
+# Links to pages of the site are built here; everything else in an interactive table is text,
+# escaped here because itables inserts cells as HTML once ``allow_html`` is on.
+_ITABLES_EXTERNAL = re.compile(r'<a href=https://itables\.org[^>]*>(.*?)</a>', re.S)
+
+
+def itables_init() -> Markup:
+    """itables' offline bootstrap (DataTables inlined as base64), once per page that has interactive tables."""
+    from itables import options as it_opt
+    from itables.javascript import generate_init_offline_itables_html
+
+    return Markup(_ITABLES_EXTERNAL.sub(r"\1", generate_init_offline_itables_html(it_opt.dt_bundle)))
+
+
+def interactive_html(frame: pd.DataFrame, table_id: str, *, html_columns: tuple[str, ...] = (),
+                     page_length: int = 25) -> Markup:
+    """An interactive table (sort, search, a filter per column) through itables' offline mode.
+
+    Every cell is escaped except the ``html_columns``, which the caller builds from escaped parts.
+    itables' own links to its website are unwrapped: the site links nothing outside itself.
+    """
+    from markupsafe import escape
+    from itables import to_html_datatable
+
+    if frame.empty:
+        return Markup("")
+    shown = frame.copy()
+    for col in shown.columns:
+        if col not in html_columns:
+            shown[col] = shown[col].map(lambda v: "" if v is None else str(escape(str(v))))
+    html = to_html_datatable(
+        shown, table_id=table_id, connected=False, allow_html=True, showIndex=False, maxBytes=0,
+        column_filters="header", pageLength=page_length, classes="display compact", order=[],
+        # Not itables' default layout, which it strips of the search box when the rows fit one page.
+        layout={"topStart": "search", "topEnd": "info", "bottomStart": "pageLength", "bottomEnd": "paging"},
+        display_logo_when_loading=False)
+    return Markup(_ITABLES_EXTERNAL.sub(r"\1", html))
+
+
+def _link(href: str, text: str) -> str:
+    from markupsafe import escape
+
+    return f'<a href="{escape(href)}">{escape(text)}</a>'
+
+
+def _verdict_html(verdict: str, note: str) -> str:
+    from markupsafe import escape
+
+    text = f"{verdict} ({note})" if note else verdict
+    return f'<span class="verdict v-{escape(verdict.replace(" ", "-"))}">{escape(text)}</span>'
+
+
+def _fmt(v: Any, digits: int = 2, signed: bool = False) -> str:
+    """A number with a true minus sign, or "" when missing."""
+    if not compare._finite(v):
+        return ""
+    return f"{float(v):+.{digits}f}".replace("-", "−") if signed else f"{float(v):.{digits}f}"
+
+
+def methods_display(comp: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table as shown: one row per method x dataset, text cells."""
+    def ms(v: Any) -> str:
+        return f"{float(v):.1f}" if compare._finite(v) else "not measured"
+
+    rows = []
+    for r in comp.itertuples():
+        cell = pd.Series({"n": r.n, "mean": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                          "synthetic": r.synthetic, "reference": False})
+        rows.append({
+            "Method": r.method, "Dataset": r.dataset_label,
+            "Ours (mean ± 95% CI)": render.format_ours(cell) if r.n else "no result",
+            "Seeds": ", ".join(map(str, r.seeds)) or "–",
+            "Paper": _fmt(r.paper_value) or "n.r.",
+            "Δ paper": _fmt(r.delta_paper, signed=True),
+            "Verdict": _verdict_html(r.verdict, r.verdict_note),
+            # three significant digits: a tiny-scale model costs hundredths of a GFLOP
+            "GFLOPs (ours)": (f"{r.gflops:.3g}" + (f" ({r.scale})" if r.scale else "")) if compare._finite(r.gflops) else "",
+            "GFLOPs (paper)": _fmt(r.paper_gflops) or "n.r.",
+            "Params (M)": _fmt(r.params_m),
+            "Latency b1 (ms)": ms(r.latency_b1_ms), "Latency b32 (ms)": ms(r.latency_b32_ms),
+            "Latency machine": r.latency_machine,
+            "From": _link(f"{r.table_id}.html", f"{r.table_id}: {r.row}"),
+        })
+    return pd.DataFrame(rows)
+
+
+def claims_display(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The claims ledger as shown: one row per claim, linked to its table page."""
+    rows = []
+    for r in ledger.itertuples():
+        cell = pd.Series({"n": r.n, "mean": r.mean, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                          "synthetic": r.synthetic, "reference": False})
+        base = pd.Series({"is_baseline": bool(r.is_baseline),
+                          "our_delta": r.our_delta, "paper_delta": r.paper_delta, "marker": r.marker})
+        rows.append({
+            "Paper": r.paper.split(" (")[0], "Table": _link(f"{r.table_id}.html#table", f"{r.table} ({r.table_id})"),
+            "Row": r.row, "Dataset": r.dataset_label, "Paper value": _fmt(r.paper_value),
+            "Ours": render.format_ours(cell) if r.n else "no result",
+            "Δ paper": _fmt(r.delta_paper, signed=True),
+            "Δ base [paper]": render.format_base(base),
+            "Verdict": _verdict_html(r.verdict, r.verdict_note),
+        })
+    return pd.DataFrame(rows)
+
+
+def _save_figure(fig, out_dir: Path, sub: str, name: str) -> dict[str, str] | None:
+    if fig is None:
+        return None
+    paths = figures.save(fig, out_dir / "figures" / sub, name)
+    return {k: v.relative_to(out_dir).as_posix() for k, v in paths.items()}
+
+
+def _methods_section(spec: compare.ComparisonSpec | None, frame: pd.DataFrame, cells: pd.DataFrame,
+                     benchmarks: pd.DataFrame | None, out_dir: Path, data_dir: Path) -> dict[str, Any] | None:
+    """The index's comparison of methods: table, Pareto figure, ranking; writes its data files."""
+    if spec is None:
+        return None
+    comp = compare.comparison_frame(spec, frame, cells, benchmarks)
+    if comp.empty:
+        return None
+    comp.assign(seeds=comp["seeds"].map(lambda s: " ".join(map(str, s)))).to_csv(data_dir / "methods.csv", index=False)
+    (data_dir / "methods.json").write_text(
+        json.dumps(json.loads(comp.to_json(orient="records")), indent=1, sort_keys=True) + "\n")
+    ranking = compare.rank_methods(comp, frame)
+    if len(ranking.blocks):
+        ranking.blocks.to_csv(data_dir / "ranking_blocks.csv")
+    machines = sorted({m for m in comp["latency_machine"] if m})
+    return {
+        "caption": spec.caption, "spec_path": f"tables/comparison/{Path(spec.path).name}",
+        "html": interactive_html(methods_display(comp), "methods_table", html_columns=("Verdict", "From")),
+        "methods": list(dict.fromkeys(comp["method"])), "n_rows": len(comp),
+        "synthetic": bool(comp["synthetic"].any()), "machines": machines,
+        "pareto": _save_figure(figures.pareto_figure(comp), out_dir, "comparison", "pareto"),
+        "ranking": ranking,
+        "ranks_html": _html(ranking.ranks.sort_values("meanrank").assign(
+            meanrank=lambda d: d["meanrank"].map(lambda v: f"{v:.2f}"),
+            median=lambda d: d["median"].map(lambda v: f"{v:.2f}"))[["method", "meanrank", "median"]]
+            .rename(columns={"method": "Method", "meanrank": "mean rank (1 = best)", "median": "median accuracy"}))
+        if ranking.ran else Markup(""),
+        "cd": _save_figure(compare.cd_figure(ranking), out_dir, "comparison", "critical_difference"),
+    }
+
+
+def _write_claims(cells: pd.DataFrame, specs: list, data_dir: Path) -> dict[str, Any]:
+    ledger = compare.claims_ledger(cells, specs)
+    counts = compare.claims_counts(ledger)
+    ledger.to_csv(data_dir / "claims.csv", index=False)
+    (data_dir / "claims.json").write_text(
+        json.dumps(json.loads(ledger.to_json(orient="records")), indent=1, sort_keys=True) + "\n")
+    return {"html": interactive_html(claims_display(ledger), "claims_table", html_columns=("Table", "Verdict"), page_length=50),
+            "counts": counts.to_dict("records"), "n": len(ledger),
+            "counts_html": _html(counts.drop(columns=["text"]).rename(columns={"paper": "Paper", "claims": "claims",
+                                                                               "with_result": "with a result"})),
+            "synthetic": bool(ledger["synthetic"].astype(bool).any()) if len(ledger) else False}
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -216,6 +382,8 @@ def build_report(
     benchmarks: pd.DataFrame | None = None,
     analysis: stats.Analysis | None = None,
     seed_test: str = "paired-t",
+    comparison: compare.ComparisonSpec | bool = True,
+    published: dict[str, Any] | None = None,
 ) -> Path:
     """Write the static report for ``specs`` from ``frame`` into ``out_dir``; return index.html.
 
@@ -224,7 +392,9 @@ def build_report(
     name, machine, median_ms, iqr_ms, rounds, batch, gflops, ...) adds the latency figure and table.
     ``seed_test`` picks the seed-level primary test (``paired-t``, ``wilcoxon`` or ``welch``);
     ``analysis`` reuses a
-    precomputed :class:`harness.stats.Analysis` of the same frame.
+    precomputed :class:`harness.stats.Analysis` of the same frame. ``comparison`` is the methods
+    comparison of the index (True: ``tables/comparison/methods.yaml`` when there is one; False:
+    none). ``published`` (commit, command; see :mod:`harness.publish`) is printed in every footer.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,6 +419,7 @@ def build_report(
         "legend": render.LEGEND, "nav": ids,
         "verdicts": list(stats.VERDICTS.items()),
         "statistics": stats.statistics_text(analysis.params),
+        "published": published, "itables": Markup(""),
     }
 
     tables_dir = out_dir / "tables"
@@ -305,6 +476,14 @@ def build_report(
                          "png": p["png"].relative_to(out_dir).as_posix()})
         bench = {"html": _html(render.benchmarks_frame(benchmarks)), "figures": figs}
 
+    if comparison is True:
+        comparison = compare.load_comparison(check=False)
+    methods = _methods_section(comparison or None, frame, cells, benchmarks, out_dir, data_dir)
+    claims = _write_claims(cells, specs, data_dir)
+    init = itables_init()
+    (out_dir / "claims.html").write_text(env.get_template("claims.html").render(
+        title="Claims ledger", claims=claims, **{**common, "itables": init if claims["n"] else Markup("")}))
+
     index = out_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         title="FERbench reproduction report", pages=pages,
@@ -315,5 +494,6 @@ def build_report(
         stale_html=_html(ledger(frame, "stale")), n_stale=len(ledger(frame, "stale")),
         notes=methods_notes(), bench=bench,
         data_files={k: v.relative_to(out_dir).as_posix() for k, v in exported.items()},
-        **common))
+        methods=methods, claims_counts=claims["counts"],
+        **{**common, "itables": init if methods else Markup("")}))
     return index

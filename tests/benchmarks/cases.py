@@ -38,6 +38,8 @@ CASES: tuple[Case, ...] = (
          family="hybrid_deit_tiny"),
     Case("deit-tiny", "DeiT-Tiny", "apvit_deit_tiny", {"atp.r": 1.0}, family="deit_tiny", is_baseline=True),
     Case("deit-tiny-ap", "DeiT-Tiny + ATP (196, 0.8)", "apvit_deit_tiny", {}, family="deit_tiny"),
+    # TransFER (B = 2, RAF-DB's settings): the latency of its row on the report's methods comparison.
+    Case("transfer", "TransFER (B=2)", "transfer", {}, family="transfer", is_baseline=True),
 )
 
 PRESETS = ("tiny", "paper")

@@ -77,3 +77,22 @@ def test_figures_are_quick(fig5, tmp_path):
     t = time.perf_counter()
     figures.save(figures.delta_figure(a.cells, "apvit_fig5"), tmp_path, "d")
     assert time.perf_counter() - t < 10
+
+
+def test_pareto_figure_panels_and_front(tmp_path):
+    import numpy as np
+
+    comp = pd.DataFrame({
+        "method": ["A", "B", "C"], "dataset_label": ["D1"] * 3, "mean": [80.0, 85.0, 82.0],
+        "ci_low": [79.0, 84.0, 81.0], "ci_high": [81.0, 86.0, 83.0], "paper_value": [88.0, 90.0, np.nan],
+        "gflops": [1.0, 3.0, 4.0], "paper_gflops": [12.0, 15.0, np.nan], "synthetic": [True] * 3,
+        "latency_b1_ms": [100.0, 200.0, np.nan]})
+    # C costs more than B and is less accurate: off the front.
+    assert list(figures._pareto_front(comp["gflops"].to_numpy(), comp["mean"].to_numpy())) == [0, 1]
+    fig = figures.pareto_figure(comp)
+    assert len([a for a in fig.axes if a.get_visible()]) == 2 and fig.axes[0].get_xscale() == "log"
+    assert "synthetic" in fig._suptitle.get_text()
+    _saved(fig, tmp_path, "pareto")
+    no_latency = figures.pareto_figure(comp.assign(latency_b1_ms=np.nan))
+    assert len(no_latency.axes) == 1
+    assert figures.pareto_figure(comp.iloc[0:0]) is None

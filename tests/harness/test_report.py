@@ -79,15 +79,43 @@ def test_synthetic_cells_are_marked_and_reference_rows_shown(built):
 
 def test_report_is_self_contained(built):
     _, specs, out, _ = built
-    for page in ["index.html"] + [f"{s.id}.html" for s in specs]:
+    for page in ["index.html", "claims.html"] + [f"{s.id}.html" for s in specs]:
         html = (out / page).read_text()
         refs = re.findall(r'(?:src|href)="([^"]+)"', html)
         assert refs
         for ref in refs:
             assert not re.match(r"^(https?:)?//", ref), f"{page}: external resource {ref}"
             if not ref.startswith("#"):
-                assert (out / ref).is_file(), f"{page}: {ref} is missing"
+                assert (out / ref.split("#")[0]).is_file(), f"{page}: {ref} is missing"
         assert "@import" not in html and "url(http" not in html
+
+
+def test_index_compares_the_methods_and_ranks_them(built):
+    _, _, out, _ = built
+    html = (out / "index.html").read_text()
+    assert 'id="methods"' in html and 'id="methods_table"' in html
+    assert "dt_src_b64" not in html and "_itables_" in html  # DataTables inlined by itables' offline mode
+    for needle in ("APViT", "TransFER", "91.98", "66.91", "90.91", "66.23", "not measured", 'href="apvit_tab7.html"'):
+        assert needle in html, needle
+    comp = pd.read_csv(out / "data" / "methods.csv")
+    assert list(comp["method"]) == ["APViT", "APViT", "TransFER", "TransFER"]
+    assert list(comp["paper_value"]) == [91.98, 66.91, 90.91, 66.23] and (comp["n"] == 3).all()
+    assert (out / "figures" / "comparison" / "pareto.svg").is_file()
+    # Two methods on two datasets x three seeds: Demšar's procedure picks Wilcoxon (no CD diagram).
+    assert "wilcoxon test over 6 blocks" in html and "No critical-difference diagram" in html
+    assert len(pd.read_csv(out / "data" / "ranking_blocks.csv")) == 6
+
+
+def test_claims_ledger_lists_every_paper_value_with_counts(built):
+    _, specs, out, _ = built
+    expected = sum(1 for s in specs for r in s.rows for d in s.datasets
+                   if not r.reference and r.paper.get(d.key, "not reported") != "not reported")
+    claims = pd.read_csv(out / "data" / "claims.csv")
+    assert len(claims) == expected and set(claims["table_id"]) == {"apvit_tab5", "apvit_tab7"}
+    assert set(claims["verdict"]) <= set(stats.VERDICTS) and "reference" not in set(claims["verdict"])
+    html = (out / "claims.html").read_text()
+    assert f"APViT: {expected} claims, " in html and f"All claims ({expected})" in html
+    assert 'href="apvit_tab5.html#table"' in html and 'href="claims.html"' in (out / "apvit_tab5.html").read_text()
 
 
 def test_exported_parquet_rebuilds_the_same_statistics(built, tmp_path):
@@ -119,6 +147,8 @@ def test_autoescape_and_benchmarks(tmp_path):
     page = (tmp_path / "evil.html").read_text()
     assert "<script>alert" not in page and "&lt;script&gt;" in page
     assert "<img src=x" not in page and "a &lt; b &amp; c" in page
+    claims = (tmp_path / "claims.html").read_text()  # the interactive ledger escapes too (itables allow_html)
+    assert "<img src=x" not in claims and "&lt;img src=x" in claims
     html = index.read_text()
     assert "Latency" in html and "&lt;b&gt;m&lt;/b&gt;" in html and "figures/latency/latency.svg" in html
     assert (tmp_path / "data" / "benchmarks.csv").is_file()

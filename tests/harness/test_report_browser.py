@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.publish import build_site
 from harness.report import build_report
 from harness.specs import load_spec
 from tests.harness.report_frames import frame_for_spec
@@ -112,7 +113,12 @@ class Browser:
             events.append(ev)
             loaded = loaded or ev.get("method") == "Page.loadEventFired"
         assert loaded, f"{url} did not finish loading"
+        self.seen = events
         return [p for p in map(problem, events) if p]
+
+    def requested(self) -> list[str]:
+        """The URLs the last page asked for (documents, images, stylesheets, scripts, fetches)."""
+        return [e["params"]["request"]["url"] for e in self.seen if e.get("method") == "Network.requestWillBeSent"]
 
     def evaluate(self, expression: str):
         res = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=True)
@@ -224,3 +230,116 @@ def test_the_probe_catches_errors(browser, tmp_path):
     assert any("console.error" in p for p in problems), problems
     assert any("load failed" in p for p in problems), problems
     assert json.loads(browser.evaluate(DOM_PROBE))["brokenImages"]
+
+
+# --- the published site: methods compared, claims ledger, interactive tables ---------------------------
+
+LINKS = """JSON.stringify(Array.from(document.querySelectorAll('a[href]')).map(a => a.href))"""
+IDS = """JSON.stringify(Array.from(document.querySelectorAll('[id]')).map(e => e.id))"""
+
+
+def _column(table: str, header: str) -> str:
+    """JS: the visible cells' text of the column whose header starts with ``header``."""
+    return f"""(() => {{
+      const t = document.getElementById('{table}');
+      const heads = Array.from(t.querySelectorAll('thead th'));
+      const i = heads.findIndex(h => h.innerText.trim().startsWith('{header}') ||
+                                     ((h.querySelector('input') || {{}}).placeholder || '').startsWith('{header}'));
+      return JSON.stringify(Array.from(t.querySelectorAll('tbody tr')).map(r => r.cells[i].innerText.trim()));
+    }})()"""
+
+
+def _ready(browser: Browser, table: str, timeout: float = 20) -> None:
+    """Wait until DataTables has built ``table`` (itables loads it asynchronously after the page)."""
+    deadline = time.time() + timeout
+    while not browser.evaluate(f"!!document.querySelector('#{table}.dataTable thead th')"):
+        assert time.time() < deadline, f"#{table} never became a DataTable"
+        time.sleep(0.2)
+
+
+def _sort(table: str, header: str) -> str:
+    """JS: click the ordering icon of a header (the title holds the column's filter box, so only the icon sorts)."""
+    return f"{_header(table, header)}.querySelector('.dt-column-order').click()"
+
+
+def _header(table: str, header: str) -> str:
+    return f"""Array.from(document.getElementById('{table}').querySelectorAll('thead th'))
+      .find(h => ((h.querySelector('input') || {{}}).placeholder || '').startsWith('{header}'))"""
+
+
+@pytest.fixture(scope="module")
+def site_dir(tmp_path_factory):
+    specs = [load_spec("apvit_tab7"), load_spec("apvit_tab13")]
+    frame = pd.concat([frame_for_spec(s, synthetic=True, n_samples=150) for s in specs], ignore_index=True)
+    bench = pd.DataFrame({"name": ["APViT", "APViT", "TransFER"], "machine": ["cpu"] * 3, "kind": ["latency"] * 3,
+                          "preset": ["paper"] * 3, "batch": [1, 32, 1], "threads": [2] * 3,
+                          "model": ["apvit", "apvit", "transfer"], "overrides": ["{}"] * 3,
+                          "family": ["apvit", "apvit", "transfer"], "is_baseline": [True, True, True],
+                          "median_ms": [150.0, 5000.0, 230.0], "iqr_ms": [1.0, 9.0, 2.0], "rounds": [5] * 3,
+                          "gflops": [12.67, 12.67, 15.3]})
+    out = tmp_path_factory.mktemp("site") / "site"
+    build_site(out, frame, specs, benchmarks=bench, command="python -m harness publish --out site")
+    return out
+
+
+@pytest.mark.parametrize("page", ["index.html", "claims.html", "apvit_tab7.html", "apvit_tab13.html"])
+def test_site_pages_load_nothing_outside_and_every_link_resolves(browser, site_dir, page):
+    problems = browser.open((site_dir / page).as_uri())
+    assert problems == []
+    root = site_dir.as_uri() + "/"
+    outside = [u for u in browser.requested() if not (u.startswith(root) or u.startswith(("blob:", "data:")))]
+    assert outside == []
+    ids = set(json.loads(browser.evaluate(IDS)))
+    links = json.loads(browser.evaluate(LINKS))
+    assert links
+    for url in links:
+        assert url.startswith(root), f"{page}: link outside the site: {url}"
+        path, _, frag = url[len(root):].partition("#")
+        assert (site_dir / path).is_file(), f"{page}: {url} does not resolve"
+        if frag and path == page:
+            assert frag in ids, f"{page}: no element #{frag}"
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    browser.screenshot(SCREENSHOT_DIR / f"site-{page}.png")
+
+
+def test_methods_table_lists_both_methods_and_sorts_and_filters(browser, site_dir):
+    assert browser.open((site_dir / "index.html").as_uri()) == []
+    _ready(browser, "methods_table")
+    assert json.loads(browser.evaluate(_column("methods_table", "Method"))) == ["APViT", "APViT", "TransFER", "TransFER"]
+    paper = json.loads(browser.evaluate(_column("methods_table", "Paper")))
+    assert sorted(paper) == sorted(["91.98", "66.91", "90.91", "66.23"])
+    lat = json.loads(browser.evaluate(_column("methods_table", "Latency b1")))
+    assert lat == ["150.0", "150.0", "230.0", "230.0"]
+    assert json.loads(browser.evaluate(_column("methods_table", "GFLOPs (paper)"))) == ["12.67", "12.67", "15.30", "15.30"]
+    # Sort: a click on a header sorts ascending, a second click descending.
+    browser.evaluate(_sort("methods_table", "Paper"))
+    asc = [float(x) for x in json.loads(browser.evaluate(_column("methods_table", "Paper")))]
+    assert asc == sorted(asc)
+    browser.evaluate(_sort("methods_table", "Paper"))
+    desc = [float(x) for x in json.loads(browser.evaluate(_column("methods_table", "Paper")))]
+    assert desc == sorted(asc, reverse=True)
+    # Filter: the search box over all columns, then one column's box.
+    browser.evaluate("""(() => { const i = document.querySelector('#methods_table_wrapper .dt-search input');
+                         i.value = 'TransFER'; i.dispatchEvent(new Event('input')); })()""")
+    assert json.loads(browser.evaluate(_column("methods_table", "Method"))) == ["TransFER", "TransFER"]
+    browser.evaluate(f"""(() => {{ const i = {_header('methods_table', 'Dataset')}.querySelector('input');
+                         i.value = 'AffectNet'; i.dispatchEvent(new Event('change')); }})()""")
+    assert json.loads(browser.evaluate(_column("methods_table", "Dataset"))) == ["AffectNet"]
+
+
+def test_claims_ledger_filters_by_verdict_and_links_to_tables(browser, site_dir):
+    assert browser.open((site_dir / "claims.html").as_uri()) == []
+    _ready(browser, "claims_table")
+    verdicts = json.loads(browser.evaluate(_column("claims_table", "Verdict")))
+    assert len(verdicts) == 7  # Table 7: 2 rows x 2 datasets; Table 13: 3 rows; reference rows are not claims
+    text = browser.evaluate("document.body.innerText")
+    assert "APViT: 7 claims" in text
+    target = next(v for v in verdicts if v)
+    name = target.split(" (")[0]
+    browser.evaluate(f"""(() => {{ const i = {_header('claims_table', 'Verdict')}.querySelector('input');
+                         i.value = '{name}'; i.dispatchEvent(new Event('change')); }})()""")
+    shown = json.loads(browser.evaluate(_column("claims_table", "Verdict")))
+    assert shown and all(v.startswith(name) for v in shown)
+    assert len(shown) == sum(v.startswith(name) for v in verdicts)
+    tables = json.loads(browser.evaluate(_column("claims_table", "Table")))
+    assert all(t.startswith("Table ") for t in tables)
