@@ -129,7 +129,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -138,7 +138,8 @@ from timm.models import generate_default_cfgs, register_model
 
 from methods.interface import Recipe
 from methods.pretrained import DEIT_TINY_IN1K, FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
-from methods.layers.blocks import Block
+from methods.layers.blocks import Block, PatchEmbed
+from methods.layers.keys import OverrideKey, check_path, choice, int_range, validate
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.pooling import (
     APP_CRITERIA,
@@ -160,14 +161,6 @@ PAPER_GRID = 196  # 14 x 14 patches: the grid every ``app.k`` is stated on
 # Override keys
 
 
-def _choice(key: str, allowed: tuple[str, ...]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in allowed:
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: {', '.join(allowed)}")
-        return value
-    return check
-
-
 def _check_k(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= PAPER_GRID:
         raise ValueError(f"app.k: {value!r} is not allowed; allowed values: an integer in 1..{PAPER_GRID} "
@@ -179,14 +172,6 @@ def _check_r(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
         raise ValueError(f"atp.r: {value!r} is not allowed; allowed values: a number in (0, 1] (1.0 = ATP off)")
     return float(value)
-
-
-def _check_positive_int(key: str) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: an integer >= 1")
-        return value
-    return check
 
 
 ATP_BLOCK_PRESETS = ("second_half", "last_quarter")
@@ -201,38 +186,21 @@ def _check_blocks(value: Any) -> str | tuple[int, ...]:
                      f"{', '.join(ATP_BLOCK_PRESETS)}, or a list of block indices")
 
 
-def _check_path(key: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, (str, os.PathLike)):
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: a path to a local checkpoint file")
-        return os.fspath(value)
-    return check
-
-
-@dataclass(frozen=True)
-class _Key:
-    allowed: str
-    doc: str
-    check: Callable[[Any], Any]
-
-
-OVERRIDE_KEYS: dict[str, _Key] = {
-    "app.k": _Key("int in 1..196", "APP keep count on the paper's 196-patch grid (rescaled to the preset's grid); 196 = off", _check_k),
-    "app.criterion": _Key("abs | sum | max | lanet", "APP score on the projected features", _choice("app.criterion", tuple(APP_CRITERIA) + LEARNED_APP_CRITERIA)),
-    "app.mode": _Key("hard | soft", "hard: top-k; soft: re-weight every token by the map", _choice("app.mode", ("hard", "soft"))),
-    "app.lanet_reduction": _Key("int >= 1", "LANet hidden-channel reduction", _check_positive_int("app.lanet_reduction")),
-    "app.lanet_variant": _Key("paper | code", "LANet as in the paper, or the official code's (BatchNorms + sigmoid)", _choice("app.lanet_variant", LANet.VARIANTS)),
-    "app.schedule": _Key("constant | decay", "keep schedule for k (and r unless atp.schedule says otherwise)", _choice("app.schedule", ("constant", "decay"))),
-    "atp.r": _Key("float in (0, 1]", "ATP keep rate per pruning block; 1.0 = off", _check_r),
-    "atp.criterion": _Key("sum | max | abs", "reduction over heads of the class-token logits", _choice("atp.criterion", tuple(ATP_CRITERIA))),
-    "atp.blocks": _Key("second_half | last_quarter | list of ints", "blocks that prune (second_half = PyTorch code, last_quarter = Paddle port)", _check_blocks),
-    "atp.schedule": _Key("follow | constant | decay", "schedule for r; follow = same as app.schedule", _choice("atp.schedule", ("follow", "constant", "decay"))),
-    "head": _Key("clt | gap", "class token or average of patch tokens", _choice("head", ("clt", "gap"))),
-    "weights.ir50": _Key("path | None", "face.evoLVe IR-50 checkpoint (local file)", _check_path("weights.ir50")),
-    "weights.vit": _Key("path | None", "timm ViT checkpoint, old vit_small layout (local file)", _check_path("weights.vit")),
-    "weights.model": _Key("path | None", "whole-model checkpoint: ours or the official APViT release (local file)", _check_path("weights.model")),
+OVERRIDE_KEYS: dict[str, OverrideKey] = {
+    "app.k": OverrideKey("int in 1..196", "APP keep count on the paper's 196-patch grid (rescaled to the preset's grid); 196 = off", _check_k),
+    "app.criterion": OverrideKey("abs | sum | max | lanet", "APP score on the projected features", choice("app.criterion", tuple(APP_CRITERIA) + LEARNED_APP_CRITERIA)),
+    "app.mode": OverrideKey("hard | soft", "hard: top-k; soft: re-weight every token by the map", choice("app.mode", ("hard", "soft"))),
+    "app.lanet_reduction": OverrideKey("int >= 1", "LANet hidden-channel reduction", int_range("app.lanet_reduction", 1)),
+    "app.lanet_variant": OverrideKey("paper | code", "LANet as in the paper, or the official code's (BatchNorms + sigmoid)", choice("app.lanet_variant", LANet.VARIANTS)),
+    "app.schedule": OverrideKey("constant | decay", "keep schedule for k (and r unless atp.schedule says otherwise)", choice("app.schedule", ("constant", "decay"))),
+    "atp.r": OverrideKey("float in (0, 1]", "ATP keep rate per pruning block; 1.0 = off", _check_r),
+    "atp.criterion": OverrideKey("sum | max | abs", "reduction over heads of the class-token logits", choice("atp.criterion", tuple(ATP_CRITERIA))),
+    "atp.blocks": OverrideKey("second_half | last_quarter | list of ints", "blocks that prune (second_half = PyTorch code, last_quarter = Paddle port)", _check_blocks),
+    "atp.schedule": OverrideKey("follow | constant | decay", "schedule for r; follow = same as app.schedule", choice("atp.schedule", ("follow", "constant", "decay"))),
+    "head": OverrideKey("clt | gap", "class token or average of patch tokens", choice("head", ("clt", "gap"))),
+    "weights.ir50": OverrideKey("path | None", "face.evoLVe IR-50 checkpoint (local file)", check_path("weights.ir50")),
+    "weights.vit": OverrideKey("path | None", "timm ViT checkpoint, old vit_small layout (local file)", check_path("weights.vit")),
+    "weights.model": OverrideKey("path | None", "whole-model checkpoint: ours or the official APViT release (local file)", check_path("weights.model")),
 }
 
 _DEFAULT_POOLING: dict[str, Any] = {
@@ -255,10 +223,7 @@ _DEFAULT_POOLING: dict[str, Any] = {
 
 def validate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """Check dotted override keys and values; return them normalised. Raises ``ValueError``."""
-    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
-    if unknown:
-        raise ValueError(f"unknown override key(s) {', '.join(unknown)}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
-    return {key: OVERRIDE_KEYS[key].check(value) for key, value in overrides.items()}
+    return validate(overrides, OVERRIDE_KEYS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,18 +268,6 @@ def atp_block_indices(spec: str | tuple[int, ...], depth: int) -> tuple[int, ...
     if bad:
         raise ValueError(f"atp.blocks: indices {bad} are out of range; allowed values: 0..{depth - 1} for this model")
     return tuple(spec)
-
-
-class PatchEmbed(nn.Module):
-    """Hybrid: 1x1 conv on CNN features. Plain: conv with kernel = stride = patch size."""
-
-    def __init__(self, in_chs: int, dim: int, patch_size: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_chs, dim, patch_size, patch_size, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, C_in, H, W] -> [B, N, dim], N = (H / p) * (W / p)."""
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class APViT(nn.Module):

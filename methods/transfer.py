@@ -84,7 +84,8 @@ from timm.models import generate_default_cfgs, register_model
 
 from methods.interface import Recipe
 from methods.pretrained import FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
-from methods.layers.blocks import Block
+from methods.layers.blocks import Block, PatchEmbed
+from methods.layers.keys import OverrideKey, check_path, choice, int_range, validate
 from methods.layers.drop import MAP_DROPS, MSAD_MODES, MultiAttentionDrop, build_map_drop, msad_masks
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.lanet import LocalCNNs
@@ -100,23 +101,6 @@ RECIPES = ("standard", "affectnet")
 # Override keys
 
 
-def _choice(key: str, allowed: tuple[Any, ...]) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if isinstance(value, bool) or value not in allowed:
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: {', '.join(map(str, allowed))}")
-        return value
-    return check
-
-
-def _int_range(key: str, lo: int, hi: int | None) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-            span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: an integer {span}")
-        return value
-    return check
-
-
 def _rate(key: str) -> Callable[[Any], float]:
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
@@ -125,36 +109,19 @@ def _rate(key: str) -> Callable[[Any], float]:
     return check
 
 
-def _check_path(key: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, (str, os.PathLike)):
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: a path to a local checkpoint file")
-        return os.fspath(value)
-    return check
-
-
-@dataclass(frozen=True)
-class _Key:
-    allowed: str
-    doc: str
-    check: Callable[[Any], Any]
-
-
-OVERRIDE_KEYS: dict[str, _Key] = {
-    "transfer.stage": _Key("2 | 3 | 4", "IR-50 stage feeding the local CNNs and the ViT (Table 2)", _choice("transfer.stage", (2, 3, 4))),
-    "transfer.branches": _Key(f"int in 0..{MAX_BRANCHES}", "B, LANet branches in the local CNNs (Fig. 3); 0 = plain hybrid ViT", _int_range("transfer.branches", 0, MAX_BRANCHES)),
-    "transfer.drop": _Key(" | ".join(MAP_DROPS), "what acts on the B maps in training (Table 4)", _choice("transfer.drop", MAP_DROPS)),
-    "transfer.p1": _Key("float in [0, 1]", "MAD probability per sample, or the alternative's rate", _rate("transfer.p1")),
-    "transfer.dropblock_size": _Key("int >= 1", "DropBlock block side on the paper's grid (rescaled)", _int_range("transfer.dropblock_size", 1, None)),
-    "transfer.msad": _Key(" | ".join(MSAD_MODES), "head: one head per sample and block (paper); token: q/k/v of a position in 0..H-1 (Paddle port)", _choice("transfer.msad", MSAD_MODES)),
-    "transfer.p2": _Key("float in [0, 1]", "MSAD probability per sample and block", _rate("transfer.p2")),
-    "transfer.lanet_reduction": _Key("int >= 1", "LANet hidden-channel reduction r", _int_range("transfer.lanet_reduction", 1, None)),
-    "transfer.lanet_norm": _Key("none | bn", "none: the paper's LANet; bn: BatchNorm after each conv (Paddle port)", _choice("transfer.lanet_norm", ("none", "bn"))),
-    "transfer.recipe": _Key(" | ".join(RECIPES), "standard (RAF-DB, FERPlus) or the iteration-based AffectNet recipe", _choice("transfer.recipe", RECIPES)),
-    "weights.ir50": _Key("path | None", "face.evoLVe IR-50 checkpoint (local file)", _check_path("weights.ir50")),
-    "weights.vit": _Key("path | None", "timm ViT checkpoint, old vit_small layout (local file)", _check_path("weights.vit")),
+OVERRIDE_KEYS: dict[str, OverrideKey] = {
+    "transfer.stage": OverrideKey("2 | 3 | 4", "IR-50 stage feeding the local CNNs and the ViT (Table 2)", choice("transfer.stage", (2, 3, 4))),
+    "transfer.branches": OverrideKey(f"int in 0..{MAX_BRANCHES}", "B, LANet branches in the local CNNs (Fig. 3); 0 = plain hybrid ViT", int_range("transfer.branches", 0, MAX_BRANCHES)),
+    "transfer.drop": OverrideKey(" | ".join(MAP_DROPS), "what acts on the B maps in training (Table 4)", choice("transfer.drop", MAP_DROPS)),
+    "transfer.p1": OverrideKey("float in [0, 1]", "MAD probability per sample, or the alternative's rate", _rate("transfer.p1")),
+    "transfer.dropblock_size": OverrideKey("int >= 1", "DropBlock block side on the paper's grid (rescaled)", int_range("transfer.dropblock_size", 1, None)),
+    "transfer.msad": OverrideKey(" | ".join(MSAD_MODES), "head: one head per sample and block (paper); token: q/k/v of a position in 0..H-1 (Paddle port)", choice("transfer.msad", MSAD_MODES)),
+    "transfer.p2": OverrideKey("float in [0, 1]", "MSAD probability per sample and block", _rate("transfer.p2")),
+    "transfer.lanet_reduction": OverrideKey("int >= 1", "LANet hidden-channel reduction r", int_range("transfer.lanet_reduction", 1, None)),
+    "transfer.lanet_norm": OverrideKey("none | bn", "none: the paper's LANet; bn: BatchNorm after each conv (Paddle port)", choice("transfer.lanet_norm", ("none", "bn"))),
+    "transfer.recipe": OverrideKey(" | ".join(RECIPES), "standard (RAF-DB, FERPlus) or the iteration-based AffectNet recipe", choice("transfer.recipe", RECIPES)),
+    "weights.ir50": OverrideKey("path | None", "face.evoLVe IR-50 checkpoint (local file)", check_path("weights.ir50")),
+    "weights.vit": OverrideKey("path | None", "timm ViT checkpoint, old vit_small layout (local file)", check_path("weights.vit")),
 }
 
 _DEFAULTS: dict[str, Any] = {
@@ -175,10 +142,7 @@ _DEFAULTS: dict[str, Any] = {
 
 def validate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """Check dotted override keys and values; return them normalised. Raises ``ValueError``."""
-    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
-    if unknown:
-        raise ValueError(f"unknown override key(s) {', '.join(unknown)}; allowed keys: {', '.join(OVERRIDE_KEYS)}")
-    return {key: OVERRIDE_KEYS[key].check(value) for key, value in overrides.items()}
+    return validate(overrides, OVERRIDE_KEYS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,18 +169,6 @@ class ArchConfig:
 
 def _round_half_up(x: float) -> int:
     return int(x + 0.5)
-
-
-class PatchEmbed(nn.Module):
-    """1x1 conv on CNN features (APViT's hybrid projection, same keys)."""
-
-    def __init__(self, in_chs: int, dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_chs, dim, 1, 1, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, C_in, h, w] -> [B, h * w, dim]."""
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class TransFER(nn.Module):

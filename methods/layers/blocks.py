@@ -135,3 +135,16 @@ class Block(nn.Module):
 
     def extra_repr(self) -> str:
         return f"prune={self.prune}, criterion={self.criterion!r}" if self.prune else ""
+
+
+class PatchEmbed(nn.Module):
+    """Patch tokens: a conv with kernel = stride = ``patch_size`` (1: the hybrid models' 1x1
+    projection of CNN features), flattened."""
+
+    def __init__(self, in_chs: int, dim: int, patch_size: int = 1) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chs, dim, patch_size, patch_size, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, C_in, H, W] -> [B, N, dim], N = (H / p) * (W / p)."""
+        return self.proj(x).flatten(2).transpose(1, 2)

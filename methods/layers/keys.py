@@ -1,0 +1,58 @@
+"""Override keys as data: each key's allowed values, meaning and checker, and the common checkers.
+
+Every method validates its dotted override keys (``app.k``, ``transfer.p1``, ``weights.ir50``, ...)
+with a table of :class:`OverrideKey`; a bad key or value raises ``ValueError`` naming the key and
+its allowed values, which the harness passes on with the spec file and row.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class OverrideKey:
+    """One override key: its allowed values (for messages and docs), meaning and checker."""
+
+    allowed: str
+    doc: str
+    check: Callable[[Any], Any]
+
+
+def choice(key: str, allowed: tuple[Any, ...]) -> Callable[[Any], Any]:
+    """A checker accepting exactly the values in ``allowed`` (never a bool standing in for 0/1)."""
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or value not in allowed:
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: {', '.join(map(str, allowed))}")
+        return value
+    return check
+
+
+def int_range(key: str, lo: int, hi: int | None = None) -> Callable[[Any], int]:
+    """A checker for an integer in ``lo..hi`` (``hi=None``: no upper bound)."""
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+            span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: an integer {span}")
+        return value
+    return check
+
+
+def check_path(key: str) -> Callable[[Any], str | None]:
+    """A checker for a local checkpoint path, or None."""
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: a path to a local checkpoint file")
+        return os.fspath(value)
+    return check
+
+
+def validate(overrides: dict[str, Any], keys: dict[str, OverrideKey]) -> dict[str, Any]:
+    """Check dotted override keys and values against ``keys``; return them normalised."""
+    unknown = sorted(set(overrides) - set(keys))
+    if unknown:
+        raise ValueError(f"unknown override key(s) {', '.join(unknown)}; allowed keys: {', '.join(keys)}")
+    return {key: keys[key].check(value) for key, value in overrides.items()}
