@@ -11,7 +11,20 @@ and learns everything else it needs from two attributes the model carries:
   done (0.0 .. 1.0) so that keep schedules and similar curricula can follow it;
 * ``model.exports()`` -- optional; what a *pre-training stage* hands on to the models that
   fine-tune from it: a dict from a weights key (``"weights.ir50"``) to a state dict in the layout
-  that key's loader reads.
+  that key's loader reads;
+* ``model.training_step(x, y, loss_fn)`` -- optional; one batch's *named loss terms*, a dict
+  ``{name: scalar tensor}`` (already weighted). Without it the step is
+  ``{"loss": loss_fn(model(x), y)}`` (:func:`training_step`). ``x`` is the augmented batch on
+  the training device, ``y`` its int64 labels, ``loss_fn`` the recipe's loss
+  (``methods.losses``). Every term is logged per epoch in the record;
+* several optimisers: ``Recipe.optimizers`` maps an optimiser's name to the parameters it owns
+  (name prefixes), the terms it minimises and what differs from the recipe's settings
+  (:data:`OPTIMIZER_KEYS`). Each optimiser minimises the sum of its terms and gets gradients for
+  its own parameters only (a GAN's generator and discriminator step from one forward pass);
+  each has its own lr schedule. Without any, one optimiser ``"main"`` owns every trainable
+  parameter and minimises every term;
+* layer-wise lr decay (``Recipe.layer_decay``) uses timm's ``param_groups_layer_decay``, i.e. the
+  model's ``group_matcher`` (every timm ViT has one).
 
 Where training starts is part of the recipe (:attr:`Recipe.init`): for each weights key of the
 model, either a checkpoint file name (``"file:<name>"``, looked up in the user's weights folder),
@@ -26,6 +39,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
+import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
@@ -78,6 +92,14 @@ class Recipe:
     init: dict[str, str] = field(default_factory=dict)
     # What stands in for a missing "file:" init when the user asks for stand-ins (--stand-ins).
     stand_in: dict[str, str] = field(default_factory=dict)
+    # Named optimisers: {name: {"params": [prefixes], "losses": [terms], "lr": ..., ...}}; {} = one
+    # optimiser "main" over every trainable parameter and term (see the module doc).
+    optimizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Layer-wise lr decay (BEiT / MAE fine-tuning): block i of L gets lr * layer_decay ** (L - i);
+    # None = off. Needs a model with timm's ``group_matcher``.
+    layer_decay: float | None = allowed(None, gt=0, le=1)
+    # Mixed precision: "auto" = bf16 autocast on CUDA, off on CPU; "bf16" forces it; "off".
+    amp: str = allowed("auto", choices=("auto", "bf16", "off"))
 
     def __post_init__(self) -> None:
         ms = self.milestones
@@ -87,6 +109,7 @@ class Recipe:
         if self.iterations is not None and (isinstance(self.iterations, bool) or not isinstance(self.iterations, int)
                                             or self.iterations < 1):
             raise ValueError(f"train.iterations: {self.iterations!r} is not allowed; allowed values: an integer >= 1 or None")
+        check_optimizers(self.optimizers)
         for key, values, low in (("train.mean", self.mean, -math.inf), ("train.std", self.std, 0.0)):
             if (not isinstance(values, (list, tuple)) or len(values) != 3
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > low for v in values)):
@@ -104,6 +127,30 @@ class Recipe:
         d["milestones"] = list(self.milestones)
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
+
+
+# What an entry of ``Recipe.optimizers`` may say; absent keys take the recipe's own value.
+OPTIMIZER_KEYS = ("params", "losses", "optimizer", "lr", "momentum", "weight_decay", "schedule",
+                  "milestones", "warmup_epochs", "grad_clip", "betas")
+
+
+def check_optimizers(optimizers: Any) -> None:
+    """Raise ``ValueError`` naming the key if ``Recipe.optimizers`` is malformed."""
+    if not isinstance(optimizers, dict):
+        raise ValueError(f"train.optimizers: {optimizers!r} is not allowed; allowed values: a mapping "
+                         "from an optimiser's name to its settings")
+    for name, spec in optimizers.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"train.optimizers.{name}: {spec!r} is not allowed; allowed values: a mapping")
+        unknown = sorted(set(spec) - set(OPTIMIZER_KEYS))
+        if unknown:
+            raise ValueError(f"train.optimizers.{name}: unknown key(s) {unknown}; allowed: {', '.join(OPTIMIZER_KEYS)}")
+        for key in ("params", "losses"):
+            v = spec.get(key, [])
+            if not isinstance(v, (list, tuple)) or not all(isinstance(i, str) for i in v):
+                raise ValueError(f"train.optimizers.{name}.{key}: {v!r} is not allowed; allowed values: a list of names")
+    if len(optimizers) > 1 and any(not spec.get("params") for spec in optimizers.values()):
+        raise ValueError("train.optimizers: with several optimisers each must name its params")
 
 
 def recipe_summary(d: dict[str, Any]) -> str:
@@ -128,6 +175,17 @@ def get_exports(model: nn.Module) -> dict[str, dict[str, Any]]:
     """The state dicts a pre-training stage hands on, by weights key (empty for ordinary models)."""
     hook = getattr(model, "exports", None)
     return dict(hook()) if callable(hook) else {}
+
+
+def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> dict[str, torch.Tensor]:
+    """One batch's named loss terms: the model's own ``training_step`` or ``{"loss": loss_fn(model(x), y)}``."""
+    hook = getattr(model, "training_step", None)
+    if callable(hook):
+        terms = hook(x, y, loss_fn)
+        if not isinstance(terms, dict) or not terms:
+            raise TypeError(f"{type(model).__name__}.training_step must return a non-empty dict of named losses")
+        return terms
+    return {"loss": loss_fn(model(x), y)}
 
 
 def set_progress(model: nn.Module, progress: float) -> None:
