@@ -188,7 +188,7 @@ def training_length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
 def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, **settings: Any):
     """Per-step schedule: optional linear warm-up, then cosine to 0, step decay or constant.
 
-    ``step`` multiplies the lr by 0.1 at ``milestones`` (fractions of all steps, warm-up
+    ``step`` multiplies the lr by ``lr_gamma`` (0.1) at ``milestones`` (fractions of all steps, warm-up
     included), or, with none given, at each third of the steps after warm-up. ``settings``
     (``schedule``, ``milestones``, ``warmup_epochs``) override the recipe's for one optimiser.
     """
@@ -200,9 +200,10 @@ def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch:
     if schedule == "cosine":
         main = lrs.CosineAnnealingLR(opt, T_max=total - warm)
     elif schedule == "step" and milestones:
-        main = lrs.MultiStepLR(opt, milestones=[max(round(f * total) - warm, 1) for f in milestones], gamma=0.1)
+        main = lrs.MultiStepLR(opt, milestones=[max(round(f * total) - warm, 1) for f in milestones],
+                               gamma=recipe.lr_gamma)
     elif schedule == "step":
-        main = lrs.StepLR(opt, step_size=max((total - warm) // 3, 1), gamma=0.1)
+        main = lrs.StepLR(opt, step_size=max((total - warm) // 3, 1), gamma=recipe.lr_gamma)
     elif schedule == "constant":
         main = lrs.ConstantLR(opt, factor=1.0)
     else:

@@ -72,8 +72,9 @@ class Recipe:
     batch_size: int = allowed(128, ge=1)
     grad_clip: float | None = allowed(10.0, gt=0)  # L2 norm; None disables
     schedule: str = allowed("cosine", choices=("cosine", "step", "constant"))
-    # step schedule: fractions of training at which the lr is multiplied by 0.1; () = three equal steps
+    # step schedule: fractions of training at which the lr is multiplied by lr_gamma; () = three equal steps
     milestones: tuple[float, ...] = ()
+    lr_gamma: float = allowed(0.1, gt=0, le=1)  # step schedule: the lr's factor at each milestone
     # training length in optimizer steps; None = ``epochs`` whole epochs. When set, the last
     # epoch is cut short and ``epochs`` is ignored.
     iterations: int | None = None

@@ -1,0 +1,428 @@
+"""Neural Resizer: low-resolution faces reach a 224-pixel Transformer through SR and a learned resizer.
+
+Hwang, Kim, Park, Seo, Ko and Yeo, "Vision Transformer Equipped with Neural Resizer on Facial
+Expression Recognition Task" (ICASSP 2022). Pipeline (Eq. 1, Fig. 1c; the implementation-facts
+note): optional Spatial Transformer -> up-scaling to a high resolution (a frozen, pre-trained face
+super-resolution network, or interpolation) -> down-scaling to the backbone's input size (the
+learnable resizer of Talebi & Milanfar, or interpolation) -> a timm Transformer. Everything but
+the SR network is trained jointly ("blue blocks" of Fig. 1); the SR network is frozen
+(``requires_grad_(False)``), as ``f_sr`` "does not involve in updating parameters".
+
+Build it with ``timm.create_model("nr_vit", preset="paper" | "tiny", **overrides)``; overrides are
+dotted keys passed through ``**`` (``**{"nr.up": "sr"}``), plus timm's ``num_classes`` (default 8,
+FERPlus). A second registered model, ``nr_sr``, is the ``sr_faces`` pre-training stage that trains
+the SR network (:class:`SRStage`).
+
+The model's input is the *low-resolution* image: the recipe's ``img_size`` is 48 at ``paper``
+(FERPlus's 48x48; the paper also shrinks RAF-DB's 100x100 to 48 first), so the data loader hands
+the native pixels over and every up-scaling happens inside the model.
+
+Presets (:data:`PRESETS`):
+
+* ``paper``: 48 -> 384 (the paper's high resolution) -> 224; SR x8 (64 channels, 8 residual
+  blocks), learned resizer r = 1, n = 16 (the reference configuration); backbones are timm's
+  architectures at 224 (:data:`BACKBONES`).
+* ``tiny``: 24 -> 48 -> 32, the same shape at a size a 2-core CPU trains in a table budget: the
+  loader shrinks the 48x48 FERPlus stand-in to 24x24, SR x2 (16 channels, 2 blocks), backbones of
+  the same timm families with reduced depth and width (built through ``timm.create_model(name,
+  img_size=32, depth=..., embed_dim=..., ...)``, never from the hub).
+
+Override keys (``describe_overrides()`` lists them; bad values raise ``ValueError`` naming the key):
+
+* ``nr.backbone``: a timm architecture name, one of :data:`BACKBONES` (ViT-S, DeiT-S, ConViT-S,
+  XCiT-S12, Swin-T/S/B/L). Default ``swin_small_patch4_window7_224`` (Tables 1 and 2).
+* ``nr.up`` (``bilinear`` | ``bicubic`` | ``sr``): the up-scaler. ``sr`` is the frozen SR network
+  (its weights: ``weights.sr``), its output resized to the preset's high resolution if it differs.
+* ``nr.down`` (``none`` | ``bilinear`` | ``ltr``): the down-scaler from the high resolution to the
+  backbone's size. ``none`` is Table 2's "-": no high-resolution step at all, the up-scaler's
+  interpolation goes straight to the backbone's size (the vanilla pipeline); it needs an
+  interpolating ``nr.up``. ``ltr`` is the learned resizer.
+* ``nr.stn`` (true | false): an affine Spatial Transformer in front, identity at initialisation.
+* ``nr.ltr_blocks`` (r, int 0..8, default 1) and ``nr.ltr_filters`` (n, int >= 1, default 16).
+* ``weights.backbone`` (path or None): the backbone's ImageNet checkpoint (local file; timm's
+  layout, or an official release that timm's own ``checkpoint_filter_fn`` for that family maps,
+  ``.pth`` or ``.safetensors``), loaded strictly; only the classifier is ignored.
+* ``weights.sr`` (path or None): the SR network's state dict (the ``sr_faces`` stage's export, or
+  a user's checkpoint of :class:`~methods.layers.resizer.FaceSR` at the preset), loaded strictly.
+  Only valid with ``nr.up: sr``. Without it the frozen SR network stays at its initialisation
+  (bicubic plus a small random residual).
+
+Table 2 as pure overrides: (a) ``nr.up: bilinear, nr.down: none``; (b) ``bilinear, ltr``;
+(c) ``sr, bilinear``; (d) ``sr, ltr``; (e) (d) + ``nr.stn: true, nr.backbone: swin_base_...``.
+
+Recipe (``paper``, Sec. 3.2): 100 epochs, batch 64, lr 1e-4 multiplied by 0.75 every 10 epochs
+("decreasing it one quarter every 10 epochs"). Not stated, so chosen and said here: Adam (no
+weight decay, no clipping), APViT's augmentation pipeline standing in for the paper's unnamed
+"constructive" augmentation, cross-entropy (a table states ``train.loss: fpdls`` and its
+arguments where the paper used F-PDLS: the loss is an axis of every method, ``methods.losses``).
+Evaluation is deterministic (one resize, no test-time augmentation) on FERPlus PrivateTest; the
+public code's random test-time augmentation and its use of PublicTest as the test set are not
+copied (the methods notes say so). ``tiny``: see ``_TINY_RECIPE``.
+
+Where training starts (``Recipe.init``): at ``paper`` the backbone's ImageNet file
+(:data:`BACKBONES`, ``file:<name>`` in the weights folder; ``--stand-ins`` trains it from scratch,
+marked) and, with ``nr.up: sr``, the SR network from ``file:nr_face_sr_x8.pth`` with the synthetic
+``sr_faces`` stage as its stand-in (the paper's DIC model has another architecture); at ``tiny``
+the backbone from scratch and the SR network from the ``sr_faces`` stage.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import generate_default_cfgs, register_model
+
+from methods.interface import Recipe
+from methods.layers.ir50 import LoadReport, read_state_dict, strict_load
+from methods.layers.keys import OverrideKey, check_path, choice, int_range, validate
+from methods.layers.resizer import FaceSR, LearnedResizer, SpatialTransformer, resize
+
+__all__ = ["NeuralResizer", "SRStage", "BACKBONES", "OVERRIDE_KEYS", "describe_overrides", "validate_overrides",
+           "read_checkpoint"]
+
+UPSCALERS = ("bilinear", "bicubic", "sr")
+DOWNSCALERS = ("none", "bilinear", "ltr")
+SR_FACES_STAGE = "stage:sr_faces"
+SR_FILE = "file:nr_face_sr_x8.pth"  # a user's FaceSR checkpoint at the paper preset (no public one exists)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backbones: the paper's timm architectures and their tiny variants
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One timm architecture: its label, the ImageNet file the paper-scale model starts from, and
+    the keyword arguments that shrink it for ``tiny`` (same family, reduced depth and width)."""
+
+    label: str
+    file: str
+    tiny: dict[str, Any]
+
+
+_TINY_VIT = dict(patch_size=4, embed_dim=64, depth=4, num_heads=2)  # 8x8 patches of a 32x32 image
+_TINY_SWIN = dict(patch_size=2, window_size=4, num_heads=(2, 4))  # 16x16 then 8x8 tokens, 4x4 windows
+
+# File names are those of the official releases that timm's default weights came from when the
+# paper was written (2022); timm's checkpoint_filter_fn maps those layouts to timm's.
+BACKBONES: dict[str, Backbone] = {
+    "vit_small_patch16_224": Backbone("ViT-S", "vit_small_patch16_224.pth", _TINY_VIT),
+    "deit_small_patch16_224": Backbone("DeiT-S", "deit_small_patch16_224-cd65a155.pth", _TINY_VIT),
+    # ConViT multiplies embed_dim by num_heads (convit_small: 48 x 9 = 432): 32 x 2 = 64 here.
+    "convit_small": Backbone("ConViT-S", "convit_small.pth", {**_TINY_VIT, "embed_dim": 32, "local_up_to_layer": 3}),
+    # XCiT's convolutional patch embedding exists for patches of 8 and 16 only: 4x4 tokens at tiny.
+    "xcit_small_12_p16_224": Backbone("XCiT-S12", "xcit_small_12_p16_224.pth", {**_TINY_VIT, "patch_size": 8}),
+    "swin_tiny_patch4_window7_224": Backbone("Swin-T", "swin_tiny_patch4_window7_224.pth",
+                                             {**_TINY_SWIN, "embed_dim": 32, "depths": (2, 2)}),
+    "swin_small_patch4_window7_224": Backbone("Swin-S", "swin_small_patch4_window7_224.pth",
+                                              {**_TINY_SWIN, "embed_dim": 32, "depths": (2, 4)}),
+    "swin_base_patch4_window7_224": Backbone("Swin-B", "swin_base_patch4_window7_224_22kto1k.pth",
+                                             {**_TINY_SWIN, "embed_dim": 48, "depths": (2, 4)}),
+    "swin_large_patch4_window7_224": Backbone("Swin-L", "swin_large_patch4_window7_224_22kto1k.pth",
+                                              {**_TINY_SWIN, "embed_dim": 64, "depths": (2, 4)}),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Override keys
+
+
+def _check_bool(key: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: true, false")
+        return value
+    return check
+
+
+OVERRIDE_KEYS: dict[str, OverrideKey] = {
+    "nr.backbone": OverrideKey(" | ".join(BACKBONES), "timm architecture behind the resizer", choice("nr.backbone", tuple(BACKBONES))),
+    "nr.up": OverrideKey(" | ".join(UPSCALERS), "up-scaler to the high resolution (sr: frozen face SR network)", choice("nr.up", UPSCALERS)),
+    "nr.down": OverrideKey(" | ".join(DOWNSCALERS), "down-scaler to the backbone's size (none: interpolate straight there; ltr: learned resizer)", choice("nr.down", DOWNSCALERS)),
+    "nr.stn": OverrideKey("true | false", "identity-initialised affine Spatial Transformer in front", _check_bool("nr.stn")),
+    "nr.ltr_blocks": OverrideKey("int in 0..8", "r, residual blocks of the learned resizer", int_range("nr.ltr_blocks", 0, 8)),
+    "nr.ltr_filters": OverrideKey("int >= 1", "n, channels of the learned resizer", int_range("nr.ltr_filters", 1)),
+    "weights.backbone": OverrideKey("path | None", "the backbone's ImageNet checkpoint (local file)", check_path("weights.backbone")),
+    "weights.sr": OverrideKey("path | None", "the SR network's checkpoint (local file; nr.up: sr only)", check_path("weights.sr")),
+}
+
+_DEFAULTS: dict[str, Any] = {
+    "nr.backbone": "swin_small_patch4_window7_224",
+    "nr.up": "sr",
+    "nr.down": "ltr",
+    "nr.stn": False,
+    "nr.ltr_blocks": 1,
+    "nr.ltr_filters": 16,
+    "weights.backbone": None,
+    "weights.sr": None,
+}
+
+
+def validate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Check dotted override keys and values (each alone, then together); return them normalised."""
+    settings = {**_DEFAULTS, **validate(overrides, OVERRIDE_KEYS)}
+    if settings["nr.down"] == "none" and settings["nr.up"] == "sr":
+        raise ValueError("nr.down: none is not allowed with nr.up: sr (the SR output must still be resized to "
+                         "the backbone's size); allowed values here: bilinear, ltr")
+    if settings["weights.sr"] is not None and settings["nr.up"] != "sr":
+        raise ValueError(f"weights.sr: the model has no SR network (nr.up: {settings['nr.up']}); "
+                         "allowed values here: None")
+    return {k: settings[k] for k in overrides}
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+
+
+@dataclass(frozen=True)
+class PresetConfig:
+    """Sizes and sub-network widths of one preset (not overridable: presets choose them)."""
+
+    img_size: int  # the low-resolution input
+    hr_size: int  # what the up-scaler produces when a down-scaler follows
+    target: int  # the backbone's input size
+    sr: dict[str, int] = field(default_factory=dict)  # FaceSR(scale, channels, blocks)
+    stn: dict[str, int] = field(default_factory=dict)  # SpatialTransformer(channels, hidden)
+
+
+PRESETS: dict[str, PresetConfig] = {
+    "paper": PresetConfig(img_size=48, hr_size=384, target=224, sr=dict(scale=8, channels=64, blocks=8),
+                          stn=dict(channels=8, hidden=32)),
+    "tiny": PresetConfig(img_size=24, hr_size=48, target=32, sr=dict(scale=2, channels=16, blocks=2),
+                         stn=dict(channels=8, hidden=32)),
+}
+
+
+def _preset(preset: str) -> PresetConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"preset: {preset!r} is not allowed; allowed values: {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """A local ``.safetensors`` file or a torch checkpoint (``state_dict``/``model`` unwrapped)."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    return read_state_dict(path)
+
+
+def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
+    """Load an ImageNet checkpoint into a timm backbone strictly; only its classifier is ignored.
+
+    The checkpoint goes through the timm family's ``checkpoint_filter_fn`` when it has one (the
+    official Swin, DeiT and XCiT releases have other key layouts; timm maps them), then every key
+    but the classifier must match in name and shape.
+    """
+    state = read_checkpoint(path)
+    filter_fn = getattr(sys.modules[type(backbone).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state = filter_fn(state, backbone)
+    head = backbone.pretrained_cfg.get("classifier", "head")
+    ignored = {k: "classifier (task-specific, re-initialised)" for k in state if k.startswith(head + ".")}
+    target = {k: v for k, v in backbone.state_dict().items() if not k.startswith(head + ".")}
+    return strict_load(target, state, ignored, f"backbone weights {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def build_backbone(name: str, preset: str, num_classes: int) -> nn.Module:
+    """The timm backbone ``name`` at ``preset``'s input size (reduced depth and width at ``tiny``)."""
+    cfg = _preset(preset)
+    kwargs = BACKBONES[name].tiny if preset == "tiny" else {}
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, img_size=cfg.target, **kwargs)
+
+
+class NeuralResizer(nn.Module):
+    """(STN) -> up-scaler -> down-scaler -> timm backbone: [B, 3, s, s] low-res -> logits [B, num_classes]."""
+
+    def __init__(self, cfg: PresetConfig, settings: dict[str, Any], backbone: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.settings = dict(settings)
+        self.num_classes = num_classes
+        self.stn = SpatialTransformer(**cfg.stn) if settings["nr.stn"] else None
+        self.sr = FaceSR(**cfg.sr).requires_grad_(False) if settings["nr.up"] == "sr" else None
+        down = settings["nr.down"]
+        self.resizer = (LearnedResizer(cfg.target, settings["nr.ltr_blocks"], settings["nr.ltr_filters"])
+                        if down == "ltr" else None)
+        self.backbone = backbone
+        self.weight_reports: dict[str, LoadReport] = {}
+
+    def resize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, s, s] -> what the backbone sees, [B, 3, target, target]."""
+        if self.stn is not None:
+            x = self.stn(x)  # [B, 3, s, s]
+        up, down = self.settings["nr.up"], self.settings["nr.down"]
+        if down == "none":
+            return resize(x, self.cfg.target, up)  # one interpolation, no high-resolution step
+        x = resize(self.sr(x), self.cfg.hr_size) if up == "sr" else resize(x, self.cfg.hr_size, up)  # [B, 3, hr, hr]
+        if down == "ltr":
+            return self.resizer(x)
+        return resize(x, self.cfg.target, "bilinear")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, s, s] -> logits [B, num_classes]."""
+        return self.backbone(self.resize_input(x))
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """The backbone's own exemptions (position embeddings, tokens, Swin's bias tables)."""
+        inner = getattr(self.backbone, "no_weight_decay", None)
+        return {f"backbone.{n}" for n in (inner() if callable(inner) else ())}
+
+
+class SRStage(nn.Module):
+    """The ``sr_faces`` pre-training stage: the preset's :class:`FaceSR` trained on synthetic faces.
+
+    It gets the full-resolution face ``[B, 3, hr, hr]`` and makes its own low-resolution input by
+    bilinear down-scaling with anti-aliasing (the degradation the data loaders apply when they
+    shrink an image), super-resolves it and minimises the L1 error to the original (``l1``). So
+    that the stage's record has an accuracy, a linear probe on the detached, pooled SR features
+    identifies the person (``probe``, trained by its own term; it does not touch the SR network):
+    ``forward`` returns the probe's logits. ``exports()`` hands the SR network on as ``weights.sr``.
+    """
+
+    def __init__(self, cfg: PresetConfig, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.sr = FaceSR(**cfg.sr)
+        self.probe = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(cfg.sr["channels"] * 16, num_classes))
+
+    def degrade(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> [B, 3, H/scale, W/scale], bilinear with anti-aliasing."""
+        side = max(x.shape[-1] // self.sr.scale, 1)
+        return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, hr, hr] -> identity logits of the probe [B, num_classes]."""
+        return self.probe(self.sr.forward_features(self.degrade(x))[1])
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> dict[str, torch.Tensor]:
+        """Named terms of one batch: ``l1`` (SR output vs the original) and ``probe`` (detached features)."""
+        out, feats = self.sr.forward_features(self.degrade(x))  # [B, 3, H', W'], [B, C, h, w]
+        if out.shape[-2:] != x.shape[-2:]:  # hr not a multiple of the scale: compare at the original size
+            out = resize(out, x.shape[-1])
+        return {"l1": F.l1_loss(out, x), "probe": loss_fn(self.probe(feats.detach()), y)}
+
+    def exports(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``weights.sr``: the SR network's state dict (the layout :class:`NeuralResizer` loads)."""
+        return {"weights.sr": {k: v.detach().cpu() for k, v in self.sr.state_dict().items()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipes
+
+_PAPER_RECIPE = Recipe(
+    optimizer="adam", lr=1e-4, weight_decay=0.0, epochs=100, batch_size=64, grad_clip=None, schedule="step",
+    milestones=tuple(i / 10 for i in range(1, 10)), lr_gamma=0.75, img_size=48, augment="apvit", loss="ce",
+    sampler="none", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+)
+# Tiny: the paper's schedule shape (x0.75 at every tenth of training) and batch, for 8 epochs of the
+# ~1.4k-image FERPlus stand-in; lr 1e-3 because the tiny backbones start from scratch (1e-4 is a
+# fine-tuning rate); no augmentation (a from-scratch tiny model on 24x24 inputs learns faster
+# without it, as measured for APViT-tiny). Sized so nr_tab2 and nr_tab3 fit 15 minutes on 2 cores.
+_TINY_RECIPE = replace(_PAPER_RECIPE, lr=1e-3, epochs=8, batch_size=64, img_size=24, augment="none")
+
+# The SR stage: L1 training of the SR network (and the probe) on synthetic faces, Adam, cosine.
+_SR_PAPER_RECIPE = Recipe(
+    optimizer="adam", lr=2e-4, weight_decay=0.0, epochs=40, batch_size=16, grad_clip=None, schedule="cosine",
+    img_size=PRESETS["paper"].hr_size, augment="none", loss="ce", sampler="none",
+)
+_SR_TINY_RECIPE = replace(_SR_PAPER_RECIPE, lr=2e-3, epochs=10, batch_size=64, img_size=PRESETS["tiny"].hr_size)
+
+
+def _recipe(preset: str, settings: dict[str, Any]) -> Recipe:
+    """The preset's recipe with ``init`` for this configuration (which weights keys it has)."""
+    sr = settings["nr.up"] == "sr"
+    if preset == "paper":
+        init = {"weights.backbone": f"file:{BACKBONES[settings['nr.backbone']].file}", **({"weights.sr": SR_FILE} if sr else {})}
+        stand_in = {"weights.backbone": "none", **({"weights.sr": SR_FACES_STAGE} if sr else {})}
+        return replace(_PAPER_RECIPE, init=init, stand_in=stand_in)
+    return replace(_TINY_RECIPE, init={"weights.sr": SR_FACES_STAGE} if sr else {}, stand_in={})
+
+
+def _cfg(img_size: int) -> dict[str, Any]:
+    # timm metadata only: no hub weights exist, local files are loaded through weights.*
+    return {"url": "", "num_classes": 8, "input_size": (3, img_size, img_size), "mean": IMAGENET_DEFAULT_MEAN,
+            "std": IMAGENET_DEFAULT_STD, "first_conv": "", "classifier": "backbone.head"}
+
+
+default_cfgs = generate_default_cfgs({"nr_vit": _cfg(PRESETS["paper"].img_size),
+                                      "nr_sr": {**_cfg(PRESETS["paper"].hr_size), "classifier": "probe.2"}})
+
+
+def describe_overrides(preset: str = "paper") -> dict[str, dict[str, Any]]:
+    """Every override key with its allowed values, meaning and default."""
+    _preset(preset)
+    return {key: {"allowed": spec.allowed, "doc": spec.doc, "default": _DEFAULTS[key]}
+            for key, spec in OVERRIDE_KEYS.items()}
+
+
+def _pop_timm_kwargs(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> None:
+    if pretrained:
+        raise ValueError(f"{variant}: pretrained=True is not supported (no model hub); "
+                         "pass local files with weights.backbone= / weights.sr=")
+    for timm_kwarg in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(timm_kwarg, None)
+
+
+def _create_nr(variant: str, pretrained: bool = False, preset: str = "paper", **kwargs: Any) -> NeuralResizer:
+    """Build the Neural Resizer at ``preset`` with dotted overrides; load local weights if given."""
+    _pop_timm_kwargs(variant, pretrained, kwargs)
+    num_classes = kwargs.pop("num_classes", 8)
+    cfg = _preset(preset)
+    settings = {**_DEFAULTS, **validate_overrides(kwargs)}
+    backbone = build_backbone(settings["nr.backbone"], preset, num_classes)
+    model = NeuralResizer(cfg, settings, backbone, num_classes)
+    model.recipe = _recipe(preset, settings)
+    model.preset = preset
+    model.pretrained_cfg = {**_cfg(cfg.img_size), "architecture": variant, "num_classes": num_classes}
+    for key, loader in (("weights.backbone", lambda p: load_backbone_checkpoint(model.backbone, p)),
+                        ("weights.sr", lambda p: strict_load(model.sr.state_dict(), read_checkpoint(p), {},
+                                                             f"SR weights {p}"))):
+        path = settings[key]
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise ValueError(f"{key}: no such file {path!r}; allowed values: a path to a local checkpoint file")
+        model.weight_reports[key] = loader(path)
+    return model
+
+
+def _create_sr(variant: str, pretrained: bool = False, preset: str = "paper", **kwargs: Any) -> SRStage:
+    _pop_timm_kwargs(variant, pretrained, kwargs)
+    num_classes = kwargs.pop("num_classes", 1000)
+    if kwargs:
+        raise ValueError(f"unknown override key(s) {', '.join(sorted(kwargs))}; {variant} has no override keys")
+    model = SRStage(_preset(preset), num_classes=num_classes)
+    model.recipe = _SR_PAPER_RECIPE if preset == "paper" else _SR_TINY_RECIPE
+    model.preset = preset
+    return model
+
+
+@register_model
+def nr_vit(pretrained: bool = False, **kwargs: Any) -> NeuralResizer:
+    """Neural Resizer (SR x8 -> learned resizer -> Swin-S at 224 by default); Tables 1-4."""
+    return _create_nr("nr_vit", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def nr_sr(pretrained: bool = False, **kwargs: Any) -> SRStage:
+    """The face super-resolution network of ``nr.up: sr``, as the ``sr_faces`` pre-training stage."""
+    return _create_sr("nr_sr", pretrained=pretrained, **kwargs)
