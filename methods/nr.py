@@ -60,8 +60,8 @@ public code's random test-time augmentation and its use of PublicTest as the tes
 copied (the methods notes say so). ``tiny``: see ``_TINY_RECIPE``.
 
 Where training starts (``Recipe.init``): at ``paper`` the backbone's ImageNet file
-(:data:`BACKBONES`, ``file:<name>`` in the weights folder; ``--stand-ins`` trains it from scratch,
-marked) and, with ``nr.up: sr``, the SR network from ``file:nr_face_sr_x8.pth`` with the synthetic
+(``methods.pretrained.IMAGENET_BACKBONES``, ``file:<name>`` in the weights folder;
+``--stand-ins`` trains it from scratch, marked) and, with ``nr.up: sr``, the SR network from ``file:nr_face_sr_x8.pth`` with the synthetic
 ``sr_faces`` stage as its stand-in (the paper's DIC model has another architecture); at ``tiny``
 the backbone from scratch and the SR network from the ``sr_faces`` stage.
 """
@@ -80,6 +80,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import generate_default_cfgs, register_model
 
 from methods.interface import Recipe
+from methods.pretrained import FACE_SR_X8, IMAGENET_BACKBONES, SR_FACES_STAGE
 from methods.layers.ir50 import LoadReport, read_state_dict, strict_load
 from methods.layers.keys import OverrideKey, check_path, choice, int_range, validate
 from methods.layers.resizer import FaceSR, LearnedResizer, SpatialTransformer, resize
@@ -89,8 +90,6 @@ __all__ = ["NeuralResizer", "SRStage", "BACKBONES", "OVERRIDE_KEYS", "describe_o
 
 UPSCALERS = ("bilinear", "bicubic", "sr")
 DOWNSCALERS = ("none", "bilinear", "ltr")
-SR_FACES_STAGE = "stage:sr_faces"
-SR_FILE = "file:nr_face_sr_x8.pth"  # a user's FaceSR checkpoint at the paper preset (no public one exists)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,35 +98,29 @@ SR_FILE = "file:nr_face_sr_x8.pth"  # a user's FaceSR checkpoint at the paper pr
 
 @dataclass(frozen=True)
 class Backbone:
-    """One timm architecture: its label, the ImageNet file the paper-scale model starts from, and
-    the keyword arguments that shrink it for ``tiny`` (same family, reduced depth and width)."""
+    """One timm architecture: its label and the keyword arguments that shrink it for ``tiny`` (same
+    family, reduced depth and width). Its ImageNet file is ``methods.pretrained.IMAGENET_BACKBONES``."""
 
     label: str
-    file: str
     tiny: dict[str, Any]
 
 
 _TINY_VIT = dict(patch_size=4, embed_dim=64, depth=4, num_heads=2)  # 8x8 patches of a 32x32 image
 _TINY_SWIN = dict(patch_size=2, window_size=4, num_heads=(2, 4))  # 16x16 then 8x8 tokens, 4x4 windows
 
-# File names are those of the official releases that timm's default weights came from when the
-# paper was written (2022); timm's checkpoint_filter_fn maps those layouts to timm's.
 BACKBONES: dict[str, Backbone] = {
-    "vit_small_patch16_224": Backbone("ViT-S", "vit_small_patch16_224.pth", _TINY_VIT),
-    "deit_small_patch16_224": Backbone("DeiT-S", "deit_small_patch16_224-cd65a155.pth", _TINY_VIT),
+    "vit_small_patch16_224": Backbone("ViT-S", _TINY_VIT),
+    "deit_small_patch16_224": Backbone("DeiT-S", _TINY_VIT),
     # ConViT multiplies embed_dim by num_heads (convit_small: 48 x 9 = 432): 32 x 2 = 64 here.
-    "convit_small": Backbone("ConViT-S", "convit_small.pth", {**_TINY_VIT, "embed_dim": 32, "local_up_to_layer": 3}),
+    "convit_small": Backbone("ConViT-S", {**_TINY_VIT, "embed_dim": 32, "local_up_to_layer": 3}),
     # XCiT's convolutional patch embedding exists for patches of 8 and 16 only: 4x4 tokens at tiny.
-    "xcit_small_12_p16_224": Backbone("XCiT-S12", "xcit_small_12_p16_224.pth", {**_TINY_VIT, "patch_size": 8}),
-    "swin_tiny_patch4_window7_224": Backbone("Swin-T", "swin_tiny_patch4_window7_224.pth",
-                                             {**_TINY_SWIN, "embed_dim": 32, "depths": (2, 2)}),
-    "swin_small_patch4_window7_224": Backbone("Swin-S", "swin_small_patch4_window7_224.pth",
-                                              {**_TINY_SWIN, "embed_dim": 32, "depths": (2, 4)}),
-    "swin_base_patch4_window7_224": Backbone("Swin-B", "swin_base_patch4_window7_224_22kto1k.pth",
-                                             {**_TINY_SWIN, "embed_dim": 48, "depths": (2, 4)}),
-    "swin_large_patch4_window7_224": Backbone("Swin-L", "swin_large_patch4_window7_224_22kto1k.pth",
-                                              {**_TINY_SWIN, "embed_dim": 64, "depths": (2, 4)}),
+    "xcit_small_12_p16_224": Backbone("XCiT-S12", {**_TINY_VIT, "patch_size": 8}),
+    "swin_tiny_patch4_window7_224": Backbone("Swin-T", {**_TINY_SWIN, "embed_dim": 32, "depths": (2, 2)}),
+    "swin_small_patch4_window7_224": Backbone("Swin-S", {**_TINY_SWIN, "embed_dim": 32, "depths": (2, 4)}),
+    "swin_base_patch4_window7_224": Backbone("Swin-B", {**_TINY_SWIN, "embed_dim": 48, "depths": (2, 4)}),
+    "swin_large_patch4_window7_224": Backbone("Swin-L", {**_TINY_SWIN, "embed_dim": 64, "depths": (2, 4)}),
 }
+assert set(BACKBONES) == set(IMAGENET_BACKBONES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +344,7 @@ def _recipe(preset: str, settings: dict[str, Any]) -> Recipe:
     """The preset's recipe with ``init`` for this configuration (which weights keys it has)."""
     sr = settings["nr.up"] == "sr"
     if preset == "paper":
-        init = {"weights.backbone": f"file:{BACKBONES[settings['nr.backbone']].file}", **({"weights.sr": SR_FILE} if sr else {})}
+        init = {"weights.backbone": IMAGENET_BACKBONES[settings["nr.backbone"]], **({"weights.sr": FACE_SR_X8} if sr else {})}
         stand_in = {"weights.backbone": "none", **({"weights.sr": SR_FACES_STAGE} if sr else {})}
         return replace(_PAPER_RECIPE, init=init, stand_in=stand_in)
     return replace(_TINY_RECIPE, init={"weights.sr": SR_FACES_STAGE} if sr else {}, stand_in={})

@@ -1,0 +1,175 @@
+"""Neural Resizer through timm.create_model: Table 2's settings, the STN, the backbones, weights, the SR stage."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+import methods  # noqa: F401
+from harness.flops import count_flops
+from methods.interface import get_exports, training_step
+from methods.layers.resizer import FaceSR, LearnedResizer, SpatialTransformer, resize
+from methods.nr import BACKBONES, PRESETS, describe_overrides
+
+X = torch.randn(3, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+
+# Table 2 of the paper, as the overrides its spec (tables/nr_tab2.yaml) writes.
+TABLE2 = {
+    "a": {"nr.up": "bilinear", "nr.down": "none"},
+    "b": {"nr.up": "bilinear", "nr.down": "ltr"},
+    "c": {"nr.up": "sr", "nr.down": "bilinear"},
+    "d": {"nr.up": "sr", "nr.down": "ltr"},
+    "e": {"nr.up": "sr", "nr.down": "ltr", "nr.stn": True, "nr.backbone": "swin_base_patch4_window7_224"},
+}
+# Published ImageNet-1k GMACs at 224 (the timm / paper model cards); fvcore counts MACs as well.
+PUBLISHED_GMACS = {"vit_small_patch16_224": 4.6, "deit_small_patch16_224": 4.6, "convit_small": 5.4,
+                   "xcit_small_12_p16_224": 4.8, "swin_tiny_patch4_window7_224": 4.5,
+                   "swin_small_patch4_window7_224": 8.7, "swin_base_patch4_window7_224": 15.4}
+# Table 1's families and Tables 2-3's Swins. Building and counting all seven at 224 takes about a
+# minute on 2 cores, so the fast suite counts the two smallest, one per family of layer code the
+# tables lean on (timm's VisionTransformer, which DeiT-S also is; and Swin, whose S and B are T
+# deeper and wider); ConViT, XCiT, DeiT and Swin-S/B are marked slow.
+FAST_FLOPS = ("vit_small_patch16_224", "swin_tiny_patch4_window7_224")
+
+
+def tiny(**overrides) -> torch.nn.Module:
+    return timm.create_model("nr_vit", preset="tiny", **overrides)
+
+
+@pytest.mark.parametrize("setting", sorted(TABLE2))
+def test_every_table2_setting_is_an_override_with_the_right_shapes(setting):
+    model = tiny(**TABLE2[setting]).train()
+    cfg = PRESETS["tiny"]
+    assert model.resize_input(X).shape == (3, 3, cfg.target, cfg.target)
+    out = model(X)
+    assert out.shape == (3, 8)
+    out.square().sum().backward()
+    assert (model.resizer is not None) == (TABLE2[setting]["nr.down"] == "ltr")
+    assert (model.sr is not None) == (TABLE2[setting]["nr.up"] == "sr")
+    assert (model.stn is not None) == TABLE2[setting].get("nr.stn", False)
+    if model.resizer is not None:
+        assert model.resizer.head[0].weight.grad is not None  # trained jointly with the backbone
+    if model.sr is not None:  # frozen (Fig. 1: f_sr takes no part in the update)
+        assert not any(p.requires_grad for p in model.sr.parameters())
+        assert set(model.recipe.init) == {"weights.sr"}  # starts from the sr_faces stage at tiny
+
+
+def test_vanilla_is_one_interpolation_and_sr_bilinear_goes_through_the_high_resolution():
+    a, c = tiny(**TABLE2["a"]), tiny(**TABLE2["c"])
+    direct = torch.nn.functional.interpolate(X, size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.equal(a.resize_input(X), direct)
+    sr_out = c.sr(X)
+    assert sr_out.shape[-1] == PRESETS["tiny"].hr_size == 48
+    assert torch.equal(c.resize_input(X), resize(sr_out, 32))
+
+
+def test_stn_is_the_identity_at_initialisation():
+    stn = SpatialTransformer()
+    x = torch.randn(2, 3, 24, 24)
+    torch.testing.assert_close(stn(x), x, atol=1e-5, rtol=0)
+    # ... and a model with the STN resizes exactly what the model without it resizes
+    with_stn, without = tiny(**{**TABLE2["b"], "nr.stn": True}), tiny(**TABLE2["b"])
+    without.load_state_dict({k: v for k, v in with_stn.state_dict().items() if not k.startswith("stn.")})
+    torch.testing.assert_close(with_stn.eval()(X), without.eval()(X), atol=1e-5, rtol=0)
+    # the regressor does move once trained: its last layer gets a gradient
+    with_stn.train()(X).sum().backward()
+    assert with_stn.stn.theta.weight.grad.abs().sum() > 0
+
+
+def test_learned_resizer_layout_and_untrained_skip():
+    ltr = LearnedResizer(32, blocks=2, filters=16)
+    assert len(ltr.blocks) == 2 and ltr.head[0].kernel_size == (7, 7) and ltr.tail.kernel_size == (7, 7)
+    x = torch.randn(2, 3, 48, 48)
+    torch.nn.init.zeros_(ltr.tail.weight)
+    torch.nn.init.zeros_(ltr.tail.bias)  # main path silenced: only the bilinear image skip is left
+    torch.testing.assert_close(ltr(x), resize(x, 32))
+
+
+def test_face_sr_starts_near_bicubic():
+    sr = FaceSR(scale=2, channels=8, blocks=1)
+    torch.nn.init.zeros_(sr.up[0].weight)
+    torch.nn.init.zeros_(sr.up[0].bias)
+    x = torch.randn(2, 3, 12, 12)
+    torch.testing.assert_close(sr(x), resize(x, 24, "bicubic"))
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_builds_through_timm_at_tiny(name):
+    model = tiny(**{"nr.backbone": name, **TABLE2["a"]})
+    assert model.backbone.pretrained_cfg["architecture"] == name  # a timm model of that family
+    assert type(model.backbone).__module__.startswith("timm.models.")
+    assert model(X[:2]).shape == (2, 8)
+    assert sum(p.numel() for p in model.parameters()) < 1.5e6  # reduced depth and width
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST_FLOPS else pytest.mark.slow)
+                                  for n in PUBLISHED_GMACS])
+def test_every_backbone_counts_its_published_flops_at_paper(name):
+    model = timm.create_model("nr_vit", preset="paper", **{"nr.backbone": name, **TABLE2["a"]})
+    flops = count_flops(model, PRESETS["paper"].img_size)
+    assert flops["gflops"] == pytest.approx(PUBLISHED_GMACS[name], rel=0.07)
+    assert model.recipe.img_size == 48 and model.cfg.target == 224  # FERPlus's 48x48 reaches a 224 backbone
+
+
+def test_paper_recipe_and_where_training_starts():
+    with torch.device("meta"):
+        d = timm.create_model("nr_vit", preset="paper", **TABLE2["d"])
+        a = timm.create_model("nr_vit", preset="paper", **TABLE2["a"])
+    r = d.recipe
+    assert (r.optimizer, r.lr, r.epochs, r.batch_size, r.schedule, r.lr_gamma) == ("adam", 1e-4, 100, 64, "step", 0.75)
+    assert r.milestones == pytest.approx([i / 10 for i in range(1, 10)])  # "one quarter every 10 epochs"
+    assert r.init == {"weights.backbone": "file:swin_small_patch4_window7_224.pth", "weights.sr": "file:nr_face_sr_x8.pth"}
+    assert r.stand_in["weights.sr"] == "stage:sr_faces"
+    assert set(a.recipe.init) == {"weights.backbone"}  # no SR network, no weights.sr
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"nr.backbone": "resnet50"}, "nr.backbone: 'resnet50' is not allowed"),
+    ({"nr.up": "nearest"}, "allowed values: bilinear, bicubic, sr"),
+    ({"nr.down": "none", "nr.up": "sr"}, "nr.down: none is not allowed with nr.up: sr"),
+    ({"nr.stn": 1}, "nr.stn: 1 is not allowed; allowed values: true, false"),
+    ({"nr.ltr_blocks": 9}, "nr.ltr_blocks"),
+    ({"weights.sr": "x.pth", "nr.up": "bilinear"}, "weights.sr: the model has no SR network"),
+    ({"nr.k": 3}, "unknown override key(s) nr.k"),
+])
+def test_bad_overrides_name_the_key(overrides, needle):
+    with pytest.raises(ValueError, match=None) as err:
+        tiny(**overrides)
+    assert needle in str(err.value)
+
+
+def test_describe_overrides_lists_every_key_with_its_default():
+    keys = describe_overrides("tiny")
+    assert keys["nr.up"]["default"] == "sr" and keys["nr.down"]["default"] == "ltr"
+    assert keys["nr.ltr_blocks"]["default"] == 1 and keys["nr.ltr_filters"]["default"] == 16
+
+
+def test_backbone_and_sr_weights_load_strictly(tmp_path):
+    src = tiny(**TABLE2["d"])
+    torch.save(src.backbone.state_dict(), tmp_path / "backbone.pth")
+    torch.save(src.sr.state_dict(), tmp_path / "sr.pth")
+    dst = tiny(**TABLE2["d"], **{"weights.backbone": str(tmp_path / "backbone.pth"), "weights.sr": str(tmp_path / "sr.pth")})
+    for key in ("backbone.layers.0.blocks.0.attn.qkv.weight", "sr.head.weight"):
+        assert torch.equal(dst.state_dict()[key], src.state_dict()[key])
+    assert set(dst.weight_reports["weights.backbone"].ignored) == {"head.fc.weight", "head.fc.bias"}
+    # another family's checkpoint is refused, listing the keys
+    torch.save(tiny(**{"nr.backbone": "vit_small_patch16_224"}).backbone.state_dict(), tmp_path / "vit.pth")
+    with pytest.raises(ValueError, match="missing key layers.0"):
+        tiny(**{"weights.backbone": str(tmp_path / "vit.pth")})
+
+
+def test_sr_stage_trains_sr_by_l1_and_a_detached_probe_and_exports_weights_sr():
+    stage = timm.create_model("nr_sr", preset="tiny", num_classes=5)
+    hr = torch.rand(4, 3, 48, 48)
+    y = torch.tensor([0, 1, 2, 3])
+    terms = training_step(stage, hr, y, torch.nn.CrossEntropyLoss())
+    assert set(terms) == {"l1", "probe"}
+    terms["probe"].backward(retain_graph=True)
+    assert stage.sr.head.weight.grad is None  # the probe's term reaches the probe only
+    terms["l1"].backward()
+    assert stage.sr.head.weight.grad is not None
+    assert stage(hr).shape == (4, 5)  # forward: the probe's logits, for the record's accuracy
+    exported = get_exports(stage)["weights.sr"]
+    consumer = tiny(**TABLE2["d"])
+    consumer.sr.load_state_dict(exported)  # the layout nr_vit's weights.sr loads
+    assert stage.recipe.img_size == PRESETS["tiny"].hr_size
