@@ -173,3 +173,19 @@ def test_sr_stage_trains_sr_by_l1_and_a_detached_probe_and_exports_weights_sr():
     consumer = tiny(**TABLE2["d"])
     consumer.sr.load_state_dict(exported)  # the layout nr_vit's weights.sr loads
     assert stage.recipe.img_size == PRESETS["tiny"].hr_size
+
+
+def test_paper_schedule_multiplies_the_lr_by_three_quarters_every_tenth():
+    from harness.runner import build_scheduler
+
+    with torch.device("meta"):
+        recipe = timm.create_model("nr_vit", preset="paper", **TABLE2["a"]).recipe
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = build_scheduler(opt, recipe, steps_per_epoch=1)  # 100 epochs of one step
+    lrs = []
+    for _ in range(100):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    assert lrs[9] == pytest.approx(1e-4) and lrs[10] == pytest.approx(0.75e-4)
+    assert lrs[99] == pytest.approx(1e-4 * 0.75 ** 9)
