@@ -8,7 +8,8 @@ A loss only ever sees a ``[K, K]`` tensor. In a table spec or ``--set`` the prio
   D is indexed by training labels only);
 * ``prior: file:<path>`` -- a ``.npy`` or ``.csv`` (comma-separated, no header) ``[K, K]``
   matrix the user gives, rows in the dataset's canonical class order
-  (``harness.data.labels.CANONICAL_CLASSES``);
+  (``harness.data.labels.CANONICAL_CLASSES``). The planner pins the file's content into the
+  cell (:func:`pin_prior_file`), so an edited matrix is a new cell, never a silently reused one;
 * ``prior: [[...], ...]`` -- the matrix itself, inline.
 
 :func:`resolve_loss_kwargs` turns a recipe's ``loss_kwargs`` into the loss's keyword arguments
@@ -27,6 +28,7 @@ import torch
 from methods.losses import LOSSES, build_loss, check_prior, loss_arguments
 
 PRIOR_SOURCES = ("votes", "file:<path>", "an inline [K, K] list")
+PIN = "@sha256:"  # what the planner appends to a prior file's path (its content's digest)
 # Loaders whose datasets carry per-image vote distributions (``RawDataset.has_votes``).
 VOTE_DATASETS = ("ferplus",)
 
@@ -38,15 +40,41 @@ def _alternatives() -> str:
 
 def parse_prior(value: Any, key: str = "train.loss_kwargs.prior") -> tuple[str, Any]:
     """``(kind, argument)`` of a prior as written: ``("votes", None)``, ``("file", Path)`` or
-    ``("inline", value)``; ``ValueError`` naming ``key`` and the allowed values otherwise."""
+    ``("inline", value)``; ``ValueError`` naming ``key`` and the allowed values otherwise.
+
+    A planned cell's file carries its digest (``file:<path>@sha256:<hex>``, :func:`pin_prior_file`);
+    it is dropped here and checked by :func:`resolve_prior`.
+    """
     if isinstance(value, str):
         if value == "votes":
             return "votes", None
-        if value.startswith("file:") and value[len("file:"):].strip():
-            return "file", Path(value[len("file:"):].strip()).expanduser()
+        path = value[len("file:"):].split(PIN)[0].strip()
+        if value.startswith("file:") and path:
+            return "file", Path(path).expanduser()
     elif isinstance(value, (list, tuple)) and value and all(isinstance(r, (list, tuple)) for r in value):
         return "inline", value
     raise ValueError(f"{key}={value!r} is not allowed; allowed values: {', '.join(PRIOR_SOURCES)}")
+
+
+def pin_prior_file(train: dict[str, Any]) -> dict[str, Any]:
+    """``train.*`` overrides with a ``file:`` prior made absolute and pinned to its content.
+
+    The planner calls it, so a cell's id hashes the matrix, not only its path: an edited file
+    makes a new cell instead of silently reusing results (weights files work the same way), and
+    the runner refuses a file that changed after planning. A missing file is left as written (the
+    up-front check reports it).
+    """
+    kwargs = train.get("loss_kwargs")
+    if not isinstance(kwargs, dict) or not isinstance(kwargs.get("prior"), str):
+        return train
+    try:
+        kind, path = parse_prior(kwargs["prior"])
+    except ValueError:
+        return train
+    if kind != "file" or not path.is_file():
+        return train
+    pinned = f"file:{path.resolve()}{PIN}{_file_sha256(path)[:16]}"
+    return {**train, "loss_kwargs": {**kwargs, "prior": pinned}}
 
 
 def load_prior_file(path: Path, key: str = "train.loss_kwargs.prior") -> np.ndarray:
@@ -108,6 +136,10 @@ def resolve_prior(value: Any, data, key: str = "train.loss_kwargs.prior") -> tup
     elif kind == "file":
         matrix = load_prior_file(arg, key)
         info.update(path=str(arg.resolve()), sha256=_file_sha256(arg))
+        pinned = str(value).partition(PIN)[2]
+        if pinned and not info["sha256"].startswith(pinned):
+            raise ValueError(f"{key}: prior file {arg} changed since the cell was planned (sha256 "
+                             f"{info['sha256'][:16]} != {pinned}); plan the table again")
     else:
         matrix = np.asarray(arg, dtype=np.float64)
     where = f"{key} ({info.get('path', kind)})"

@@ -129,3 +129,24 @@ def test_apvit_row_with_fpdls_runs_and_records_its_prior(harness_env):
     train = data.splits["train"]
     happy = train.labels == C["happy"]
     np.testing.assert_allclose(d[C["happy"]], train.votes[happy].double().mean(0).numpy(), atol=1e-5)
+
+
+def test_a_prior_file_is_pinned_by_content(harness_env, tmp_path, ferplus):
+    from harness.plan import DataSource, plan_table
+    from harness.specs import load_spec
+
+    path = tmp_path / "d.npy"
+    np.save(path, np.full((8, 8), 1 / 8))
+    write_spec(harness_env["tables"], "pin_tab", [
+        {"label": "PDLS", "set": {"train.loss": "pdls", "train.loss_kwargs": {"prior": f"file:{path}"}}}],
+        datasets=[{"key": "ferplus", "label": "FERPlus"}])
+    (first,) = plan_table(load_spec("pin_tab"), source=DataSource())
+    pinned = first.cell.train["loss_kwargs"]["prior"]
+    assert pinned.startswith(f"file:{path.resolve()}@sha256:")
+    assert resolve_prior(pinned, ferplus)[1]["sha256"].startswith(pinned.rsplit(":", 1)[1])
+
+    np.save(path, np.eye(8))  # the user edits the matrix: a new cell, and the old one refuses to run
+    (second,) = plan_table(load_spec("pin_tab"), source=DataSource())
+    assert second.cell.id != first.cell.id
+    with pytest.raises(ValueError, match="changed since the cell was planned"):
+        resolve_prior(pinned, ferplus)
