@@ -108,7 +108,11 @@ def measure(model: str, preset: str = "paper", overrides: dict[str, Any] | None 
     macs = count_flops(net, recipe.img_size)["gflops"] * 1e9  # per image, forward, multiply-adds
     net.to(dev).train()
     stepper = Stepper(net, recipe, steps_per_epoch=1_000_000)
-    loss_fn = build_loss(recipe.loss, **recipe.loss_kwargs)
+    kwargs = dict(recipe.loss_kwargs)
+    if "prior" in kwargs:  # a data-derived prior costs the same as a uniform one
+        k = getattr(net, "num_classes", 7)
+        kwargs["prior"] = torch.full((k, k), 1.0 / k)
+    loss_fn = build_loss(recipe.loss, **kwargs).to(dev)
 
     def step_on(x: torch.Tensor, y: torch.Tensor) -> None:
         with autocast(dev, dtype):
