@@ -363,7 +363,7 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
         h.update(("\0skipped\0" + "\n".join(bad.skipped)).encode())
     info.update({"sizes": {k: len(v) for k, v in splits.items()}, "dropped": dict(raw.dropped),
                  "skipped": len(bad.skipped), "alignment": alignment and {
-                     k: alignment.get(k) for k in ("method", "template", "size", "rule", "detector", "counts")}})
+                     k: alignment.get(k) for k in ("method", "template", "size", "fit", "rule", "detector", "counts")}})
     return FERDataset(name=name, protocol=protocol, class_names=list(raw.class_names),
                       splits=splits, fingerprint=h.hexdigest()[:16], split_info=info,
                       skipped=list(bad.skipped), root=str(root), synthetic=synthetic,
