@@ -32,6 +32,22 @@ data path must not dominate:
 
 "apvit_tv" is the same pipeline with torchvision's colour semantics (clamping after every
 op, HSV hue), about 3x slower; the two differ only in pixel values, not in what is random.
+
+Why hand-written rather than kornia.augmentation (kornia's version of this pipeline is in
+``tests/benchmarks/kornia_apvit.py``, timed against this one by ``make bench``,
+``tests/benchmarks/test_augment.py``). Speed: on the 2-core VM's CPU, one thread, batch 128,
+this pipeline takes 96 ms at 112 px and 504 ms at 224 px, kornia's 414 ms and 2,364 ms (median,
+pytest-benchmark; not measured on a GPU). Semantics: kornia's RandomErasing fills a constant in
+[0, 1] where the official config fills N(0, 1) noise after normalising, and picks its box
+differently (a coin flip between ratios below and above 1, the box clamped to the image, not up
+to ten tries); its ColorJitter draws one op order per batch, not per sample; rotation and crop
+are two resamplings. And it draws from torch's global generator: seeding that from our
+per-(seed, epoch) generator inside ``torch.random.fork_rng`` makes it reproducible (the
+benchmark does so), but ties every batch to kornia's internal draw order, which may change with
+its version, so a resumed run would stop being bit-exact after an upgrade. What stays
+hand-written is therefore the whole pipeline: the parameter draws, their composition into one
+affine warp and one colour map per sample, and the erasing; the per-pixel primitives are
+torch's (``affine_grid``/``grid_sample``, ``baddbmm``, ``interpolate``).
 """
 from __future__ import annotations
 

@@ -42,8 +42,8 @@ def seeded(pipeline: nn.Module):
 
     def transform(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         seed = int(torch.randint(0, 2**62, (1,), generator=g))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # kornia draws on the CPU unless the module is moved
+            torch.random.default_generator.manual_seed(seed)  # the CPU generator only (manual_seed: CUDA too)
             return pipeline(images.float().div_(255.0))
 
     return transform

@@ -50,6 +50,9 @@ def test_augment(benchmark, quick, bench_threads, bench_device, name, size):
         out = step()
         assert out.shape == (batch, 3, size, size) and out.dtype == torch.float32 and out.device == images.device
         assert torch.isfinite(out).all()
+        # Both are pure functions of (images, generator state): what a resumed run needs.
+        assert torch.equal(transform(images, torch.Generator().manual_seed(5)),
+                           transform(images, torch.Generator().manual_seed(5)))
         benchmark.group = f"augment batch {AUGMENT_BATCH}"
         benchmark.extra_info.update(kind="augment", label=f"{LABELS[name]}, {size} px", batch=batch,
                                     threads=threads, device=str(device), input_size=size,
