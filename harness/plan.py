@@ -179,7 +179,7 @@ def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | No
         if not root.is_dir():
             raise UserError(f"dataset {key!r}: {root} does not exist (data root {source.root})")
         check_alignment(root, **align)
-    ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0)
+    ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0, cache=not source.dry_run)
     return str(root), ds.fingerprint, ds.synthetic
 
 
