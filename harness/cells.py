@@ -34,6 +34,7 @@ from harness.checks import train_problems
 from harness.data.align import ALIGN_KNOBS
 from harness.data.synth import make_knobs
 from harness.errors import UserError
+from harness.priors import loss_problem
 from methods.interface import Recipe, get_recipe
 
 SCALES = ("tiny", "paper")
@@ -41,8 +42,8 @@ SLOT_FIELDS = ("method", "model", "train", "data", "dataset", "protocol", "scale
 ROOT = Path(__file__).resolve().parent.parent
 
 # The training path: a change here changes every cell's code version.
-TRAINING_SOURCES = ("harness/runner.py", "harness/flops.py", "harness/data", "methods/interface.py",
-                    "methods/losses.py", "methods/layers")
+TRAINING_SOURCES = ("harness/runner.py", "harness/flops.py", "harness/data", "harness/priors.py",
+                    "methods/interface.py", "methods/losses.py", "methods/layers")
 
 
 def canonical_json(obj: Any) -> str:
@@ -142,7 +143,11 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
 def _recipe(method: str, scale: str, model_json: str, train_json: str, dataset: str | None = None) -> Recipe:
     with torch.device("meta"):
         model = build_model(method, scale, json.loads(model_json))
-    return apply_train_overrides(get_recipe(model, dataset), json.loads(train_json))
+    recipe = apply_train_overrides(get_recipe(model, dataset), json.loads(train_json))
+    problem = loss_problem(recipe.loss, recipe.loss_kwargs, dataset)  # alpha, gamma, the prior's source
+    if problem:
+        raise ValueError(problem)
+    return recipe
 
 
 @dataclass(frozen=True)

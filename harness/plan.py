@@ -16,6 +16,7 @@ from typing import Any
 from harness.cells import (SCALES, Cell, PlannedCell, check_overrides, code_version, is_weights_key,
                            split_overrides)
 from harness.errors import UserError
+from harness.priors import pin_prior_file
 from harness.specs import TableSpec
 from harness.stages import load_stage
 from harness.store import file_sha256
@@ -178,7 +179,7 @@ def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | No
         if not root.is_dir():
             raise UserError(f"dataset {key!r}: {root} does not exist (data root {source.root})")
         check_alignment(root, **align)
-    ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0)
+    ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0, cache=not source.dry_run)
     return str(root), ds.fingerprint, ds.synthetic
 
 
@@ -222,6 +223,7 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
             where = f"{spec.path}: row {i + 1} ({row.label!r}), {col.key}"
             model_o, recipe = declared_model(method, scale, overrides, where, col.loader)
             _, train_o, data_o = split_overrides(overrides)
+            train_o = pin_prior_file(train_o)  # a prior file's content is part of the cell's id
             ids, paths, stages = resolve_weights({k: v for k, v in model_o.items() if is_weights_key(k)},
                                                  recipe.stand_in, scale, source, weights, where)
             root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.loader, col.protocol, scale,

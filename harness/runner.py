@@ -414,6 +414,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
     """Train on ``device``, select on validation, test once, and write the record. Returns the record."""
     from harness.data import build_transform, iterate_batches, num_batches
     from harness.flops import count_flops
+    from harness.priors import resolve_loss_kwargs
     from methods.losses import build_loss
 
     t_start = time.time()
@@ -438,7 +439,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
     amp = amp_dtype(recipe.amp, dev)
     where = {"device": dev, "amp": amp}
     model.to(dev)
-    loss_fn = build_loss(recipe.loss, **recipe.loss_kwargs)
+    loss_kwargs, loss_prior = resolve_loss_kwargs(recipe, data)  # prior: votes / file: -> the [K, K] matrix
+    loss_fn = build_loss(recipe.loss, **loss_kwargs).to(dev)  # a prior is a buffer of the loss
     steps_per_epoch = max(num_batches(train_split, batch_size=recipe.batch_size, sampler=recipe.sampler,
                                       drop_last=True), 1)
     stepper = Stepper(model, recipe, steps_per_epoch)
@@ -529,7 +531,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         "timing": {"train_s": state["train_s"], "eval_s": eval_s, "setup_s": setup_s,
                    "epochs": epochs, "steps": state["step"], "final_train_loss": last_loss,
                    "history": state["history"]},
-        "recipe": recipe.to_dict(),
+        "recipe": {**recipe.to_dict(), "loss_prior": loss_prior},  # the prior's source and the matrix D
         "data": {"fingerprint": data.fingerprint, "split_info": data.split_info, "skipped": data.skipped,
                  "synthetic": data.synthetic, "sizes": {k: len(v.labels) for k, v in data.splits.items()}},
         "resumed_from_epoch": state["resumed_from_epoch"],

@@ -13,7 +13,7 @@ from harness.errors import UserError
 def add_parser(subparsers) -> None:
     """Register ``data`` with its ``check``, ``synth`` and ``align`` sub-commands."""
     from harness.data import DATASETS
-    from harness.data.align import JOBS, METHODS, RULES, TEMPLATES
+    from harness.data.align import FITS, JOBS, METHODS, RULES, TEMPLATES
     from harness.data.synth import SCALES
 
     p = subparsers.add_parser("data", help="check a dataset, write a synthetic stand-in or an aligned copy")
@@ -49,6 +49,9 @@ def add_parser(subparsers) -> None:
                    help="reference points (face.evoLVe's, scaled to --size)")
     a.add_argument("--rule", default="confident", choices=RULES,
                    help="which face to keep when MTCNN finds several")
+    a.add_argument("--fit", default="five", choices=FITS,
+                   help="five: least squares over the five points, as face.evoLVe (default); "
+                        "eyes: both eye centres exactly on the template's")
     a.add_argument("--skip-bad", action="store_true", help="skip bad entries and list them")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(func=run)
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"fingerprint {ds.fingerprint}   loaded in {seconds:.2f}s   val: {ds.split_info['val_source']}")
     al = ds.split_info.get("alignment")
     print("alignment: as shipped" if al is None else
-          f"alignment: {al['method']} ({al['template']} template, {al['size']}px), "
+          f"alignment: {al['method']} ({al['template']} template{', ' + al['fit'] + ' fit' if al.get('fit') else ''}, "
+          f"{al['size']}px), "
           + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in al["counts"].items()))
     width = max(len(c) for c in ds.class_names)
     print(f"{'':{width}}  " + "  ".join(f"{s:>6}" for s in ds.splits))
@@ -123,11 +127,11 @@ def _align(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     summary = align_dataset(args.dataset, args.root, args.out, method=args.method, size=args.size,
-                            template=args.template, rule=args.rule, skip_bad=args.skip_bad,
+                            template=args.template, rule=args.rule, fit=args.fit, skip_bad=args.skip_bad,
                             progress=not args.no_progress)
     counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in summary["counts"].items())
     print(f"aligned {summary['images']} {args.dataset} images ({args.method}, {args.template} template, "
-          f"{args.size}px) into {args.out} in {time.perf_counter() - t0:.1f}s: {counts}")
+          f"{args.fit} fit, {args.size}px) into {args.out} in {time.perf_counter() - t0:.1f}s: {counts}")
     if summary["fallbacks"]:
         print(f"{len(summary['fallbacks'])} fell back to a centre crop (listed in {args.out}/{MANIFEST}):")
         for name in summary["fallbacks"][:20]:

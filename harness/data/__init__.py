@@ -62,14 +62,16 @@ def _loader(name: str):
 
 def load_dataset(name: str, root: str | Path | None, *, protocol: str | None = None,
                  decode_size: int = 112, val_fraction: float = 0.1, split_seed: int = 0,
-                 skip_bad: bool = False) -> FERDataset:
+                 skip_bad: bool = False, cache: bool = True) -> FERDataset:
     """Load a dataset from its official files: decoded uint8 splits "train", "val", "test".
 
     Images are decoded once (grey replicated to RGB) and resized to ``decode_size``. Val is
     carved from train (seeded, stratified, ``val_fraction``) unless the dataset has an
     official validation split that is not its test set. Bad entries raise a UserError naming
     the file and line/entry; with ``skip_bad`` they are skipped and listed in ``skipped``.
-    ``root=None`` reads ``$FERBENCH_DATA_ROOT/<name>``.
+    ``root=None`` reads ``$FERBENCH_DATA_ROOT/<name>``. The decoded images are a memory-mapped
+    file shared by every process that loads the same data (:mod:`harness.data.base`);
+    ``cache=False`` neither reads nor writes it.
     """
     module = _loader(name)
     protocol = protocol or module.PROTOCOLS[0]
@@ -82,4 +84,4 @@ def load_dataset(name: str, root: str | Path | None, *, protocol: str | None = N
     raw = module.read(path, protocol, bad)
     raw.skipped = bad.skipped
     return assemble(name, protocol, path, raw, decode_size=decode_size, val_fraction=val_fraction,
-                    split_seed=split_seed, skip_bad=skip_bad)
+                    split_seed=split_seed, skip_bad=skip_bad, cache=cache)

@@ -27,9 +27,23 @@ Methods:
   (``Annotation/manual/<stem>_manu_attri.txt``, in ``Image/original`` pixels), AffectNet's 68
   points reduced to five by :func:`five_from_68`.
 
-The transform is a least-squares similarity (scikit-image ``SimilarityTransform``, Umeyama)
-from the five points to the face.evoLVe reference points for a square crop, scaled to the
-requested size; the warp is bilinear with a black border (face.evoLVe: ``cv2.warpAffine``).
+The transform is a similarity to the face.evoLVe reference points for a square crop, scaled to
+the requested size; the warp is bilinear with a black border (face.evoLVe: ``cv2.warpAffine``).
+Fits (``fit``, :data:`FITS`):
+
+* ``five`` (default, face.evoLVe's): the least-squares similarity over all five points, posed as
+  face.evoLVe's ``warp_and_crop_face`` poses it -- ``matlab_cp2tform.get_similarity_transform_for_cv2``
+  solves for the map from the reference points to the detected ones, residuals in source pixels,
+  and inverts it. Fitting the other way (residuals in crop pixels, as FERbench did before
+  ``ALIGN_VERSION`` 2) is a different estimate: it weighs the scale differently (on the astronaut
+  photo 0.88 against face.evoLVe's 0.93). face.evoLVe also tries a reflected fit and keeps it when
+  its residual is smaller; for an upright face it never is, and a mirror image is no alignment, so
+  it is left out. The estimate is scikit-image's ``SimilarityTransform`` (Umeyama), which reaches
+  the same least-squares optimum.
+* ``eyes``: the similarity that puts both eye centres exactly on the template's (two points fix
+  a similarity); nose and mouth are not used. Not in face.evoLVe; for faces whose mouth is far
+  from the template's (a broad smile, an open mouth) the five-point fit trades the eyes against
+  the mouth corners, by 2-2.5 px at 112 px on the astronaut photo.
 """
 from __future__ import annotations
 
@@ -49,10 +63,11 @@ from PIL import Image
 from harness.data.base import ALIGNMENT_MARKER, SYNTHETIC_MARKER, BadEntries
 from harness.errors import UserError
 
-ALIGN_VERSION = 1
+ALIGN_VERSION = 2  # 2: the five-point fit is face.evoLVe's (reference -> source, inverted); ``fit``
 MANIFEST = "alignment_manifest.jsonl"
 METHODS = ("mtcnn", "landmarks")
 RULES = ("confident", "central")
+FITS = ("five", "eyes")
 STATUSES = ("aligned", "several_faces", "no_face", "fallback")
 BOX_MARGIN = 0.25  # MTCNN searches the shipped face box widened by this fraction per side
 MTCNN_THRESHOLDS = (0.6, 0.7, 0.8)  # face.evoLVe's align/detector.py
@@ -83,18 +98,28 @@ def five_from_68(points: np.ndarray) -> np.ndarray:
     return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
 
 
-def similarity(points: np.ndarray, reference: np.ndarray) -> np.ndarray | None:
-    """Least-squares similarity mapping ``points`` [5, 2] onto ``reference`` [5, 2]: a 3x3
-    matrix (source pixels -> output pixels), or None when the fit fails or is degenerate."""
+def similarity(points: np.ndarray, reference: np.ndarray, fit: str = "five") -> np.ndarray | None:
+    """The similarity mapping ``points`` [5, 2] onto ``reference`` [5, 2] by ``fit`` (see the
+    module docstring): a 3x3 matrix (source pixels -> output pixels), or None when the fit fails
+    or is degenerate."""
     from skimage.transform import SimilarityTransform
 
+    if fit not in FITS:
+        raise UserError(f"unknown alignment fit {fit!r}; known: {', '.join(FITS)}")
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (5, 2) or not np.isfinite(points).all():
         return None
-    tform = SimilarityTransform.from_estimate(points, reference)
-    if not tform or not np.isfinite(tform.params).all() or tform.scale < 1e-6:
+    if fit == "eyes":
+        if np.hypot(*(points[1] - points[0])) < 1e-6:
+            return None
+        tform = SimilarityTransform.from_estimate(points[:2], reference[:2])
+        matrix = tform.params if tform else None
+    else:  # face.evoLVe: reference -> source in least squares, then inverted
+        tform = SimilarityTransform.from_estimate(reference, points)
+        matrix = np.linalg.inv(tform.params) if tform and tform.scale > 1e-6 else None
+    if matrix is None or not np.isfinite(matrix).all() or abs(np.linalg.det(matrix[:2, :2])) < 1e-12:
         return None
-    return tform.params
+    return matrix
 
 
 def warp_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
@@ -175,12 +200,13 @@ def choose(faces: list[Face], region: tuple[float, float, float, float], rule: s
 def align_image(image: np.ndarray, size: int, template: str = "evolve", *,
                 points: np.ndarray | None = None, detector: Callable[[np.ndarray], list[Face]] | None = None,
                 box: tuple[float, float, float, float] | None = None,
-                rule: str = "confident", reason: str = "") -> tuple[np.ndarray, dict[str, Any]]:
+                rule: str = "confident", reason: str = "", fit: str = "five") -> tuple[np.ndarray, dict[str, Any]]:
     """Align one image uint8 [H, W, 3] -> (uint8 [size, size, 3], manifest record).
 
     With ``points`` [5, 2] they are used as they are (the ``landmarks`` method); else
     ``detector`` is run, inside ``box`` widened by :data:`BOX_MARGIN` when given. No usable
     points -> the centre-crop fallback; ``reason`` says why when the caller already knows.
+    ``fit`` is the similarity fit (:data:`FITS`).
     """
     h, w = image.shape[:2]
     record: dict[str, Any] = {"status": "aligned", "score": None, "points": None}
@@ -207,7 +233,7 @@ def align_image(image: np.ndarray, size: int, template: str = "evolve", *,
                               scores=[round(f.score, 6) for f in faces])
     elif points is None:
         record.update(status="fallback", reason=reason or "no landmarks")
-    matrix = similarity(points, reference_points(size, template)) if points is not None else None
+    matrix = similarity(points, reference_points(size, template), fit) if points is not None else None
     if points is not None:
         record["points"] = np.round(points, 2).tolist()
         if matrix is None:
@@ -407,7 +433,7 @@ def _write_annotations(name: str, root: Path, out: Path, ann: list[Path], jobs: 
 
 
 def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str = "mtcnn", size: int = 112,
-                  template: str = "evolve", rule: str = "confident", skip_bad: bool = False,
+                  template: str = "evolve", rule: str = "confident", fit: str = "five", skip_bad: bool = False,
                   progress: bool = True) -> dict[str, Any]:
     """Write an aligned copy of dataset ``name`` from ``root`` into ``out``; return its summary.
 
@@ -427,6 +453,8 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
                         f"{', '.join(LANDMARK_DATASETS)} (use --method mtcnn)")
     if rule not in RULES:
         raise UserError(f"unknown face selection rule {rule!r}; known: {', '.join(RULES)}")
+    if fit not in FITS:
+        raise UserError(f"unknown alignment fit {fit!r}; known: {', '.join(FITS)}")
     if name == "ferplus" and size != 48:
         raise UserError(f"FERPlus stores 48x48 pixels in fer2013.csv, so its copy must be --size 48 "
                         f"(got {size})")
@@ -455,7 +483,7 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
                 bad.report(f"{job.name}: cannot read image {job.source}: {err}")
                 continue
             aligned, rec = align_image(image, size, template, points=job.points, detector=detector,
-                                       box=job.box, rule=rule, reason=job.reason)
+                                       box=job.box, rule=rule, reason=job.reason, fit=fit)
             source = job.source if isinstance(job.source, np.ndarray) else _rel(job.source, root)
             rec = {"name": job.name, "source": source if isinstance(source, str) else "csv pixels",
                    "out": job.out, **rec}
@@ -470,12 +498,14 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
     if (root / SYNTHETIC_MARKER).is_file():
         shutil.copyfile(root / SYNTHETIC_MARKER, out / SYNTHETIC_MARKER)
     summary = {
-        "version": ALIGN_VERSION, "dataset": name, "method": method, "template": template, "size": size,
+        "version": ALIGN_VERSION, "dataset": name, "method": method, "template": template, "size": size, "fit": fit,
         "rule": rule if method == "mtcnn" else None,
         "detector": detector.describe() if detector else None,
         "landmarks": {"rafdb": "Annotation/manual (5 manual points)",
                       "affectnet": "facial_landmarks (68 points -> 5)"}[name] if method == "landmarks" else None,
-        "warp": "scikit-image SimilarityTransform (least squares) + warp (bilinear, black border)",
+        "warp": ("scikit-image SimilarityTransform, " + {"five": "five points, least squares reference -> source, "
+                 "inverted (face.evoLVe)", "eyes": "the two eye centres exactly"}[fit]
+                 + "; warp bilinear, black border"),
         "counts": counts, "images": sum(counts.values()),
         "fallbacks": sorted(r["name"] for r in records.values() if r["status"] in ("no_face", "fallback")),
         "skipped": list(bad.skipped),
@@ -492,7 +522,8 @@ def describe_alignment(summary: dict[str, Any] | None) -> str:
         return "as shipped"
     counts = summary.get("counts") or {}
     fell = counts.get("no_face", 0) + counts.get("fallback", 0)
-    return (f"{summary.get('method')}, {summary.get('template')} template, {summary.get('size')}px; "
+    fit = f", {summary['fit']} fit" if summary.get("fit") else ""
+    return (f"{summary.get('method')}, {summary.get('template')} template{fit}, {summary.get('size')}px; "
             f"{fell} of {sum(counts.values())} centre-cropped")
 
 

@@ -3,6 +3,16 @@
 A loader module only parses its dataset's annotation files into :class:`Entry` lists (one
 per official split) and names the files it read; :func:`assemble` does the rest the same way
 for every dataset: decode once to uint8 tensors, carve the validation split, fingerprint.
+
+Decoded images are cached as one memory-mapped ``.npy`` file per (dataset content, decode size,
+split), rows in split order (train, val, test) and channels first, so every split is a slice of
+the mapping and nothing is copied: parallel workers loading the same dataset share one copy
+through the page cache (an AffectNet-size set, ~11 GB at 112 px, is not held once per worker).
+The file is written once (to a temporary name, then renamed; workers that start together wait on
+a lock instead of decoding twice) and a stale or partial one is rebuilt. Where it lives:
+``$FERBENCH_CACHE/decoded`` for a real dataset (default ``~/.cache/ferbench/decoded``; the
+dataset folder itself is never written to), and the stand-in's own folder for synthetic data
+(``.decoded-*`` files beside the images it was generated into). See :func:`decoded_cache_path`.
 """
 from __future__ import annotations
 
@@ -21,6 +31,8 @@ from PIL import Image
 from harness.errors import UserError
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
+CACHE_ENV = "FERBENCH_CACHE"  # as harness.data.synth: generated data lives under it
+DECODED_CACHE_VERSION = 2  # 1: a torch.save'd blob in the synthetic root; 2: memory-mapped .npy
 ALIGNMENT_MARKER = "ALIGNMENT.json"  # written by harness.data.align into an aligned copy
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -73,6 +85,7 @@ class FERDataset:
     root: str
     synthetic: bool
     warnings: list[str] = field(default_factory=list)  # suspicious but loadable: duplicate images
+    decoded_cache: str | None = None  # the memory-mapped file the splits are views of, if any
 
     @property
     def num_classes(self) -> int:
@@ -281,8 +294,9 @@ def _carve(raw: RawDataset, val_fraction: float, split_seed: int) -> tuple[dict[
 
 
 def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_size: int,
-             val_fraction: float, split_seed: int, skip_bad: bool) -> FERDataset:
-    """Decode, carve val, fingerprint: the part every loader shares."""
+             val_fraction: float, split_seed: int, skip_bad: bool, cache: bool = True) -> FERDataset:
+    """Decode, carve val, fingerprint: the part every loader shares. ``cache=False`` neither
+    reads nor writes the decoded-image cache (``reproduce --dry-run`` writes nothing)."""
     bad = BadEntries(skip_bad)
     bad.skipped.extend(raw.skipped)
     synthetic = (root / SYNTHETIC_MARKER).is_file()
@@ -292,7 +306,7 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
     alignment = read_alignment(root)
     if alignment is not None:  # how the faces were aligned is part of what the data is
         content.update(b"\0alignment\0" + json.dumps(alignment, sort_keys=True).encode())
-    content_key = content.hexdigest()  # the files alone: keys the decoded-image cache
+    content_key = content.hexdigest()  # the files alone: with the split settings, keys the decoded cache
     h = hashlib.sha256()
     h.update(json.dumps({"dataset": name, "protocol": protocol, "classes": raw.class_names,
                          "label_map": raw.label_map, "val_policy": raw.val_policy,
@@ -302,31 +316,44 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
     h.update(content_key.encode())
 
     # Decode every official entry once (the order is fixed by the annotation files).
-    order = [(s, e) for s in sorted(raw.official) for e in raw.official[s]]
-    entries = [e for _, e in order]
-    images, kept = _load_cached(root, content_key, decode_size) if synthetic else (None, None)
-    if images is None:
-        images, kept = _decode_all(entries, decode_size, bad)
-        if synthetic and not bad.skipped:
-            _save_cached(root, content_key, decode_size, images, kept)
-    kept_ids = {id(entries[i]): j for j, i in enumerate(kept)}
-    official = {s: [e for e in raw.official[s] if id(e) in kept_ids] for s in raw.official}
-    carved, info = _carve(RawDataset(raw.class_names, official, [], {}, raw.val_policy,
-                                     raw.fractions), val_fraction, split_seed)
-
-    tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # [N, 3, S, S]
+    entries = [e for s in sorted(raw.official) for e in raw.official[s]]
+    path = None
+    if cache:  # keyed by what the rows depend on: the fingerprint's inputs, the size, Pillow
+        key = h.copy()
+        key.update(json.dumps({"v": DECODED_CACHE_VERSION, "size": decode_size, "pillow": Image.__version__},
+                              sort_keys=True).encode())
+        path = decoded_cache_path(name, root, key.hexdigest(), decode_size, synthetic=synthetic)
+    # A cache file exists only for a decode that skipped nothing, so the carve of every entry is
+    # the carve its rows were written in.
+    carved, info = _carve(raw, val_fraction, split_seed)
+    total = sum(len(carved[s]) for s in SPLITS)
+    mapped = _map_decoded(path, total, decode_size) if path else None
+    decoded = None
+    if path and mapped is None:
+        with _lock(path):  # workers that start together: one decodes, the others then map
+            mapped = _map_decoded(path, total, decode_size)
+            if mapped is None:
+                decoded = _decode_all(entries, decode_size, bad)
+                if len(decoded[1]) == len(entries):
+                    mapped = _write_decoded(path, decoded[0], entries, carved, decode_size)
     splits: dict[str, Split] = {}
-    for split_name in ("train", "val", "test"):
-        es = carved[split_name]
-        rows = torch.tensor([kept_ids[id(e)] for e in es], dtype=torch.int64)
-        votes = None
-        if raw.has_votes:
-            votes = torch.from_numpy(np.stack([e.votes for e in es]).astype(np.float32)) if es \
-                else torch.zeros((0, len(raw.class_names)), dtype=torch.float32)
-        splits[split_name] = Split(
-            images=tensor[rows],
-            labels=torch.tensor([e.label for e in es], dtype=torch.int64),
-            names=[e.name for e in es], votes=votes)
+    if mapped is not None:
+        tensor = torch.from_numpy(mapped)  # [N, 3, S, S], file-backed: every split below is a view
+        start = 0
+        for split_name in SPLITS:
+            n = len(carved[split_name])
+            splits[split_name] = _split(carved[split_name], tensor[start:start + n], raw)
+            start += n
+    else:
+        images, kept = decoded if decoded is not None else _decode_all(entries, decode_size, bad)
+        kept_ids = {id(entries[i]): j for j, i in enumerate(kept)}
+        official = {s: [e for e in raw.official[s] if id(e) in kept_ids] for s in raw.official}
+        carved, info = _carve(RawDataset(raw.class_names, official, [], {}, raw.val_policy,
+                                         raw.fractions), val_fraction, split_seed)
+        tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # [N, 3, S, S]
+        for split_name in SPLITS:
+            rows = torch.tensor([kept_ids[id(e)] for e in carved[split_name]], dtype=torch.int64)
+            splits[split_name] = _split(carved[split_name], tensor[rows], raw)
     empty = [k for k, v in splits.items() if len(v) == 0]
     if empty:
         raise UserError(f"{root}: {name} ({protocol}) has an empty {' and '.join(empty)} split "
@@ -336,11 +363,21 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
         h.update(("\0skipped\0" + "\n".join(bad.skipped)).encode())
     info.update({"sizes": {k: len(v) for k, v in splits.items()}, "dropped": dict(raw.dropped),
                  "skipped": len(bad.skipped), "alignment": alignment and {
-                     k: alignment.get(k) for k in ("method", "template", "size", "rule", "detector", "counts")}})
+                     k: alignment.get(k) for k in ("method", "template", "size", "fit", "rule", "detector", "counts")}})
     return FERDataset(name=name, protocol=protocol, class_names=list(raw.class_names),
                       splits=splits, fingerprint=h.hexdigest()[:16], split_info=info,
                       skipped=list(bad.skipped), root=str(root), synthetic=synthetic,
-                      warnings=duplicate_warnings(raw))
+                      warnings=duplicate_warnings(raw), decoded_cache=str(path) if mapped is not None else None)
+
+
+def _split(entries: list[Entry], images: torch.Tensor, raw: RawDataset) -> Split:
+    """A Split of ``entries`` whose decoded images are ``images`` [n, 3, S, S], row for row."""
+    votes = None
+    if raw.has_votes:
+        votes = torch.from_numpy(np.stack([e.votes for e in entries]).astype(np.float32)) if entries \
+            else torch.zeros((0, len(raw.class_names)), dtype=torch.float32)
+    return Split(images=images, labels=torch.tensor([e.label for e in entries], dtype=torch.int64),
+                 names=[e.name for e in entries], votes=votes)
 
 
 def duplicate_warnings(raw: RawDataset) -> list[str]:
@@ -362,32 +399,80 @@ def duplicate_warnings(raw: RawDataset) -> list[str]:
     return out
 
 
-def _cache_path(root: Path, key: str, size: int) -> Path:
-    return root / f".decoded-{key[:16]}-{size}.pt"
+def decoded_cache_path(name: str, root: Path, key: str, size: int, *, synthetic: bool) -> Path:
+    """The decoded-image cache file for a dataset whose cache key is ``key`` (hex).
+
+    A synthetic stand-in keeps it in its own folder (``.decoded-<key>-<size>.npy``, ignored by
+    the stand-in's own tree hash). A real dataset keeps it in ``$FERBENCH_CACHE/decoded``
+    (default ``~/.cache/ferbench/decoded``) as ``<name>-<key>-<size>.npy``: keyed by content,
+    so two copies of one dataset share a file, and the dataset folder stays read-only.
+    """
+    if synthetic:
+        return root / f".decoded-{key[:32]}-{size}.npy"
+    env = os.environ.get(CACHE_ENV)
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "ferbench"
+    return base / "decoded" / f"{name}-{key[:32]}-{size}.npy"
 
 
-def _load_cached(root: Path, key: str, size: int):
-    path = _cache_path(root, key, size)
-    if not path.is_file():
-        return None, None
+SPLITS = ("train", "val", "test")
+
+
+def _map_decoded(path: Path, rows: int, size: int) -> np.ndarray | None:
+    """The cache file mapped copy-on-write, uint8 [rows, 3, size, size], or None when it is
+    missing, partial, unreadable or of another shape (then it is rebuilt).
+
+    Copy-on-write (``mmap_mode="c"``): pages are shared through the page cache until written,
+    and a write (no code writes to ``Split.images``; a future one must not crash) makes a
+    private copy of that page, never touching the file.
+    """
     try:
-        blob = torch.load(path, weights_only=True)
-    except Exception:  # a stale or partial cache is simply rebuilt
-        return None, None
-    if blob.get("key") != key:
-        return None, None
-    return blob["images"].numpy(), blob["kept"].tolist()
+        arr = np.load(path, mmap_mode="c", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if arr.dtype != np.uint8 or arr.shape != (rows, 3, size, size):
+        return None
+    return arr
 
 
-def _save_cached(root: Path, key: str, size: int, images: np.ndarray, kept: list[int]) -> None:
-    path = _cache_path(root, key, size)
+def _write_decoded(path: Path, images: np.ndarray, entries: list[Entry], carved: dict[str, list[Entry]],
+                   size: int) -> np.ndarray | None:
+    """Write ``images`` [N, S, S, 3] (``entries`` order) to ``path`` as [M, 3, S, S] in split
+    order, atomically, and return it mapped; None when the folder is not writable."""
+    where = {id(e): i for i, e in enumerate(entries)}
+    rows = np.array([where[id(e)] for s in SPLITS for e in carved[s]], dtype=np.int64)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save({"key": key, "images": torch.from_numpy(images),
-                    "kept": torch.tensor(kept, dtype=torch.int64)}, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows), 3, size, size))
+        for start in range(0, len(rows), 1024):  # bounded extra memory for a large set
+            out[start:start + 1024] = images[rows[start:start + 1024]].transpose(0, 3, 1, 2)
+        out.flush()
+        del out
         os.replace(tmp, path)
-    except OSError:  # a read-only root just means no cache
-        tmp.unlink(missing_ok=True)
+    except OSError:  # a read-only cache folder just means no cache
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return None
+    return _map_decoded(path, len(rows), size)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock beside ``path`` (``<path>.lock``); no lock where none can be
+    taken (a read-only folder, a file system without flock): the rename keeps writes atomic."""
+    try:
+        import fcntl
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path.with_name(path.name + ".lock"), "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
 
 
 def list_images(folder: Path) -> list[Path]:

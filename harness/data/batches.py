@@ -75,6 +75,8 @@ def iterate_batches(split: Split, *, batch_size: int, transform, seed: int, epoc
 
     The order comes from :func:`epoch_indices`; ``transform(images_uint8, generator)`` runs
     per batch with a generator seeded by (seed, epoch), so the stream is reproducible.
+    ``split.images`` may be a view of the shared memory-mapped cache: it is only read (each
+    batch is gathered into a new tensor).
     """
     if batch_size < 1:
         raise UserError(f"batch_size must be positive, got {batch_size}")

@@ -58,3 +58,13 @@ ROUNDS: dict[tuple[str, int], tuple[int, int]] = {
 # With benchmarking disabled (the normal test run) every benchmark body runs once; paper scale
 # is limited to these cases at batch 1 so that the quick mode stays within seconds.
 QUICK_PAPER = {("baseline", 1), ("apvit-160-0.9", 1), ("deit-tiny-ap", 1)}
+
+# The augmentation benchmark (test_augment.py): the "apvit" training pipeline, hand-written
+# (harness.data.transforms, what the harness uses) against kornia.augmentation, on uint8 batches
+# already on the bench device. (rounds, warm-up rounds): kornia at 224 px is ~3-4 s per batch of
+# 128 on one core of the 2-core VM, the hand-written one ~0.3 s.
+AUGMENT_PIPELINES = ("hand", "kornia")
+AUGMENT_SIZES = (112, 224)
+AUGMENT_BATCH = 128
+AUGMENT_QUICK_BATCH = 4  # quick mode: every body once, on a few images
+AUGMENT_ROUNDS: dict[str, tuple[int, int]] = {"hand": (8, 1), "kornia": (3, 1)}

@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from harness.data import build_transform, iterate_batches, num_batches, repeat_factors
 from harness.data.base import Split
@@ -117,3 +119,77 @@ def test_samplers():
     assert len(heavy) == 100
     counts = torch.bincount(split.labels[heavy], minlength=3)
     assert counts.min() > 15  # every class about a third
+
+
+# -- the same pipelines on any device ----------------------------------------------------------
+
+# sha256[:16] of the float32 output bytes for a fixed uint8 batch [6, 3, 40, 40] -> 32 px, as the
+# pipelines computed them on the CPU before they became device-agnostic (checked equal to that
+# code, bit for bit, on many shapes and seeds). Float rounding is the same under PyTorch's AVX2 and
+# AVX-512 kernels and differs under its scalar fallback (e.g. another architecture): skipped there.
+PINNED = {
+    ("apvit", True, 0): "f5a11b31ff6ab103", ("apvit", True, 1): "401212408b19753f",
+    ("apvit_tv", True, 0): "67038bdb829927d1", ("apvit_tv", True, 1): "9bbb321c816e3e33",
+    ("none", True, 0): "2570e58c98e6b650", ("none", True, 1): "25f3e1b94bbb89ad",
+    ("apvit", False, 0): "2570e58c98e6b650", ("apvit", False, 1): "25f3e1b94bbb89ad",
+}
+
+
+def _pinned_batch(seed: int) -> torch.Tensor:
+    return torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(100 + seed))
+
+
+@pytest.mark.parametrize("name,train,seed", sorted(PINNED))
+def test_cpu_output_is_unchanged_bit_for_bit(name, train, seed):
+    import hashlib
+
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("checksums pinned under PyTorch's AVX2/AVX-512 CPU kernels")
+    out = build_transform(name, 32, train=train)(_pinned_batch(seed), torch.Generator().manual_seed(seed))
+    assert hashlib.sha256(out.contiguous().numpy().tobytes()).hexdigest()[:16] == PINNED[(name, train, seed)]
+
+
+class _SameDevice(TorchDispatchMode):
+    """Records every op whose tensor arguments sit on two devices (0-dim host scalars aside, as
+    CUDA allows them): on a GPU each would be an error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mixed: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        flat, _ = tree_flatten((args, kwargs or {}))
+        devices = {t.device.type for t in flat
+                   if isinstance(t, torch.Tensor) and not (t.device.type == "cpu" and t.dim() == 0)}
+        if len(devices) > 1 and func is not torch.ops.aten.copy_.default:  # copy_ is a transfer
+            self.mixed.add(str(func))
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["apvit", "apvit_tv", "none"])
+@pytest.mark.parametrize("train", [True, False])
+def test_pipelines_run_on_the_images_device_with_the_host_generator(name, train):
+    """On the "meta" device (shapes only) every op stays on the images' device, the output is
+    there too, and the host generator advances exactly as on the CPU: same draws, same order."""
+    t = build_transform(name, 32, train=train)
+    g_cpu, g_dev = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    on_cpu = t(_pinned_batch(0), g_cpu)
+    with _SameDevice() as mode:
+        out = t(torch.empty(6, 3, 40, 40, dtype=torch.uint8, device="meta"), g_dev)
+    assert mode.mixed == set()
+    assert out.device.type == "meta" and out.shape == on_cpu.shape and out.dtype == torch.float32
+    assert torch.equal(g_cpu.get_state(), g_dev.get_state())
+
+
+def test_random_erasing_on_a_device_fills_the_same_boxes_with_the_same_noise():
+    """Noise drawn for all boxes at once and then split equals one draw per box, box by box."""
+    from harness.data.transforms import erase_boxes, random_erasing
+    x = torch.zeros(64, 3, 24, 24)
+    out = random_erasing(x.clone(), torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    expect = x.clone()
+    for i, top, left, h, w in erase_boxes(x.shape, g):
+        expect[i, :, top:top + h, left:left + w] = torch.randn(3, h, w, generator=g)
+    assert torch.equal(out, expect) and (out != 0).any()
+    const = random_erasing(x.clone(), torch.Generator().manual_seed(7), value=2.5)
+    assert torch.equal(const != 0, out != 0) and set(const.unique().tolist()) == {0.0, 2.5}
