@@ -317,10 +317,14 @@ class MaskedAutoencoderViT(VisionTransformer):
         return self.probe(tokens[:, 1:].mean(dim=1))
 
     def exports(self) -> dict[str, dict[str, torch.Tensor]]:
-        """``weights.vit``: the encoder in timm's ViT layout (decoder, mask token and probe left out)."""
+        """``weights.vit``: the encoder in timm's ViT layout (decoder, mask token and probe left out);
+        ``weights.mae_decoder``: the decoder and mask token in MAE's layout (PF-ViT's generator and
+        discriminator start from it, ``methods/pfvit.py``)."""
         skip = ("decoder_", "mask_token", "probe.")
-        return {"weights.vit": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()
-                                if not k.startswith(skip)}}
+        state = self.state_dict()
+        return {"weights.vit": {k: v.detach().cpu().clone() for k, v in state.items() if not k.startswith(skip)},
+                "weights.mae_decoder": {k: v.detach().cpu().clone() for k, v in state.items()
+                                        if k.startswith(("decoder_", "mask_token"))}}
 
 
 class MAEViT(VisionTransformer):
