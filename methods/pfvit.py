@@ -286,7 +286,7 @@ class PFViT(nn.Module):
         self.neutral = s["pfvit.neutral"]
         self.weight_reports: dict[str, LoadReport] = {}
         self.encoder = VisionTransformer(**_vit_kwargs(arch), num_classes=0, global_pool="token",
-                                         drop_path_rate=0.1, weight_init="skip")
+                                         drop_path_rate=0.1)
         self.encoder.pos_embed.requires_grad_(False)  # fixed 2-D sin-cos, as in the MAE stage
         with torch.no_grad():
             self.encoder.pos_embed.copy_(sincos_pos_embed(arch.grid, arch.embed_dim).unsqueeze(0))
