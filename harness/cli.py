@@ -12,7 +12,8 @@ import sys
 
 from harness.errors import UserError
 
-COMMANDS = ("tables", "reproduce", "status", "collect", "report", "publish", "flops", "latency", "data", "eval")
+COMMANDS = ("tables", "reproduce", "status", "collect", "report", "publish", "flops", "latency", "throughput", "data",
+            "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

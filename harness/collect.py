@@ -109,6 +109,10 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
         "resumed": rec.get("resumed_from_epoch") is not None,
         "git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"), "cpu": prov.get("cpu"),
         "gpu": prov.get("gpu"), "threads": prov.get("threads"),
+        # records from before the GPU path trained on the CPU in full precision
+        "device_name": prov.get("device_name", prov.get("cpu")), "amp": prov.get("amp", "off"),
+        "history": [{"epoch": h.get("epoch"), "losses": h.get("losses") or {"loss": h.get("train_loss")},
+                     "val_accuracy": h.get("val_accuracy")} for h in t.get("history", [])],
         "torch_version": prov.get("packages", {}).get("torch"), "packages": prov.get("packages", {}),
         "dataset_fingerprint": prov.get("dataset_fingerprint"), "hostname": prov.get("hostname"),
         "started_from": describe_start(rec.get("started_from", {})),
@@ -139,7 +143,8 @@ def _empty_metrics() -> dict[str, Any]:
             "confusion": None, "class_names": None, "y_true": None, "y_pred": None, "gflops": NAN,
             "params_m": NAN, "tokens_before_head": None, "train_s": NAN, "eval_s": NAN, "wall_s": NAN,
             "epochs": None, "steps": None, "final_loss": NAN, "resumed": False, "git_commit": None,
-            "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "torch_version": None,
+            "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "device_name": None, "amp": None,
+            "history": None, "torch_version": None,
             "packages": None, "dataset_fingerprint": None, "hostname": None, "started_from": None,
             "stand_in": False, "alignment": None, "recipe": None, "selection": None}
 

@@ -11,6 +11,10 @@ process writes the failure ledger. What runs is decided here, from the store:
 submitit's local executor starts every job at once and kills them after 2 minutes by default;
 here at most ``max_parallel`` cells run at a time, each with ``cores // max_parallel`` threads,
 under an explicit ``timeout_min``.
+
+Devices (``device``: auto, cpu, cuda, cuda:N): on a machine with GPUs the local executor runs one
+worker per GPU by default, each on its own GPU; a SLURM array task asks for one GPU when its
+partition has GPUs (``sinfo``'s GRES column), and resolves ``auto`` on the node it lands on.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import yaml
 from tqdm import tqdm
 
 from harness.cells import Cell
+from harness.devices import gpu_count, resolve_device
 from harness.errors import UserError
 from harness.interrupts import Cancelled, spawning, stop_local_workers
 from harness.runner import CellJob
@@ -41,7 +46,8 @@ class ExecutorConfig:
     """How to run cells. SLURM fields may also come from a YAML profile (``--profile``)."""
 
     name: str = "local"
-    max_parallel: int | None = None  # default: number of cores
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (see harness.devices)
+    max_parallel: int | None = None  # default: the GPU count with GPUs, else the number of cores
     threads: int | None = None  # per cell; default: cores // max_parallel
     timeout_min: float = 60.0
     max_retries: int = 0  # automatic re-submissions of a failed cell within one invocation
@@ -75,8 +81,12 @@ class ExecutorConfig:
         return cfg
 
     def parallel(self) -> int:
-        """How many cells run at once."""
-        return max(1, self.max_parallel or os.cpu_count() or 1)
+        """How many cells run at once: ``max_parallel``, else one per GPU when cells train on GPUs, else
+        one per core."""
+        if self.max_parallel:
+            return self.max_parallel
+        gpus = gpu_count(self.device) if self.name != "slurm" else 0
+        return max(1, gpus or os.cpu_count() or 1)
 
     def cell_threads(self) -> int:
         """Threads per cell so that concurrent cells don't oversubscribe the cores."""
@@ -84,7 +94,10 @@ class ExecutorConfig:
 
 
 def check_executor(cfg: ExecutorConfig) -> None:
-    """Fail before submitting anything when the executor cannot start."""
+    """Fail before submitting anything when the executor cannot start, or (local and debug) when
+    this machine lacks the device asked for."""
+    if cfg.name != "slurm":
+        resolve_device(cfg.device)
     if cfg.name == "slurm":
         missing = [c for c in ("sbatch", "squeue", "scontrol") if shutil.which(c) is None]
         if missing:
@@ -132,8 +145,22 @@ def _make_executor(cfg: ExecutorConfig, store: Store) -> submitit.Executor:
         params["partition"] = cfg.slurm_partition
     if cfg.slurm_gpus_per_node:
         params["gpus_per_node"] = cfg.slurm_gpus_per_node
+    elif cfg.device != "cpu" and partition_has_gpus(cfg.slurm_partition):
+        params["gpus_per_node"] = 1  # one array task = one cell = one GPU
     ex.update_parameters(**params)
     return ex
+
+
+def partition_has_gpus(partition: str | None) -> bool:
+    """Whether a SLURM partition (the default one for None) lists GPUs in its generic resources."""
+    import subprocess
+
+    cmd = ["sinfo", "--noheader", "-o", "%G"] + (["-p", partition] if partition else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(g.startswith("gpu") for line in out.split() for g in line.split(","))
 
 
 def _failure_of(job: submitit.Job) -> tuple[str, str, str]:
@@ -201,7 +228,7 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
         executor = _make_executor(cfg, store)
         threads = cfg.cell_threads()
         if cfg.name == "slurm" and cfg.detach:
-            jobs = _submit_array(executor, mine, store, threads)
+            jobs = _submit_array(executor, mine, store, threads, cfg)
             summary.submitted = [c.id for c in mine]
             for c, job in zip(mine, jobs):
                 store.update_claim(c.id, slurm_job_id=job.job_id)
@@ -265,11 +292,12 @@ def _upstream_failure(missing: list[str], store: Store) -> str:
     return "pre-training stage " + "; ".join(parts) + "; fix it, then run with --retry-failed"
 
 
-def _submit_array(executor: submitit.Executor, cells: list[Cell], store: Store, threads: int) -> list[submitit.Job]:
+def _submit_array(executor: submitit.Executor, cells: list[Cell], store: Store, threads: int,
+                  cfg: ExecutorConfig) -> list[submitit.Job]:
     if not cells:
         return []
     return executor.map_array(CellJob(), [c.to_dict() for c in cells], [str(store.root)] * len(cells),
-                              [threads] * len(cells))
+                              [threads] * len(cells), [cfg.device] * len(cells))
 
 
 def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
@@ -286,7 +314,7 @@ def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
 
     def spawn(slot: int) -> None:
         with spawning():  # the worker ignores a terminal's Ctrl-C; a signal now waits for `workers`
-            workers[slot] = executor.submit(QueueWorker(), str(queue.root), str(store.root), slot, threads)
+            workers[slot] = executor.submit(QueueWorker(), str(queue.root), str(store.root), slot, threads, cfg.device)
             if cfg.name == "local":  # its claims stay alive while it runs, even if this process dies
                 store.add_claim_workers(sorted(remaining), int(workers[slot].job_id))
 
@@ -360,7 +388,7 @@ def _run_slurm(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
     """
     running = {}
     gone: dict[str, int] = {}
-    for c, job in zip(cells, _submit_array(executor, cells, store, threads)):
+    for c, job in zip(cells, _submit_array(executor, cells, store, threads, cfg)):
         running[c.id] = job
         store.update_claim(c.id, slurm_job_id=job.job_id)
     while running:

@@ -191,6 +191,41 @@ def confusion_figure(frame: pd.DataFrame, table_id: str, row: str) -> plt.Figure
     return fig
 
 
+def training_curves_figure(frame: pd.DataFrame, table_id: str) -> plt.Figure | None:
+    """Per dataset (panel rows): each named loss term and the validation accuracy (panel columns)
+    against the epoch, one line per table row, mean over seeds with a ± SD band."""
+    t = frame[(frame["table_id"] == table_id) & (frame["status"] == "ok")]
+    if "history" not in t or t.empty:
+        return None
+    long = [{"dataset": r["dataset_label"], "row": r["row"], "seed": r["seed"], "epoch": h["epoch"],
+             "panel": name, "value": v}
+            for _, r in t.iterrows() for h in (r["history"] if isinstance(r["history"], list) else [])
+            for name, v in [*((f"loss: {k}", x) for k, x in (h.get("losses") or {}).items()),
+                            ("val accuracy (%)", h.get("val_accuracy"))]
+            if _finite(v)]
+    if not long:
+        return None
+    d = pd.DataFrame(long)
+    if d["epoch"].nunique() < 2:
+        return None  # one epoch is a point, not a curve
+    panels = sorted(d["panel"].unique(), key=lambda p: (p.startswith("val"), p))
+    datasets = list(dict.fromkeys(d["dataset"]))
+    fig, axes = plt.subplots(len(datasets), len(panels), figsize=(3.6 * len(panels), 2.9 * len(datasets)),
+                             squeeze=False)
+    for i, ds in enumerate(datasets):
+        for j, panel in enumerate(panels):
+            ax = axes[i][j]
+            sns.lineplot(data=d[(d["dataset"] == ds) & (d["panel"] == panel)], x="epoch", y="value",
+                         hue="row", errorbar="sd", ax=ax, legend=(i == 0 and j == len(panels) - 1))
+            ax.set_title(f"{ds}: {panel}", fontsize=9)
+            ax.set_ylabel("")
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, title=None)
+    _synth_title(fig, f"{table_id}: training curves", bool(t["synthetic"].any()))
+    fig.tight_layout()
+    return fig
+
+
 def latency_figure(benchmarks: pd.DataFrame) -> plt.Figure | None:
     """Median latency (ms, IQR bars) against GFLOPs, one colour per machine.
 

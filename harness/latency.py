@@ -417,7 +417,7 @@ def _rows_of(path: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for b in data.get("benchmarks") or []:
         st, ex = b.get("stats") or {}, b.get("extra_info") or {}
-        if "median" not in st:
+        if "median" not in st or ex.get("kind") == "throughput":  # training throughput: not a latency
             continue
         env = ex.get("env") or {}
         batch = ex.get("batch")

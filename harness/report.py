@@ -39,7 +39,8 @@ from harness import compare, figures, render, stats
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "report_templates"
 ARRAY_COLUMNS = ("y_true", "y_pred")
-JSON_COLUMNS = ("per_class_accuracy", "confusion", "class_names", "paper_extra", "overrides", "packages")
+JSON_COLUMNS = ("per_class_accuracy", "confusion", "class_names", "paper_extra", "overrides", "packages",
+                "history")
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -123,6 +124,7 @@ def provenance(frame: pd.DataFrame) -> dict[str, Any]:
         "dirty": any(dirty),
         "dirty_known": bool(dirty),
         "cpu": _uniq(run, "cpu"), "gpu": _uniq(run, "gpu"), "threads": _uniq(run, "threads"),
+        "device": _uniq(run, "device_name"), "amp": _uniq(run, "amp"),
         "torch": _uniq(run, "torch_version"), "hostname": _uniq(run, "hostname"),
         "packages": {k: ", ".join(sorted(v)) for k, v in sorted(packages.items())},
         "datasets": datasets, "scale": _uniq(run, "scale"), "seeds": seeds,
@@ -202,6 +204,9 @@ def _figures_for(frame: pd.DataFrame, cells: pd.DataFrame, spec: Any, out_dir: P
         keep(figures.heatmap_figure(cells, spec.id, h["x"], h["y"], h.get("dataset")), f"heatmap{i or ''}",
              f"Our mean accuracy over {h['y']} × {h['x']}; the paper's value in brackets where it "
              "states one (Fig. 5 style).")
+    keep(figures.training_curves_figure(frame, spec.id), "training",
+         "Training curves: every named loss term of the method's training step and the validation "
+         "accuracy per epoch, mean over seeds (band: ± one SD across seeds).")
     featured = _featured_row(cells, spec)
     if featured is not None:
         keep(figures.confusion_figure(frame, spec.id, featured), "confusion",

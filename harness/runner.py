@@ -42,7 +42,8 @@ import torch.nn as nn
 
 from harness.cells import Cell, apply_train_overrides, build_model
 from harness.store import Store
-from methods.interface import Recipe, get_exports, get_recipe, set_progress
+from harness.devices import amp_dtype, device_name, resolve_device
+from methods.interface import Recipe, get_exports, get_recipe, set_progress, training_step
 
 PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
 
@@ -83,30 +84,95 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
-    """Weight decay on every parameter except those named in ``recipe.no_weight_decay``.
+def _decay_groups(named: list[tuple[str, nn.Parameter]], no_weight_decay: tuple[str, ...],
+                  weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on every parameter except those whose name contains a ``no_weight_decay`` entry.
 
     APViT's public config exempts only the position embedding and class token (norms and biases
     are decayed); the paper is silent, so we follow the code.
     """
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if any(s in name for s in recipe.no_weight_decay) else decay).append(p)
-    return [{"params": decay, "weight_decay": recipe.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    decay = [p for n, p in named if not any(s in n for s in no_weight_decay)]
+    no_decay = [p for n, p in named if any(s in n for s in no_weight_decay)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _layer_decay_groups(model: nn.Module, names: set[str], recipe: Recipe, weight_decay: float
+                        ) -> list[dict[str, Any]]:
+    """timm's layer-wise lr decay groups restricted to ``names``; each group's lr is pre-scaled."""
+    from timm.optim import param_groups_layer_decay
+
+    if not callable(getattr(model, "group_matcher", None)):
+        raise ValueError(f"train.layer_decay needs a model with timm's group_matcher; "
+                         f"{type(model).__name__} has none")
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for g in param_groups_layer_decay(model, weight_decay=weight_decay, layer_decay=recipe.layer_decay,
+                                      no_weight_decay_list=list(recipe.no_weight_decay)):
+        params = [p for p in g["params"] if by_id[id(p)] in names]
+        if params:
+            groups.append({"params": params, "weight_decay": g["weight_decay"], "lr_scale": g["lr_scale"]})
+    return groups
+
+
+def _owner_of(name: str, prefixes: dict[str, tuple[str, ...]]) -> list[str]:
+    return [opt for opt, pre in prefixes.items() if not pre or any(name.startswith(p) for p in pre)]
+
+
+def optimizer_plan(model: nn.Module, recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """Each named optimiser's settings (the recipe's, overridden by its ``optimizers`` entry) and the
+    names of the trainable parameters it owns. Raises ``ValueError`` naming a parameter that no
+    optimiser, or two, would step."""
+    specs = recipe.optimizers or {"main": {}}
+    prefixes = {name: tuple(spec.get("params", ())) for name, spec in specs.items()}
+    owned: dict[str, list[str]] = {name: [] for name in specs}
+    for pname, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        owners = _owner_of(pname, prefixes)
+        if len(owners) != 1:
+            raise ValueError(f"train.optimizers: parameter {pname!r} is owned by "
+                             f"{owners or 'no optimiser'}; each trainable parameter needs exactly one "
+                             f"(freeze a network with requires_grad_(False))")
+        owned[owners[0]].append(pname)
+    plan = {}
+    for name, spec in specs.items():
+        settings = {k: spec.get(k, getattr(recipe, k)) for k in
+                    ("optimizer", "lr", "momentum", "weight_decay", "schedule", "milestones", "warmup_epochs",
+                     "grad_clip")}
+        settings.update(betas=tuple(spec.get("betas", (0.9, 0.999))), losses=tuple(spec.get("losses", ())),
+                        params=owned[name])
+        plan[name] = settings
+    return plan
+
+
+def build_optimizers(model: nn.Module, recipe: Recipe) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per entry of :func:`optimizer_plan`, over the parameters it owns."""
+    named = dict(model.named_parameters())
+    opts = {}
+    for name, s in optimizer_plan(model, recipe).items():
+        if recipe.layer_decay is not None:
+            groups = _layer_decay_groups(model, set(s["params"]), recipe, s["weight_decay"])
+        else:
+            groups = _decay_groups([(n, named[n]) for n in s["params"]], recipe.no_weight_decay, s["weight_decay"])
+        for g in groups:
+            g["lr"] = s["lr"] * g.get("lr_scale", 1.0)
+        if s["optimizer"] == "sgd":
+            opts[name] = torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"])
+        elif s["optimizer"] == "adam":
+            opts[name] = torch.optim.Adam(groups, lr=s["lr"], betas=s["betas"])
+        elif s["optimizer"] == "adamw":
+            opts[name] = torch.optim.AdamW(groups, lr=s["lr"], betas=s["betas"])
+        else:
+            raise ValueError(f"train.optimizer={s['optimizer']!r}; allowed: sgd, adam, adamw")
+    return opts
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's optimiser over :func:`_param_groups`."""
-    groups = _param_groups(model, recipe)
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum)
-    if recipe.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=recipe.lr)
-    if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=recipe.lr)
-    raise ValueError(f"train.optimizer={recipe.optimizer!r}; allowed: sgd, adam, adamw")
+    """The recipe's single optimiser (a recipe without named ``optimizers``)."""
+    opts = build_optimizers(model, recipe)
+    if len(opts) != 1:
+        raise ValueError(f"the recipe has {len(opts)} optimisers ({', '.join(opts)}); use build_optimizers")
+    return next(iter(opts.values()))
 
 
 def training_length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
@@ -119,40 +185,115 @@ def training_length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
     return recipe.epochs, recipe.epochs * steps_per_epoch
 
 
-def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int):
+def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, **settings: Any):
     """Per-step schedule: optional linear warm-up, then cosine to 0, step decay or constant.
 
-    ``step`` multiplies the lr by 0.1 at ``recipe.milestones`` (fractions of all steps, warm-up
-    included), or, with none given, at each third of the steps after warm-up.
+    ``step`` multiplies the lr by 0.1 at ``milestones`` (fractions of all steps, warm-up
+    included), or, with none given, at each third of the steps after warm-up. ``settings``
+    (``schedule``, ``milestones``, ``warmup_epochs``) override the recipe's for one optimiser.
     """
+    schedule = settings.get("schedule", recipe.schedule)
+    milestones = settings.get("milestones", recipe.milestones)
     total = max(training_length(recipe, steps_per_epoch)[1], 1)
-    warm = min(recipe.warmup_epochs * steps_per_epoch, total - 1)
+    warm = min(settings.get("warmup_epochs", recipe.warmup_epochs) * steps_per_epoch, total - 1)
     lrs = torch.optim.lr_scheduler
-    if recipe.schedule == "cosine":
+    if schedule == "cosine":
         main = lrs.CosineAnnealingLR(opt, T_max=total - warm)
-    elif recipe.schedule == "step" and recipe.milestones:
-        main = lrs.MultiStepLR(opt, milestones=[max(round(f * total) - warm, 1) for f in recipe.milestones], gamma=0.1)
-    elif recipe.schedule == "step":
+    elif schedule == "step" and milestones:
+        main = lrs.MultiStepLR(opt, milestones=[max(round(f * total) - warm, 1) for f in milestones], gamma=0.1)
+    elif schedule == "step":
         main = lrs.StepLR(opt, step_size=max((total - warm) // 3, 1), gamma=0.1)
-    elif recipe.schedule == "constant":
+    elif schedule == "constant":
         main = lrs.ConstantLR(opt, factor=1.0)
     else:
-        raise ValueError(f"train.schedule={recipe.schedule!r}; allowed: cosine, step, constant")
+        raise ValueError(f"train.schedule={schedule!r}; allowed: cosine, step, constant")
     if warm <= 0:
         return main
     return lrs.SequentialLR(opt, [lrs.LinearLR(opt, start_factor=0.01, total_iters=warm), main], [warm])
 
 
+class Stepper:
+    """The optimisers of one cell, their schedules, and how one batch's named terms update them.
+
+    Each optimiser minimises the sum of its terms (all terms when it names none) and receives the
+    gradients of that sum with respect to its own parameters only, so several optimisers (a
+    generator and a discriminator) step from one forward pass.
+    """
+
+    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
+        self.plan = optimizer_plan(model, recipe)
+        self.opts = build_optimizers(model, recipe)
+        self.scheds = {n: build_scheduler(o, recipe, steps_per_epoch, **{k: self.plan[n][k] for k in
+                                          ("schedule", "milestones", "warmup_epochs")})
+                       for n, o in self.opts.items()}
+        named = dict(model.named_parameters())
+        self.params = {n: [named[p] for p in s["params"]] for n, s in self.plan.items()}
+
+    def lr(self) -> float:
+        """The first optimiser's current lr (for messages)."""
+        return next(iter(self.scheds.values())).get_last_lr()[0]
+
+    def step(self, terms: dict[str, torch.Tensor]) -> None:
+        """Backward each optimiser's objective into its own parameters, clip, step, advance the schedules."""
+        objectives = []
+        for name, s in self.plan.items():
+            picked = [terms[t] for t in s["losses"] if t in terms] if s["losses"] else list(terms.values())
+            if s["losses"] and not picked:
+                raise ValueError(f"optimiser {name!r} minimises {list(s['losses'])} but the step returned "
+                                 f"{sorted(terms)}")
+            objectives.append((name, picked[0] if len(picked) == 1 else torch.stack(picked).sum()))
+        for o in self.opts.values():
+            o.zero_grad(set_to_none=True)
+        if len(objectives) == 1:
+            objectives[0][1].backward()
+        else:
+            for i, (name, obj) in enumerate(objectives):
+                torch.autograd.backward(obj, inputs=self.params[name], retain_graph=i < len(objectives) - 1)
+        for name, o in self.opts.items():
+            if self.plan[name]["grad_clip"]:
+                nn.utils.clip_grad_norm_(self.params[name], self.plan[name]["grad_clip"])
+            o.step()
+            self.scheds[name].step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimiser and schedule states, by optimiser name."""
+        return {"opts": {n: o.state_dict() for n, o in self.opts.items()},
+                "scheds": {n: s.state_dict() for n, s in self.scheds.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the optimiser names must match."""
+        if set(state["opts"]) != set(self.opts):
+            raise ValueError(f"checkpoint optimisers {sorted(state['opts'])} != {sorted(self.opts)}")
+        for n in self.opts:
+            self.opts[n].load_state_dict(state["opts"][n])
+            self.scheds[n].load_state_dict(state["scheds"][n])
+
+
+def on_device(transform, device: torch.device):
+    """A batch transform that first moves the uint8 batch to ``device`` (augmentation runs there)."""
+    if device.type == "cpu":
+        return transform
+    return lambda images, g: transform(images.to(device, non_blocking=True), g)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` on ``device`` in ``dtype``, or a no-op context for full precision."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, split, transform, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of a whole split, in the split's order. Returns ([N, C], [N])."""
+def predict(model: nn.Module, split, transform, batch_size: int, device: torch.device | None = None,
+            amp: torch.dtype | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a whole split, in the split's order. Returns ([N, C], [N]) on the host."""
     from harness.data import iterate_batches
 
+    device = device or torch.device("cpu")
     model.eval()
     logits, labels = [], []
-    for x, y, _ in iterate_batches(split, batch_size=batch_size, transform=transform, seed=0, epoch=0,
-                                   shuffle=False):
-        logits.append(model(x).float())
+    for x, y, _ in iterate_batches(split, batch_size=batch_size, transform=on_device(transform, device), seed=0,
+                                   epoch=0, shuffle=False):
+        with autocast(device, amp):
+            logits.append(model(x).float().cpu())
         labels.append(y)
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
@@ -172,14 +313,14 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
             "confusion": confusion.tolist() if c <= MAX_CONFUSION_CLASSES else None}
 
 
-def epoch_test_accuracy(model: nn.Module, test_split, transform, batch_size: int) -> float:
+def epoch_test_accuracy(model: nn.Module, test_split, transform, batch_size: int, **where: Any) -> float:
     """Test accuracy (%) of this epoch's weights: recorded to measure test-set selection, never used.
 
     It runs after the validation step and selection, in eval mode and under no_grad, and draws
     from no generator that training uses, so the selected model and the honest number are the
     same with or without it (``tests/harness/test_runner_test_selection.py`` checks).
     """
-    logits, y = predict(model, test_split, transform, batch_size)
+    logits, y = predict(model, test_split, transform, batch_size, **where)
     return float((logits.argmax(1) == y).mean() * 100)
 
 
@@ -201,7 +342,7 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def provenance(threads: int) -> dict[str, Any]:
+def provenance(threads: int, device: torch.device | None = None, amp: torch.dtype | None = None) -> dict[str, Any]:
     """Where and with what a result was computed."""
     cpu = platform.processor()
     try:
@@ -219,6 +360,8 @@ def provenance(threads: int) -> dict[str, Any]:
     return {"git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
             "packages": packages, "python": platform.python_version(), "platform": platform.platform(),
             "cpu": cpu, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "device": str(device or "cpu"), "device_name": device_name(device or torch.device("cpu")),
+            "amp": str(amp).removeprefix("torch.") if amp is not None else "off",
             "threads": threads, "hostname": socket.gethostname()}
 
 
@@ -266,13 +409,14 @@ def _load_data(cell: Cell, decode_size: int):
                         split_seed=0)
 
 
-def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
-    """Train, select on validation, test once, and write the record. Returns the record."""
+def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "auto") -> dict[str, Any]:
+    """Train on ``device``, select on validation, test once, and write the record. Returns the record."""
     from harness.data import build_transform, iterate_batches, num_batches
     from harness.flops import count_flops
     from methods.losses import build_loss
 
     t_start = time.time()
+    dev = resolve_device(device)
     torch.set_num_threads(threads)
     seed_everything(cell.seed)
     fault = _injected_fault(cell.id)
@@ -287,21 +431,23 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
     for key, report in getattr(model, "weight_reports", {}).items():
         started_from.setdefault(key, {})["load"] = report.summary()
     train_split, val_split, test_split = (data.splits[k] for k in ("train", "val", "test"))
-    train_tf = build_transform(recipe.augment, recipe.img_size, train=True, mean=recipe.mean, std=recipe.std)
+    train_tf = on_device(build_transform(recipe.augment, recipe.img_size, train=True, mean=recipe.mean,
+                                         std=recipe.std), dev)
     eval_tf = build_transform(recipe.augment, recipe.img_size, train=False, mean=recipe.mean, std=recipe.std)
+    amp = amp_dtype(recipe.amp, dev)
+    where = {"device": dev, "amp": amp}
+    model.to(dev)
     loss_fn = build_loss(recipe.loss, **recipe.loss_kwargs)
     steps_per_epoch = max(num_batches(train_split, batch_size=recipe.batch_size, sampler=recipe.sampler,
                                       drop_last=True), 1)
-    opt = build_optimizer(model, recipe)
-    sched = build_scheduler(opt, recipe, steps_per_epoch)
+    stepper = Stepper(model, recipe, steps_per_epoch)
 
     state = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": -1, "best_state": None,
              "history": [], "train_s": 0.0, "resumed_from_epoch": None}
     ck = store.resume_checkpoint(cell.id, _load_checkpoint)  # a corrupt one is discarded and logged
     if ck is not None:
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
+        stepper.load_state_dict(ck["optim"])
         state = ck["state"]
         state["resumed_from_epoch"] = state["epoch"]
     setup_s = time.time() - t_start
@@ -322,50 +468,53 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
                 time.sleep(30)  # the handler checkpoints and exits before this returns
         torch.manual_seed(_epoch_seed(cell.seed, epoch))  # anything in the model that draws randomness
         model.train()
-        losses = []
+        sums: dict[str, float] = {}
+        n_steps = 0
         for x, y, _ in iterate_batches(train_split, batch_size=recipe.batch_size, transform=train_tf,
                                        seed=cell.seed, epoch=epoch, shuffle=True, sampler=recipe.sampler,
                                        drop_last=True):
             set_progress(model, state["step"] / max(total_steps, 1))
-            loss = loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"training loss is {loss.item()} at epoch {epoch}, step {state['step']} "
-                                    f"(lr {sched.get_last_lr()[0]:.3g}); the cell is failed, not recorded")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            opt.step()
-            sched.step()
+            with autocast(dev, amp):
+                terms = training_step(model, x, y.to(dev, non_blocking=True), loss_fn)
+            values = {k: float(v.detach()) for k, v in terms.items()}  # one host sync per step
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteLoss(f"training loss {bad[0]!r} is {values[bad[0]]} at epoch {epoch}, step "
+                                    f"{state['step']} (lr {stepper.lr():.3g}); the cell is failed, not recorded")
+            stepper.step(terms)
             state["step"] += 1
-            losses.append(loss.item())
+            n_steps += 1
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
             if state["step"] >= total_steps:
                 break  # recipe.iterations reached inside the last epoch
-        last_loss = float(np.mean(losses)) if losses else float("nan")
+        epoch_losses = {k: v / max(n_steps, 1) for k, v in sums.items()}
+        last_loss = sum(epoch_losses.values()) if epoch_losses else float("nan")
         set_progress(model, 1.0)  # validate what will be tested: a keep schedule's final k and r
-        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2)
+        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2, **where)
         val_acc = float((val_logits.argmax(1) == val_y).mean() * 100)
         if val_acc > state["best_val"]:
             state.update(best_val=val_acc, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
         state["train_s"] += time.time() - t0
-        state["history"].append({"epoch": epoch, "train_loss": last_loss, "val_accuracy": val_acc,
+        state["history"].append({"epoch": epoch, "train_loss": last_loss, "losses": epoch_losses,
+                                 "val_accuracy": val_acc,
                                  "test_accuracy": epoch_test_accuracy(model, test_split, eval_tf,
-                                                                      recipe.batch_size * 2)})
+                                                                      recipe.batch_size * 2, **where)})
         state["epoch"] = epoch + 1
-        _save_checkpoint(store, cell.id, model, opt, sched, state)
+        _save_checkpoint(store, cell.id, model, stepper, state)
 
     if state["best_state"] is None:  # nothing trained (train.epochs 0): the loaded weights are the model
         set_progress(model, 1.0)
-        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2)
+        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2, **where)
         state.update(best_val=float((val_logits.argmax(1) == val_y).mean() * 100),
                      best_state=copy.deepcopy(model.state_dict()))
     t_eval = time.time()
     model.load_state_dict(state["best_state"])
     set_progress(model, 1.0)
-    logits, y_true = predict(model, test_split, eval_tf, recipe.batch_size * 2)
+    logits, y_true = predict(model, test_split, eval_tf, recipe.batch_size * 2, **where)
     y_pred = logits.argmax(1)
     eval_s = time.time() - t_eval
-    flops = count_flops(model, recipe.img_size)
+    flops = count_flops(model.cpu(), recipe.img_size)
     metrics = classification_metrics(y_true, y_pred, data.class_names)
     metrics.update(val_accuracy=state["best_val"], selected_epoch=state["best_epoch"],
                    selection="val" if state["history"] else "none",
@@ -384,7 +533,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any]:
                  "synthetic": data.synthetic, "sizes": {k: len(v.labels) for k, v in data.splits.items()}},
         "resumed_from_epoch": state["resumed_from_epoch"],
         "started_from": started_from,
-        "provenance": {**provenance(threads), "dataset_fingerprint": data.fingerprint},
+        "provenance": {**provenance(threads, dev, amp), "dataset_fingerprint": data.fingerprint},
     }
     record["timing"].update(wall_s=time.time() - t_start, finished_at=time.time())
     store.write_result(cell.id, record, {"y_true": y_true.astype(np.int16), "y_pred": y_pred.astype(np.int16),
@@ -401,9 +550,9 @@ def _tensor_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def _save_checkpoint(store: Store, cell_id: str, model, opt, sched, state) -> None:
-    store.save_checkpoint(cell_id, _tensor_bytes({"model": model.state_dict(), "opt": opt.state_dict(),
-                                                  "sched": sched.state_dict(), "state": state}))
+def _save_checkpoint(store: Store, cell_id: str, model: nn.Module, stepper: Stepper, state: dict) -> None:
+    store.save_checkpoint(cell_id, _tensor_bytes({"model": model.state_dict(), "optim": stepper.state_dict(),
+                                                  "state": state}))
 
 
 def _load_checkpoint(blob: bytes) -> dict[str, Any]:
@@ -411,9 +560,9 @@ def _load_checkpoint(blob: bytes) -> dict[str, Any]:
     import io
 
     ck = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or not {"model", "opt", "sched", "state"} <= set(ck) \
+    if not isinstance(ck, dict) or not {"model", "optim", "state"} <= set(ck) \
             or not isinstance(ck["state"].get("epoch"), int):
-        raise ValueError("not an epoch checkpoint (keys model, opt, sched, state)")
+        raise ValueError("not an epoch checkpoint (keys model, optim, state)")
     return ck
 
 
@@ -425,14 +574,14 @@ def job_log_path() -> str | None:
         return None
 
 
-def run_and_record(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, Any] | None:
+def run_and_record(cell: Cell, store: Store, *, threads: int = 1, device: str = "auto") -> dict[str, Any] | None:
     """Train a cell; on an exception write its ledger entry (and return None) instead of raising.
 
     Recording in the worker keeps the ledger complete when the submitting process has detached.
     A process killed outright cannot record anything: the executor does it for it.
     """
     try:
-        return train_cell(cell, store, threads=threads)
+        return train_cell(cell, store, threads=threads, device=device)
     except Exception as err:
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
@@ -442,11 +591,11 @@ def run_and_record(cell: Cell, store: Store, *, threads: int = 1) -> dict[str, A
 
 
 class CellJob(submitit.helpers.Checkpointable):
-    """Run one cell as one job: ``CellJob()(cell_dict, results_dir, threads)`` (SLURM arrays).
+    """Run one cell as one job: ``CellJob()(cell_dict, results_dir, threads, device)`` (SLURM arrays).
 
     On preemption or timeout submitit calls :meth:`checkpoint`, which re-submits the same call;
     training state is already on disk (one checkpoint per epoch), so the new job resumes.
     """
 
-    def __call__(self, cell: dict[str, Any], results_dir: str, threads: int = 1) -> bool:
-        return run_and_record(Cell.from_dict(cell), Store(results_dir), threads=threads) is not None
+    def __call__(self, cell: dict[str, Any], results_dir: str, threads: int = 1, device: str = "auto") -> bool:
+        return run_and_record(Cell.from_dict(cell), Store(results_dir), threads=threads, device=device) is not None

@@ -77,13 +77,18 @@ class WorkQueue:
 
 
 class QueueWorker(submitit.helpers.Checkpointable):
-    """``QueueWorker()(queue_dir, results_dir, slot, threads)``: run cells until the queue is empty.
+    """``QueueWorker()(queue_dir, results_dir, slot, threads, device)``: run cells until the queue is empty.
+
+    With several GPUs and ``device`` auto or cuda, worker ``slot`` trains on its own GPU
+    (:func:`harness.devices.worker_device`).
 
     Preemption or timeout re-submits the same call (submitit's checkpointing); the new process
     resumes its held item first, and the cell resumes from its last epoch checkpoint.
     """
 
-    def __call__(self, queue_dir: str, results_dir: str, slot: int, threads: int = 1) -> int:
+    def __call__(self, queue_dir: str, results_dir: str, slot: int, threads: int = 1, device: str = "auto") -> int:
+        from harness.devices import worker_device
+
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a local worker: the driver stops it with SIGINT
             signal.signal(signal.SIGINT, signal.default_int_handler)
         queue, store = WorkQueue(queue_dir), Store(results_dir)
@@ -93,6 +98,7 @@ class QueueWorker(submitit.helpers.Checkpointable):
             item = held[0] if held else queue.take(slot)
             if item is None:
                 return n
-            run_and_record(Cell.from_dict(json.loads(item.read_text())), store, threads=threads)
+            run_and_record(Cell.from_dict(json.loads(item.read_text())), store, threads=threads,
+                           device=worker_device(device, slot))
             queue.finish(item)
             n += 1

@@ -45,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", default=None, help="where synthetic stand-ins are generated")
     p.add_argument("--weights-dir", default=None, help="folder that file:<name> checkpoints are looked up in")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     add_results_flag(p)
     p.set_defaults(func=run)
 
@@ -73,7 +74,7 @@ def build_eval_spec(model: str, dataset: str, loader: str | None, protocol: str 
 
 def run(args: argparse.Namespace) -> int:
     """Plan the evaluation cell, run it if the store lacks it, print its metrics and row ``set``."""
-    from harness.executors import ExecutorConfig, run_cells
+    from harness.executors import ExecutorConfig, check_executor, run_cells
     from harness.plan import DataSource, WeightsSource, parse_sets, plan_table
     from harness.store import Store
 
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                if p.seed == args.seed]
     cell = planned[0].cell
     store = Store(args.results)
-    cfg = ExecutorConfig(name="debug", max_parallel=1, threads=args.threads, retry_failed=True)
+    cfg = ExecutorConfig(name="debug", device=args.device, max_parallel=1, threads=args.threads, retry_failed=True)
+    check_executor(cfg)
     summary = run_cells([cell], store, cfg)
     rec = store.record(cell.id)
     if rec is None:

@@ -37,7 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=positive_int, default=None, help="number of seeds (default: the spec's)")
     p.add_argument("--executor", default=None, help=f"one of {', '.join(EXECUTORS)} (default local)")
     p.add_argument("--profile", default=None, help="YAML executor profile (SLURM partition, time, ...)")
-    p.add_argument("--max-parallel", type=positive_int, default=None, help="concurrent cells (default: cores)")
+    p.add_argument("--device", default=None,
+                   help="auto (default: CUDA when present), cpu, cuda or cuda:N; refused if this machine lacks it")
+    p.add_argument("--max-parallel", type=positive_int, default=None,
+                   help="concurrent cells (default: one per GPU with GPUs, else one per core)")
     p.add_argument("--threads", type=positive_int, default=None, help="threads per cell (default: cores / parallel)")
     p.add_argument("--timeout-min", type=positive_float, default=None, help="per-cell time limit (default 60)")
     p.add_argument("--partition", default=None, help="SLURM partition")
@@ -90,7 +93,8 @@ def _check_set_values(extra: dict) -> None:
 def _run(args: argparse.Namespace) -> int:
     t0 = time.time()
     spec = load_spec(args.table)
-    cfg = ExecutorConfig.from_profile(args.profile, name=args.executor, max_parallel=args.max_parallel,
+    cfg = ExecutorConfig.from_profile(args.profile, name=args.executor, device=args.device,
+                                      max_parallel=args.max_parallel,
                                       threads=args.threads, timeout_min=args.timeout_min,
                                       slurm_partition=args.partition, slurm_gpus_per_node=args.gpus,
                                       slurm_mem_gb=args.mem_gb, max_retries=args.max_retries,
@@ -113,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     stage_note = f" + {len(stages)} pre-training stage(s) ({', '.join(c.stage for c in stages)})" if stages else ""
     print(f"{spec.id}: {len(spec.rows)} rows x {len(spec.datasets)} datasets x {args.seeds or spec.seeds} seeds "
           f"= {n_unique} cells{stage_note} at scale {args.scale!r} on {data_note}; executor {cfg.name} "
-          f"({cfg.parallel()} parallel x {cfg.cell_threads()} threads)", file=sys.stderr)
+          f"({cfg.parallel()} parallel x {cfg.cell_threads()} threads, device {cfg.device})", file=sys.stderr)
     if args.dry_run:
         for c in stages:
             print(f"{c.id}  stage:{c.stage:18s} {c.dataset:10s} seed {c.seed}")

@@ -96,3 +96,20 @@ def test_pareto_figure_panels_and_front(tmp_path):
     no_latency = figures.pareto_figure(comp.assign(latency_b1_ms=np.nan))
     assert len(no_latency.axes) == 1
     assert figures.pareto_figure(comp.iloc[0:0]) is None
+
+
+def test_training_curves_show_every_named_term(tmp_path):
+    from tests.harness.report_frames import make_frame
+
+    frame = make_frame(seeds=(0, 1))
+    frame["history"] = [[{"epoch": e, "losses": {"ce": 2.0 - e / 4 + s / 10, "adv": 0.5 + s / 10},
+                          "val_accuracy": 40.0 + 5 * e} for e in range(3)] for s in frame["seed"]]
+    fig = figures.training_curves_figure(frame, "apvit_tab5")
+    _saved(fig, tmp_path, "training")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["RAF-DB: loss: adv", "RAF-DB: loss: ce", "RAF-DB: val accuracy (%)"]
+    assert len(titles) == 6  # 2 datasets x (2 terms + val accuracy)
+    ce = fig.axes[1].get_lines()[0].get_ydata()
+    assert list(ce) == pytest.approx([2.05, 1.80, 1.55])  # mean over the two seeds, per epoch
+    one_epoch = frame.assign(history=[[{"epoch": 0, "losses": {"loss": 1.0}, "val_accuracy": 50}]] * len(frame))
+    assert figures.training_curves_figure(one_epoch, "apvit_tab5") is None
