@@ -25,8 +25,9 @@ registered models, one ViT (timm's ``VisionTransformer``: same keys, same FLOPs,
 Variants (``paper`` preset, 224x224, **patch 16 for all three**: the public code's "small"
 silently uses patch 32, we do not): tiny = DeiT-Ti (192-d, 12 blocks, 3 heads), small = DeiT-S
 (384, 12, 6), base = ViT-B (768, 12, 12); mlp 4, qkv bias, LayerNorm eps 1e-6. The decoder is
-MAE's default (512-d, 8 blocks, 16 heads) for all three. ``tiny`` preset: 48x48 with 6x6 patches
-(an 8x8 grid of 64 patches, so a 0.75 mask keeps 16), 4 blocks; see :data:`TINY_VARIANTS`.
+MAE's default (512-d, 8 blocks, 16 heads) for all three. ``tiny`` preset: 48x48 with 8x8 patches
+(a 6x6 grid of 36 patches, so a 0.75 mask keeps 9), 4 blocks of 32/48/64 channels, decoder 64-d
+with 2 blocks; see :data:`TINY_VARIANTS`.
 
 Recipes (``paper``; every value the paper or the public code states, MAE's where both are silent):
 
@@ -61,7 +62,8 @@ unexpected or wrong-shaped is an error listing every such key.
 
 Override keys (checked when the model is built; a bad one raises ``ValueError`` naming it):
 ``mae.mask_ratio`` (float in [0, 1), pre-training, default 0.75), ``mae.norm_pix`` (bool,
-pre-training, default true), ``mae.pretrain``, ``mae.pool`` (``token`` = the paper's class-token
+pre-training, default true), ``mae.pretrain`` (default ``mae_faces`` for base, ``supervised_in1k``
+for tiny and small: the paper's rows), ``mae.pool`` (``token`` = the paper's class-token
 head | ``avg`` = MAE's global pool with ``fc_norm``), ``mae.drop_path`` (float in [0, 1),
 default 0.1, MAE's), ``mae.recipe`` (``code`` | ``mae``), ``weights.vit`` (path or None).
 """
@@ -216,11 +218,12 @@ PAPER_VARIANTS: dict[str, ViTArch] = {
     "small": ViTArch(224, 16, 384, 12, 6),
     "base": ViTArch(224, 16, 768, 12, 12),
 }
-# Sized so that mae_tab1 (three stages and 18 fine-tuning cells) fits 15 minutes on 2 CPU cores.
+# Sized so that mae_tab1 (three stages and 18 fine-tuning cells) fits 15 minutes on 2 CPU cores:
+# 48x48 with 8x8 patches (a 6x6 grid; a 0.75 mask keeps 9), 4 blocks, head dim 16.
 TINY_VARIANTS: dict[str, ViTArch] = {
-    "tiny": ViTArch(48, 6, 48, 4, 3),
-    "small": ViTArch(48, 6, 64, 4, 4),
-    "base": ViTArch(48, 6, 96, 4, 4),
+    "tiny": ViTArch(48, 8, 32, 4, 2),
+    "small": ViTArch(48, 8, 48, 4, 3),
+    "base": ViTArch(48, 8, 64, 4, 4),
 }
 PAPER_DECODER = DecoderArch()
 TINY_DECODER = DecoderArch(embed_dim=64, depth=2, num_heads=4)
@@ -341,6 +344,15 @@ class MAEViT(VisionTransformer):
             # MAE's fine-tuning head: trunc-normal 2e-5 (a near-zero start that learns at once)
             nn.init.trunc_normal_(self.head.weight, std=2e-5)
             nn.init.zeros_(self.head.bias)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Layer groups for layer-wise lr decay, by MAE's rule (its ``lr_decay.get_layer_id_for_vit``).
+
+        Embeddings are layer 0 and block i layer i + 1, as in timm; the final norm is with the head
+        (full lr) as in MAE, where timm's matcher puts it with the last block.
+        """
+        return dict(stem=r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre", blocks=[(r"^blocks\.(\d+)", None)])
 
 
 class SupervisedViT(MAEViT):
@@ -521,7 +533,9 @@ def _create(family: str, variant: str, pretrained: bool = False, preset: str = "
     num_classes = kwargs.pop("num_classes", 7)
     if preset not in PRESETS:
         raise ValueError(f"preset: {preset!r} is not allowed; allowed values: {', '.join(PRESETS)}")
-    s = {**_DEFAULTS, **validate_overrides(family, kwargs)}
+    # the paper MAE-pre-trains ViT-B only; its ViT-T/S rows start from supervised IN1K weights
+    default_pretrain = "mae_faces" if variant == "base" else "supervised_in1k"
+    s = {**_DEFAULTS, "mae.pretrain": default_pretrain, **validate_overrides(family, kwargs)}
     arch = (PAPER_VARIANTS if preset == "paper" else TINY_VARIANTS)[variant]
     recipes = RECIPES[family][preset]
     if family == "pretrain":
