@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.data import affectnet, expw, faceid, ferplus, folder, rafdb, sfew
+from harness.data import affectnet, expw, faceid, ferplus, folder, imagenet, rafdb, sfew
 from harness.data.base import BadEntries, FERDataset, Split, assemble
 from harness.data.batches import iterate_batches, num_batches, repeat_factors
 from harness.data.labels import CANONICAL_CLASSES
@@ -25,9 +25,9 @@ from harness.data.synth import synthetic_root
 from harness.data.transforms import build_transform
 from harness.errors import UserError
 
-DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet", "sfew", "expw", "folder", "faceid")
+DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet", "sfew", "expw", "folder", "faceid", "imagenet")
 _LOADERS = {"rafdb": rafdb, "ferplus": ferplus, "affectnet": affectnet, "sfew": sfew,
-            "expw": expw, "folder": folder, "faceid": faceid}
+            "expw": expw, "folder": folder, "faceid": faceid, "imagenet": imagenet}
 DATA_ROOT_ENV = "FERBENCH_DATA_ROOT"
 
 __all__ = ["CANONICAL_CLASSES", "DATASETS", "FERDataset", "Split", "build_transform",

@@ -18,23 +18,33 @@ PROTOCOLS = ("default",)
 
 def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
     """Read identity folders of ``train/`` and ``test/``; val is carved from train."""
-    for split in ("train", "test"):
+    return read_named_folders(root, ("train", "test"), bad, kind="identity")
+
+
+def read_named_folders(root: Path, splits: tuple[str, str], bad: BadEntries, *, kind: str) -> RawDataset:
+    """Read ``<train>/<name>/*`` and ``<test>/<name>/*`` (``splits``): one class per folder name, sorted.
+
+    Shared by every layout whose classes are folder names rather than expressions (identities
+    here; ImageNet's synsets in :mod:`harness.data.imagenet`). ``kind`` names a class in messages.
+    """
+    for split in splits:
         if not (root / split).is_dir():
-            raise UserError(f"{root / split}: missing split folder (the identity layout needs "
-                            "train/<identity>/ and test/<identity>/)")
-    names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+            raise UserError(f"{root / split}: missing split folder (the {kind} layout needs "
+                            f"{splits[0]}/<{kind}>/ and {splits[1]}/<{kind}>/)")
+    names = sorted(p.name for p in (root / splits[0]).iterdir() if p.is_dir())
     if not names:
-        raise UserError(f"{root / 'train'}: no identity folders")
+        raise UserError(f"{root / splits[0]}: no {kind} folders")
     index = {n: i for i, n in enumerate(names)}
     official: dict[str, list[Entry]] = {}
-    for split in ("train", "test"):
+    for split, folder_name in zip(("train", "test"), splits):
         entries = []
-        for folder in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+        for folder in sorted(p for p in (root / folder_name).iterdir() if p.is_dir()):
             if folder.name not in index:
-                bad.report(f"{folder}: identity {folder.name!r} has no training images")
+                bad.report(f"{folder}: {kind} {folder.name!r} has no training images")
                 continue
             entries += [Entry(name=f"{folder.name}/{img.name}", label=index[folder.name], source=img,
                               where=str(img)) for img in list_images(folder)]
         official[split] = entries
-    return RawDataset(class_names=names, official=official, annotation_files=[],
-                      label_map={"identities": len(names)})
+    # the identity layout's label map as it was (it is part of the dataset fingerprint)
+    label_map = {"identities": len(names)} if kind == "identity" else {"classes": names}
+    return RawDataset(class_names=names, official=official, annotation_files=[], label_map=label_map)

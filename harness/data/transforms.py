@@ -83,6 +83,8 @@ def build_transform(name: str, img_size: int, *, train: bool, mean: Stats = MEAN
         return lambda x, g: apvit_train(x, g, img_size, mean=mean, std=std)
     if train and name == "apvit_tv":
         return lambda x, g: apvit_train_tv(x, g, img_size, mean=mean, std=std)
+    if train and name in _MORE_TRAIN:
+        return lambda x, g: _MORE_TRAIN[name](x, g, img_size, mean=mean, std=std)
     return lambda x, g: resize_normalize(x, img_size, mean=mean, std=std)
 
 
@@ -342,3 +344,34 @@ def apvit_train_tv(images: torch.Tensor, g: torch.Generator, img_size: int, *, m
     x = random_grayscale(x, g)
     x = colour_jitter(x, g)
     return random_erasing(normalize(x, mean, std), g, value=erase_value)
+
+
+# MAE-ViT (methods/mae.py): its fine-tuning and pre-training pipelines, composed of the above.
+
+def mae_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
+              std: Stats = STD) -> torch.Tensor:
+    """MAE-ViT fine-tuning: random affine, h-flip, colour jitter, random erasing.
+
+    The paper names the four operations and no parameters; ours: rotation +-10 deg and a
+    scale/translation crop (0.8-1 of the area) with flip p 0.5, as one warp (:func:`geometric`);
+    colour jitter (0.4, 0.4, 0.4, 0.1) on every sample, no grayscale; normalise; random erasing
+    p 0.25 with N(0, 1) pixels (MAE's fine-tuning ``reprob`` and mode). uint8 [B, 3, S, S] ->
+    float [B, 3, s, s].
+    """
+    x = geometric(images, g, img_size, rot_p=1.0, degrees=10.0, scale=(0.8, 1.0), unit=False)
+    b = x.shape[0]
+    m, o = colour_matrices(x.mean((2, 3)) / 255.0, g, grey_p=0.0, p=1.0)  # [B, 3, 3], [B, 3]
+    x = torch.baddbmm(o.unsqueeze(-1), m / 255.0, x.view(b, 3, -1)).view_as(x)  # [B, 3, s, s]
+    x = _normalize_(x.clamp_(0.0, 1.0), 1.0, mean, std)
+    return random_erasing(x, g, p=0.25, value="random")
+
+
+def mae_pretrain_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
+                       std: Stats = STD) -> torch.Tensor:
+    """MAE pre-training: RandomResizedCrop (area 0.2-1; aspect ratio 1, MAE's is 3/4-4/3) + h-flip."""
+    x = geometric(images, g, img_size, rot_p=0.0, scale=(0.2, 1.0))  # [B, 3, s, s] in [0, 1]
+    return _normalize_(x, 1.0, mean, std)
+
+
+_MORE_TRAIN = {"mae": mae_train, "mae_pretrain": mae_pretrain_train}
+PIPELINES = PIPELINES + tuple(_MORE_TRAIN)

@@ -1,0 +1,615 @@
+"""MAE-ViT: a plain ViT pre-trained as a masked autoencoder, fine-tuned for FER.
+
+Li, "Facial Expression Recognition using Vanilla ViT backbones with MAE Pretraining" (2022), on
+He et al., "Masked Autoencoders Are Scalable Vision Learners" (CVPR 2022). Three families of
+registered models, one ViT (timm's ``VisionTransformer``: same keys, same FLOPs, same
+``group_matcher`` for layer-wise lr decay):
+
+* ``mae_pretrain_vit_{tiny,small,base}`` -- the MAE pre-training model, a *pre-training stage*
+  (``tables/stages/mae_faces.yaml``, ``mae_generic.yaml``). Per batch
+  (:meth:`MaskedAutoencoderViT.training_step`): patch-embed, add the fixed 2-D sin-cos position
+  embedding, keep a random ``round((1 - mae.mask_ratio) * N)`` patches per image
+  (:func:`random_masking`), run the encoder on the class token and the *visible patches only*, run
+  the lightweight decoder on the full sequence with mask tokens, and take the mean squared error
+  against the per-patch *normalised* pixels (``mae.norm_pix``) on the *masked* patches only
+  (:func:`masked_patch_loss`): the term ``"mae"``. A linear probe on the detached mean of the
+  visible patch tokens is trained by its own term ``"probe"`` and optimiser, so ``forward(x)``
+  (the whole image, no masking) returns class logits and the stage's record has an accuracy;
+  the probe reads only features, it never changes the encoder. :meth:`exports` hands on the
+  encoder as ``weights.vit``, in timm's ViT layout.
+* ``sup_pretrain_vit_{tiny,small,base}`` -- the same ViT trained supervised (the stand-in for
+  "supervised ImageNet-1K", ``tables/stages/sup_generic*.yaml``); exports ``weights.vit`` likewise.
+* ``mae_vit_{tiny,small,base}`` -- the FER model: the ViT with a class-token head
+  (``mae.pool``), fine-tuned from ``weights.vit``.
+
+Variants (``paper`` preset, 224x224, **patch 16 for all three**: the public code's "small"
+silently uses patch 32, we do not): tiny = DeiT-Ti (192-d, 12 blocks, 3 heads), small = DeiT-S
+(384, 12, 6), base = ViT-B (768, 12, 12); mlp 4, qkv bias, LayerNorm eps 1e-6. The decoder is
+MAE's default (512-d, 8 blocks, 16 heads) for all three. ``tiny`` preset: 48x48 with 8x8 patches
+(a 6x6 grid of 36 patches, so a 0.75 mask keeps 9), 4 blocks of 32/48/64 channels, decoder 64-d
+with 2 blocks; see :data:`TINY_VARIANTS`.
+
+Recipes (``paper``; every value the paper or the public code states, MAE's where both are silent):
+
+* pre-training: the paper's 300 epochs, 40 warm-up epochs, weight decay 0.05, AdamW; silent on
+  batch and lr, so MAE's: batch 4096, lr = 1.5e-4 x 4096 / 256 = 2.4e-3, betas (0.9, 0.95),
+  cosine, no decay on biases and norms, RandomResizedCrop(0.2-1) + h-flip (``mae_pretrain``),
+  normalised-pixel loss (MAE's best setting; its code's default is off: ``mae.norm_pix``).
+* fine-tuning, ``mae.recipe: code`` (default): the public fine-tuning script's Adam, lr 1e-4,
+  batch 32, lr x0.1 steps (at each third: 40 epochs, a length it does not state), no weight
+  decay, augmentation ``mae`` (h-flip, colour jitter, random affine, random erasing; Table 1's
+  rows set ``train.augment: none``), AffectNet oversampled (the paper's "oversampling strategy").
+  The paper's text says instead that fine-tuning is "same as MAE": ``mae.recipe: mae`` is MAE's
+  ViT-B fine-tuning recipe (AdamW, lr 5e-4 x 1024 / 256, batch 1024, 100 epochs, 5 warm-up,
+  cosine, wd 0.05, layer decay 0.65). Layer-wise decay is ``train.layer_decay`` (it has no effect
+  in the public code; here it works through timm's ``param_groups_layer_decay``).
+
+Where fine-tuning starts (``mae.pretrain``, the recipe's ``init`` of ``weights.vit``):
+
+===============  ==========================================  ======================
+mae.pretrain     paper (a local file, ``--weights-dir``)     tiny / ``--stand-ins``
+===============  ==========================================  ======================
+supervised_in1k  DeiT's ``deit_<v>_patch16_224-*.pth``        stage ``sup_generic*``
+mae_in1k         MAE's ``mae_pretrain_vit_<v>.pth``            stage ``mae_generic``
+mae_faces        ``mae_faces_vit_<v>.pth`` (your MAE run)      stage ``mae_faces``
+none             from scratch                                from scratch
+===============  ==========================================  ======================
+
+``weights.vit`` loads strictly (:func:`load_vit_checkpoint`) any of: our stage's export, an
+official MAE checkpoint (``{"model": {...}}``; ``decoder_*``, ``mask_token`` dropped and
+reported), or a timm ViT checkpoint (``head.*`` dropped and reported). Anything else missing,
+unexpected or wrong-shaped is an error listing every such key.
+
+Override keys (checked when the model is built; a bad one raises ``ValueError`` naming it):
+``mae.mask_ratio`` (float in [0, 1), pre-training, default 0.75), ``mae.norm_pix`` (bool,
+pre-training, default true), ``mae.pretrain`` (default ``mae_faces`` for base, ``supervised_in1k``
+for tiny and small: the paper's rows), ``mae.pool`` (``token`` = the paper's class-token
+head | ``avg`` = MAE's global pool with ``fc_norm``), ``mae.drop_path`` (float in [0, 1),
+default 0.1, MAE's), ``mae.recipe`` (``code`` | ``mae``), ``weights.vit`` (path or None).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
+from timm.models import generate_default_cfgs, register_model
+from timm.models.vision_transformer import Block, VisionTransformer
+
+from methods.interface import Recipe
+from methods.layers.ir50 import LoadReport, read_state_dict, strict_load
+from methods.layers.keys import OverrideKey, check_path, choice, validate
+
+__all__ = ["MaskedAutoencoderViT", "MAEViT", "SupervisedViT", "random_masking", "patchify", "unpatchify",
+           "masked_patch_loss", "sincos_pos_embed", "load_vit_checkpoint", "OVERRIDE_KEYS"]
+
+VARIANTS = ("tiny", "small", "base")
+PRETRAIN_SOURCES = ("supervised_in1k", "mae_in1k", "mae_faces", "none")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions: position embedding, patches, masking, loss
+
+
+def sincos_pos_embed(grid: int, dim: int, cls_token: bool = True) -> torch.Tensor:
+    """MAE's fixed 2-D sin-cos position embedding: [1 + grid*grid, dim] (class token row = 0).
+
+    Built with timm's ``build_sincos2d_pos_embed`` (same frequencies, 1 / 10000^(k / (dim/4))) and
+    its channel blocks reordered to MAE's ``get_2d_sincos_pos_embed``: [sin(col), cos(col),
+    sin(row), cos(row)], patches in row-major order.
+    """
+    if dim % 4:
+        raise ValueError(f"sin-cos position embedding needs dim divisible by 4, got {dim}")
+    emb = build_sincos2d_pos_embed([grid, grid], dim)  # [N, dim]: sin(row), sin(col), cos(row), cos(col)
+    q = dim // 4
+    sin_r, sin_c, cos_r, cos_c = emb.split(q, dim=1)
+    emb = torch.cat([sin_c, cos_c, sin_r, cos_r], dim=1)  # [N, dim]
+    if cls_token:
+        emb = torch.cat([torch.zeros(1, dim), emb], dim=0)  # [1 + N, dim]
+    return emb
+
+
+def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:
+    """imgs: [B, C, H, W] -> patches [B, N, p*p*C], row-major patches, (row, col, channel) inside."""
+    B, C, H, W = imgs.shape
+    if H % p or W % p:
+        raise ValueError(f"image {H}x{W} is not a multiple of the patch size {p}")
+    h, w = H // p, W // p
+    x = imgs.reshape(B, C, h, p, w, p)
+    return torch.einsum("nchpwq->nhwpqc", x).reshape(B, h * w, p * p * C)
+
+
+def unpatchify(x: torch.Tensor, p: int, channels: int = 3) -> torch.Tensor:
+    """patches [B, N, p*p*C] (square grid) -> imgs [B, C, H, W]; the inverse of :func:`patchify`."""
+    B, N, _ = x.shape
+    h = int(math.isqrt(N))
+    if h * h != N:
+        raise ValueError(f"{N} patches do not form a square grid")
+    x = x.reshape(B, h, h, p, p, channels)
+    return torch.einsum("nhwpqc->nchpwq", x).reshape(B, channels, h * p, h * p)
+
+
+def num_visible(num_patches: int, mask_ratio: float) -> int:
+    """How many patches an image keeps: ``round((1 - mask_ratio) * N)`` (half up), at least 1.
+
+    MAE's code truncates (``int(N * (1 - r))``); the two agree whenever (1 - r) * N is an integer
+    (196 and 64 patches at 0.75).
+    """
+    return max(int(math.floor(num_patches * (1.0 - mask_ratio) + 0.5)), 1)
+
+
+def random_masking(x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep a uniformly random subset of patches per image (MAE's per-sample shuffling).
+
+    x: [B, N, D] -> (x_kept [B, K, D] in shuffled order, mask [B, N] with 1 = masked and 0 =
+    kept in the original order, ids_restore [B, N] that unshuffles), K = :func:`num_visible`.
+    """
+    B, N, D = x.shape
+    keep = num_visible(N, mask_ratio)
+    noise = torch.rand(B, N, device=x.device, generator=generator)  # [B, N]
+    ids_shuffle = torch.argsort(noise, dim=1)  # [B, N] ascending: the first K are kept
+    ids_restore = torch.argsort(ids_shuffle, dim=1)  # [B, N]
+    ids_keep = ids_shuffle[:, :keep]  # [B, K]
+    x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, D))  # [B, K, D]
+    mask = torch.ones(B, N, device=x.device)
+    mask[:, :keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)  # [B, N]
+    return x_kept, mask, ids_restore
+
+
+def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True,
+                      eps: float = 1e-6) -> torch.Tensor:
+    """MAE's reconstruction loss: per-patch MSE, averaged over the *masked* patches only.
+
+    pred, target: [B, N, P] (target = :func:`patchify` of the input); mask: [B, N], 1 = masked.
+    ``norm_pix`` normalises each target patch by its own mean and variance (MAE's
+    ``norm_pix_loss``). With nothing masked (``mae.mask_ratio: 0``) every patch counts.
+    """
+    if norm_pix:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + eps) ** 0.5
+    per_patch = ((pred - target) ** 2).mean(dim=-1)  # [B, N]
+    if mask.sum() == 0:
+        return per_patch.mean()
+    return (per_patch * mask).sum() / mask.sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# Architecture
+
+
+@dataclass(frozen=True)
+class ViTArch:
+    """The encoder of one variant at one preset."""
+
+    img_size: int
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+
+    @property
+    def grid(self) -> int:
+        """Patches per side."""
+        return self.img_size // self.patch_size
+
+
+@dataclass(frozen=True)
+class DecoderArch:
+    """MAE's lightweight decoder."""
+
+    embed_dim: int = 512
+    depth: int = 8
+    num_heads: int = 16
+
+
+PAPER_VARIANTS: dict[str, ViTArch] = {
+    "tiny": ViTArch(224, 16, 192, 12, 3),
+    "small": ViTArch(224, 16, 384, 12, 6),
+    "base": ViTArch(224, 16, 768, 12, 12),
+}
+# Sized so that mae_tab1 (three stages and 18 fine-tuning cells) fits 15 minutes on 2 CPU cores:
+# 48x48 with 8x8 patches (a 6x6 grid; a 0.75 mask keeps 9), 4 blocks, head dim 16.
+TINY_VARIANTS: dict[str, ViTArch] = {
+    "tiny": ViTArch(48, 8, 32, 4, 2),
+    "small": ViTArch(48, 8, 48, 4, 3),
+    "base": ViTArch(48, 8, 64, 4, 4),
+}
+PAPER_DECODER = DecoderArch()
+TINY_DECODER = DecoderArch(embed_dim=64, depth=2, num_heads=4)
+
+_NORM = partial(nn.LayerNorm, eps=1e-6)
+
+
+def _vit_kwargs(arch: ViTArch) -> dict[str, Any]:
+    return dict(img_size=arch.img_size, patch_size=arch.patch_size, embed_dim=arch.embed_dim, depth=arch.depth,
+                num_heads=arch.num_heads, mlp_ratio=arch.mlp_ratio, qkv_bias=True, norm_layer=_NORM)
+
+
+def _init_mae_weights(module: nn.Module) -> None:
+    """MAE's initialisation: xavier-uniform linears (the patch projection viewed as one), zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class MaskedAutoencoderViT(VisionTransformer):
+    """MAE: the timm ViT encoder (run on visible patches) + a lightweight decoder + a linear probe.
+
+    The encoder's keys are timm's (``cls_token``, ``pos_embed``, ``patch_embed.*``, ``blocks.*``,
+    ``norm.*``) and the decoder's MAE's (``mask_token``, ``decoder_embed``, ``decoder_pos_embed``,
+    ``decoder_blocks.*``, ``decoder_norm``, ``decoder_pred``): an official MAE checkpoint with its
+    decoder has this model's layout (plus our ``probe.*``).
+    """
+
+    def __init__(self, arch: ViTArch, decoder: DecoderArch, mask_ratio: float = 0.75, norm_pix: bool = True,
+                 num_classes: int = 7) -> None:
+        super().__init__(**_vit_kwargs(arch), num_classes=0, global_pool="token", weight_init="skip")
+        self.arch, self.mask_ratio, self.norm_pix = arch, mask_ratio, norm_pix
+        self.num_classes = num_classes
+        n, d, dd = arch.grid ** 2, arch.embed_dim, decoder.embed_dim
+        self.pos_embed.requires_grad_(False)  # fixed sin-cos
+        self.decoder_embed = nn.Linear(d, dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n + 1, dd), requires_grad=False)
+        self.decoder_blocks = nn.Sequential(*[Block(dd, decoder.num_heads, arch.mlp_ratio, qkv_bias=True,
+                                                    norm_layer=_NORM) for _ in range(decoder.depth)])
+        self.decoder_norm = _NORM(dd)
+        self.decoder_pred = nn.Linear(dd, arch.patch_size ** 2 * 3)
+        self.probe = nn.Linear(d, num_classes)
+        self.encoder_trace: dict[str, int] | None = None
+        with torch.no_grad():
+            self.pos_embed.copy_(sincos_pos_embed(arch.grid, d).unsqueeze(0))
+            self.decoder_pos_embed.copy_(sincos_pos_embed(arch.grid, dd).unsqueeze(0))
+            _init_mae_weights(self)
+            w = self.patch_embed.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.normal_(self.cls_token, std=0.02)
+            nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward_encoder(self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: [B, 3, H, W] -> (latent [B, 1 + K, D], mask [B, N], ids_restore [B, N]).
+
+        The blocks see the class token and the K visible patches only (``encoder_trace``).
+        """
+        x = self.patch_embed(x) + self.pos_embed[:, 1:]  # [B, N, D]
+        x, mask, ids_restore = random_masking(x, mask_ratio, generator)  # [B, K, D]
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)  # [B, 1, D]
+        x = self.norm_pre(torch.cat([cls, x], dim=1))  # [B, 1 + K, D]
+        self.encoder_trace = {"patches": int(mask.shape[1]), "tokens": int(x.shape[1])}
+        return self.norm(self.blocks(x)), mask, ids_restore
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """latent: [B, 1 + K, D], ids_restore: [B, N] -> predicted pixels [B, N, p*p*3]."""
+        x = self.decoder_embed(latent)  # [B, 1 + K, Dd]
+        B, N = ids_restore.shape
+        fill = self.mask_token.expand(B, N + 1 - x.shape[1], -1)  # [B, N - K, Dd]
+        patches = torch.cat([x[:, 1:], fill], dim=1)  # [B, N, Dd] in shuffled order
+        patches = torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # unshuffle
+        x = torch.cat([x[:, :1], patches], dim=1) + self.decoder_pos_embed  # [B, 1 + N, Dd]
+        x = self.decoder_norm(self.decoder_blocks(x))
+        return self.decoder_pred(x)[:, 1:]  # [B, N, p*p*3]
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> dict[str, torch.Tensor]:
+        """``{"mae": reconstruction loss, "probe": the probe's loss on detached features}``."""
+        latent, mask, ids_restore = self.forward_encoder(x, self.mask_ratio)
+        pred = self.forward_decoder(latent, ids_restore)
+        loss = masked_patch_loss(pred, patchify(x, self.arch.patch_size), mask, self.norm_pix)
+        feats = latent[:, 1:].mean(dim=1).detach()  # [B, D]: visible patches' mean, an estimate of all
+        return {"mae": loss, "probe": loss_fn(self.probe(feats), y)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> probe logits [B, num_classes] from the whole image (no masking)."""
+        tokens = self.forward_features(x)  # [B, 1 + N, D]
+        return self.probe(tokens[:, 1:].mean(dim=1))
+
+    def exports(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``weights.vit``: the encoder in timm's ViT layout (decoder, mask token and probe left out);
+        ``weights.mae_decoder``: the decoder and mask token in MAE's layout (PF-ViT's generator and
+        discriminator start from it, ``methods/pfvit.py``)."""
+        skip = ("decoder_", "mask_token", "probe.")
+        state = self.state_dict()
+        return {"weights.vit": {k: v.detach().cpu().clone() for k, v in state.items() if not k.startswith(skip)},
+                "weights.mae_decoder": {k: v.detach().cpu().clone() for k, v in state.items()
+                                        if k.startswith(("decoder_", "mask_token"))}}
+
+
+class MAEViT(VisionTransformer):
+    """The FER model: a timm ViT with a class-token (or average-pool) head, fine-tuned from ``weights.vit``."""
+
+    def __init__(self, arch: ViTArch, pool: str = "token", drop_path: float = 0.1, num_classes: int = 7) -> None:
+        super().__init__(**_vit_kwargs(arch), num_classes=num_classes, global_pool=pool,
+                         drop_path_rate=drop_path)
+        self.arch = arch
+        self.weight_reports: dict[str, LoadReport] = {}
+        self.token_trace = {"grid": arch.grid ** 2, "blocks": [arch.grid ** 2 + 1] * arch.depth,
+                            "before_head": arch.grid ** 2 + 1}
+        with torch.no_grad():
+            # MAE's fine-tuning head: trunc-normal 2e-5 (a near-zero start that learns at once)
+            nn.init.trunc_normal_(self.head.weight, std=2e-5)
+            nn.init.zeros_(self.head.bias)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Layer groups for layer-wise lr decay, by MAE's rule (its ``lr_decay.get_layer_id_for_vit``).
+
+        Embeddings are layer 0 and block i layer i + 1, as in timm; the final norm is with the head
+        (full lr) as in MAE, where timm's matcher puts it with the last block.
+        """
+        return dict(stem=r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre", blocks=[(r"^blocks\.(\d+)", None)])
+
+
+class SupervisedViT(MAEViT):
+    """The ViT trained supervised on the generic-image stand-in: a stage that exports ``weights.vit``."""
+
+    def exports(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``weights.vit``: every weight but the classifier, in timm's ViT layout."""
+        return {"weights.vit": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()
+                                if not k.startswith("head.")}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def load_vit_checkpoint(model: VisionTransformer, path: str) -> LoadReport:
+    """Load a ViT encoder into ``model`` strictly; return what was loaded and what was dropped.
+
+    Accepts our stages' exports (timm layout, no head), official MAE checkpoints (``{"model":
+    ...}``, with or without the decoder) and timm ViT checkpoints (DeiT's ``{"model": ...}`` or a
+    bare state dict). Dropped on purpose, and reported: the classifier ``head.*`` (task-specific),
+    MAE's ``decoder_*`` and ``mask_token`` (pre-training only), and ``norm.*`` when the model pools
+    with ``fc_norm`` (MAE's global-pool fine-tuning starts that norm afresh). Any other missing,
+    unexpected or wrong-shaped key (a position embedding for another grid included) raises
+    ``ValueError`` listing them all.
+    """
+    state = read_state_dict(path)
+    fc_norm = not isinstance(getattr(model, "fc_norm", nn.Identity()), nn.Identity)
+    ignored: dict[str, str] = {}
+    for key in state:
+        if key.startswith("head."):
+            ignored[key] = "classifier (task-specific; trained from its initialisation)"
+        elif key.startswith(("decoder_", "mask_token")):
+            ignored[key] = "MAE decoder (pre-training only)"
+        elif key.startswith("norm.") and fc_norm:
+            ignored[key] = "final norm (mae.pool avg uses a fresh fc_norm instead, as MAE's fine-tuning)"
+    skip = ("head.", "fc_norm.") if fc_norm else ("head.",)
+    target = {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
+    return strict_load(target, state, ignored, f"ViT weights {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Override keys
+
+
+def _ratio(key: str) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: a number in [0, 1)")
+        return float(value)
+    return check
+
+
+OVERRIDE_KEYS: dict[str, OverrideKey] = {
+    "mae.mask_ratio": OverrideKey("float in [0, 1)", "share of patches masked in pre-training", _ratio("mae.mask_ratio")),
+    "mae.norm_pix": OverrideKey("true | false", "per-patch normalised pixel targets", choice("mae.norm_pix", (True, False))),
+    "mae.pretrain": OverrideKey(" | ".join(PRETRAIN_SOURCES), "where weights.vit starts by default (see module doc)",
+                                choice("mae.pretrain", PRETRAIN_SOURCES)),
+    "mae.pool": OverrideKey("token | avg", "token: class-token head (paper); avg: MAE's global pool + fc_norm",
+                            choice("mae.pool", ("token", "avg"))),
+    "mae.drop_path": OverrideKey("float in [0, 1)", "stochastic depth rate (MAE's fine-tuning: 0.1)", _ratio("mae.drop_path")),
+    "mae.recipe": OverrideKey("code | mae", "code: the public script (Adam 1e-4, batch 32, steps); mae: MAE's fine-tuning",
+                              choice("mae.recipe", ("code", "mae"))),
+    "weights.vit": OverrideKey("path | None", "ViT checkpoint: our stage, official MAE or timm layout (local file)",
+                               check_path("weights.vit")),
+}
+# Which keys each family takes (a key another family owns is an unknown key there).
+_FAMILY_KEYS = {
+    "pretrain": ("mae.mask_ratio", "mae.norm_pix"),
+    "supervised": ("mae.drop_path",),
+    "finetune": ("mae.pretrain", "mae.pool", "mae.drop_path", "mae.recipe", "weights.vit"),
+}
+_DEFAULTS: dict[str, Any] = {"mae.mask_ratio": 0.75, "mae.norm_pix": True, "mae.pretrain": "mae_faces",
+                             "mae.pool": "token", "mae.drop_path": 0.1, "mae.recipe": "code", "weights.vit": None}
+
+
+def validate_overrides(family: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Check ``overrides`` against the keys of ``family``; return them normalised (``ValueError`` if bad)."""
+    return validate(overrides, {k: OVERRIDE_KEYS[k] for k in _FAMILY_KEYS[family]})
+
+
+def describe_overrides(family: str = "finetune") -> dict[str, dict[str, Any]]:
+    """Every override key of ``family`` with its allowed values, meaning and default."""
+    return {k: {"allowed": OVERRIDE_KEYS[k].allowed, "doc": OVERRIDE_KEYS[k].doc, "default": _DEFAULTS[k]}
+            for k in _FAMILY_KEYS[family]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipes
+
+# Checkpoints the paper's rows start from (looked up in --weights-dir; FERbench downloads nothing).
+_DEIT = {"tiny": "deit_tiny_patch16_224-a1311bcf.pth", "small": "deit_small_patch16_224-cd65a155.pth",
+         "base": "deit_base_patch16_224-b5f2ef4d.pth"}
+# Supervised stand-ins per variant: one stage each (a stage names one model).
+_SUP_STAGE = {"tiny": "sup_generic_tiny", "small": "sup_generic_small", "base": "sup_generic"}
+
+
+def _init_sources(variant: str, pretrain: str, preset: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``(init, stand_in)`` of ``weights.vit`` for a ``mae.pretrain`` value at a preset."""
+    if pretrain == "none":
+        return {"weights.vit": "none"}, {}
+    stage = {"supervised_in1k": _SUP_STAGE[variant], "mae_in1k": "mae_generic", "mae_faces": "mae_faces"}[pretrain]
+    if pretrain != "supervised_in1k" and variant != "base":
+        stage = f"{stage}_{variant}"  # only ViT-B is MAE-pre-trained in the paper; other stages are yours to add
+    if preset == "tiny":
+        return {"weights.vit": f"stage:{stage}"}, {}
+    name = {"supervised_in1k": _DEIT[variant], "mae_in1k": f"mae_pretrain_vit_{variant}.pth",
+            "mae_faces": f"mae_faces_vit_{variant}.pth"}[pretrain]
+    return {"weights.vit": f"file:{name}"}, {"weights.vit": f"stage:{stage}"}
+
+
+_FINETUNE_CODE = Recipe(
+    name="code", optimizer="adam", lr=1e-4, weight_decay=0.0, epochs=40, batch_size=32, grad_clip=None,
+    schedule="step", milestones=(), warmup_epochs=0, img_size=224, augment="mae", loss="ce", sampler="none",
+    mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+)
+_FINETUNE_MAE = replace(_FINETUNE_CODE, name="mae", optimizer="adamw", lr=5e-4 * 1024 / 256, weight_decay=0.05,
+                        no_weight_decay=("pos_embed", "cls_token", "bias", "norm"), epochs=100, batch_size=1024,
+                        schedule="cosine", warmup_epochs=5, layer_decay=0.65)
+# Tiny fine-tuning: the public recipe's shape (Adam, x0.1 at each third, batch 32) at a budget of
+# 8 epochs of the 1,500-image stand-ins, with lr 1e-3: 1e-4 barely moves a 48x48 ViT in 8 epochs
+# (measured, see the README).
+_TINY_FINETUNE_CODE = replace(_FINETUNE_CODE, lr=1e-3, epochs=8, img_size=48)
+_TINY_FINETUNE_MAE = replace(_FINETUNE_MAE, lr=2e-3, epochs=8, batch_size=32, img_size=48, warmup_epochs=1)
+
+_PRETRAIN_MAE = Recipe(
+    name="mae_pretrain", optimizer="adamw", lr=1.5e-4 * 4096 / 256, weight_decay=0.05,
+    no_weight_decay=("bias", "norm"), epochs=300, batch_size=4096, grad_clip=None, schedule="cosine",
+    warmup_epochs=40, img_size=224, augment="mae_pretrain", loss="ce", sampler="none",
+    mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+    # The reconstruction owns the ViT and decoder (MAE's betas); the probe its own layer, no decay.
+    optimizers={"mae": {"params": ["cls_token", "patch_embed.", "blocks.", "norm.", "mask_token", "decoder_"],
+                        "losses": ["mae"], "betas": [0.9, 0.95]},
+                "probe": {"params": ["probe."], "losses": ["probe"], "weight_decay": 0.0, "warmup_epochs": 0,
+                          "lr": 1e-3}},
+)
+_TINY_PRETRAIN_MAE = replace(_PRETRAIN_MAE, lr=1.5e-3, epochs=30, batch_size=64, warmup_epochs=3, img_size=48)
+# Supervised pre-training (DeiT's recipe, which the supervised IN1K checkpoints come from: AdamW
+# lr 5e-4 x 1024 / 512, batch 1024, 300 epochs, 5 warm-up, wd 0.05, cosine).
+_PRETRAIN_SUP = Recipe(
+    name="supervised", optimizer="adamw", lr=1e-3, weight_decay=0.05, no_weight_decay=("pos_embed", "cls_token"),
+    epochs=300, batch_size=1024, grad_clip=None, schedule="cosine", warmup_epochs=5, img_size=224,
+    augment="mae_pretrain", loss="ce", sampler="none", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+)
+_TINY_PRETRAIN_SUP = replace(_PRETRAIN_SUP, lr=1e-3, epochs=15, batch_size=64, warmup_epochs=1, img_size=48)
+
+RECIPES: dict[str, dict[str, dict[str, Recipe]]] = {
+    "finetune": {"paper": {"code": _FINETUNE_CODE, "mae": _FINETUNE_MAE},
+                 "tiny": {"code": _TINY_FINETUNE_CODE, "mae": _TINY_FINETUNE_MAE}},
+    "pretrain": {"paper": {"": _PRETRAIN_MAE}, "tiny": {"": _TINY_PRETRAIN_MAE}},
+    "supervised": {"paper": {"": _PRETRAIN_SUP}, "tiny": {"": _TINY_PRETRAIN_SUP}},
+}
+PRESETS = ("paper", "tiny")
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration
+
+
+def _cfg(img_size: int) -> dict[str, Any]:
+    # timm metadata only: no hub weights, local files come through weights.vit
+    return {"url": "", "num_classes": 7, "input_size": (3, img_size, img_size), "mean": IMAGENET_DEFAULT_MEAN,
+            "std": IMAGENET_DEFAULT_STD, "first_conv": "patch_embed.proj", "classifier": "head"}
+
+
+default_cfgs = generate_default_cfgs({
+    f"{prefix}_vit_{v}": _cfg(224) for prefix in ("mae", "mae_pretrain", "sup_pretrain") for v in VARIANTS
+})
+
+
+def _create(family: str, variant: str, pretrained: bool = False, preset: str = "paper", **kwargs: Any) -> nn.Module:
+    """Build one family's ``variant`` at ``preset`` with dotted overrides; load ``weights.vit`` if given."""
+    name = {"finetune": "mae", "pretrain": "mae_pretrain", "supervised": "sup_pretrain"}[family] + f"_vit_{variant}"
+    if pretrained:
+        raise ValueError(f"{name}: pretrained=True is not supported (no model hub); pass a local file with weights.vit=")
+    for timm_kwarg in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(timm_kwarg, None)
+    num_classes = kwargs.pop("num_classes", 7)
+    if preset not in PRESETS:
+        raise ValueError(f"preset: {preset!r} is not allowed; allowed values: {', '.join(PRESETS)}")
+    # the paper MAE-pre-trains ViT-B only; its ViT-T/S rows start from supervised IN1K weights
+    default_pretrain = "mae_faces" if variant == "base" else "supervised_in1k"
+    s = {**_DEFAULTS, "mae.pretrain": default_pretrain, **validate_overrides(family, kwargs)}
+    arch = (PAPER_VARIANTS if preset == "paper" else TINY_VARIANTS)[variant]
+    recipes = RECIPES[family][preset]
+    if family == "pretrain":
+        model: nn.Module = MaskedAutoencoderViT(arch, PAPER_DECODER if preset == "paper" else TINY_DECODER,
+                                                s["mae.mask_ratio"], s["mae.norm_pix"], num_classes=num_classes)
+        model.recipe = recipes[""]
+    elif family == "supervised":
+        model = SupervisedViT(arch, "token", s["mae.drop_path"], num_classes=num_classes)
+        model.recipe = recipes[""]
+    else:
+        model = MAEViT(arch, s["mae.pool"], s["mae.drop_path"], num_classes=num_classes)
+        init, stand_in = _init_sources(variant, s["mae.pretrain"], preset)
+        model.recipe = replace(recipes[s["mae.recipe"]], init=init, stand_in=stand_in)
+        # "oversampling strategy is used while fine-tuning" on AffectNet (imbalanced train, balanced test)
+        model.recipes = {"affectnet": replace(model.recipe, name=f"{model.recipe.name}:affectnet", sampler="heavy")}
+        path = s["weights.vit"]
+        if path is not None:
+            if not os.path.isfile(path):
+                raise ValueError(f"weights.vit: no such file {path!r}; allowed values: a path to a local checkpoint file")
+            model.weight_reports["weights.vit"] = load_vit_checkpoint(model, path)
+    model.preset = preset
+    model.pretrained_cfg = {**_cfg(arch.img_size), "architecture": name, "num_classes": num_classes}
+    return model
+
+
+@register_model
+def mae_vit_tiny(pretrained: bool = False, **kwargs: Any) -> MAEViT:
+    """MAE-ViT-T/16 for FER (DeiT-Ti-sized, 192-d, 12 blocks, 3 heads), class-token head."""
+    return _create("finetune", "tiny", pretrained, **kwargs)
+
+
+@register_model
+def mae_vit_small(pretrained: bool = False, **kwargs: Any) -> MAEViT:
+    """MAE-ViT-S/16 for FER (DeiT-S-sized, 384-d, 12 blocks, 6 heads; patch 16, not the public code's 32)."""
+    return _create("finetune", "small", pretrained, **kwargs)
+
+
+@register_model
+def mae_vit_base(pretrained: bool = False, **kwargs: Any) -> MAEViT:
+    """MAE-ViT-B/16 for FER (768-d, 12 blocks, 12 heads): the paper's model."""
+    return _create("finetune", "base", pretrained, **kwargs)
+
+
+@register_model
+def mae_pretrain_vit_tiny(pretrained: bool = False, **kwargs: Any) -> MaskedAutoencoderViT:
+    """MAE pre-training of ViT-T/16 (decoder 512-d, 8 blocks): a pre-training stage."""
+    return _create("pretrain", "tiny", pretrained, **kwargs)
+
+
+@register_model
+def mae_pretrain_vit_small(pretrained: bool = False, **kwargs: Any) -> MaskedAutoencoderViT:
+    """MAE pre-training of ViT-S/16 (decoder 512-d, 8 blocks): a pre-training stage."""
+    return _create("pretrain", "small", pretrained, **kwargs)
+
+
+@register_model
+def mae_pretrain_vit_base(pretrained: bool = False, **kwargs: Any) -> MaskedAutoencoderViT:
+    """MAE pre-training of ViT-B/16 (decoder 512-d, 8 blocks, 16 heads): the paper's pre-training."""
+    return _create("pretrain", "base", pretrained, **kwargs)
+
+
+@register_model
+def sup_pretrain_vit_tiny(pretrained: bool = False, **kwargs: Any) -> SupervisedViT:
+    """Supervised classification pre-training of ViT-T/16 (the "supervised IN1K" stand-in stage)."""
+    return _create("supervised", "tiny", pretrained, **kwargs)
+
+
+@register_model
+def sup_pretrain_vit_small(pretrained: bool = False, **kwargs: Any) -> SupervisedViT:
+    """Supervised classification pre-training of ViT-S/16 (the "supervised IN1K" stand-in stage)."""
+    return _create("supervised", "small", pretrained, **kwargs)
+
+
+@register_model
+def sup_pretrain_vit_base(pretrained: bool = False, **kwargs: Any) -> SupervisedViT:
+    """Supervised classification pre-training of ViT-B/16 (the "supervised IN1K" stand-in stage)."""
+    return _create("supervised", "base", pretrained, **kwargs)
