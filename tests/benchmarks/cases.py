@@ -40,6 +40,8 @@ CASES: tuple[Case, ...] = (
     Case("deit-tiny-ap", "DeiT-Tiny + ATP (196, 0.8)", "apvit_deit_tiny", {}, family="deit_tiny"),
     # TransFER (B = 2, RAF-DB's settings): the latency of its row on the report's methods comparison.
     Case("transfer", "TransFER (B=2)", "transfer", {}, family="transfer", is_baseline=True),
+    # MAE-ViT (plain ViT-B/16 at 224): the latency of its row on the report's methods comparison.
+    Case("mae-vit-base", "MAE-ViT-B/16", "mae_vit_base", {}, family="mae_vit", is_baseline=True),
 )
 
 PRESETS = ("tiny", "paper")

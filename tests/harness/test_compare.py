@@ -25,7 +25,7 @@ def _bench() -> pd.DataFrame:
 
 def test_repository_comparison_is_valid_and_not_a_table():
     spec = compare.load_comparison()  # checks every table, row and dataset it names
-    assert spec is not None and [m.key for m in spec.methods] == ["apvit", "transfer"]
+    assert spec is not None and [m.key for m in spec.methods] == ["apvit", "transfer", "mae_vit"]
     assert "methods" not in list_specs() and "comparison" not in list_specs()
 
 
