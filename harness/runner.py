@@ -482,7 +482,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
             values = {k: float(v.detach()) for k, v in terms.items()}  # one host sync per step
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
-                raise NonFiniteLoss(f"training loss {bad[0]!r} is {values[bad[0]]} at epoch {epoch}, step "
+                raise NonFiniteLoss(f"training loss is {values[bad[0]]} (term {bad[0]!r}) at epoch {epoch}, step "
                                     f"{state['step']} (lr {stepper.lr():.3g}); the cell is failed, not recorded")
             stepper.step(terms)
             state["step"] += 1

@@ -36,9 +36,9 @@ def test_validation_under_decay_runs_at_the_final_k_and_r(harness_env, monkeypat
     seen_eval, seen_train = [], []
     predict = runner.predict
 
-    def spy(model, split, transform, batch_size):
+    def spy(model, split, transform, batch_size, **where):
         seen_eval.append(model.current_keep())
-        return predict(model, split, transform, batch_size)
+        return predict(model, split, transform, batch_size, **where)
 
     set_progress = runner.set_progress
 
