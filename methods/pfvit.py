@@ -99,9 +99,11 @@ Override keys (checked when the model is built; a bad one raises ``ValueError`` 
 
 Presets: ``paper`` = ViT-B/16 at 224 (768-d, 12 blocks, 12 heads), MAE's decoder (512-d, 8
 blocks, 16 heads) for G and D, Adam lr 2e-5 (E, S, G, C) and 1e-4 (D), batch 32, 100 epochs, the
-MAE-ViT baseline's augmentation. ``tiny`` = MAE-ViT-B's tiny encoder (48x48, patch 6, 96-d, 4
-blocks) and decoder (64-d, 2 blocks), both lrs x10 (as MAE-ViT's tiny fine-tuning scales the
-paper's 1e-4), 8 epochs: sized so that a table fits 15 minutes on 2 CPU cores (see the README).
+MAE-ViT baseline's augmentation. ``tiny`` = MAE-ViT-B's tiny encoder (48x48, 8x8 patches, 64-d,
+4 blocks, 4 heads) and decoder (64-d, 2 blocks) from the ``mae_faces`` stage, trained like tiny
+MAE-ViT (Adam 1e-3 for E, S, G and C, 20 epochs, batch 32; the paper's PF-ViT lr is 5x below its
+MAE-ViT's, ours is equal, so the headline's two rows differ only in PF-ViT's parts) and Adam 1e-3
+for D (10x the paper's 1e-4). See the README for what it measures and what it costs.
 """
 from __future__ import annotations
 
@@ -511,7 +513,9 @@ _PAPER_RECIPE = replace(
                 "discriminator": {"params": ["discriminator."], "losses": ["adv_d"], "lr": 1e-4,
                                   "betas": [0.5, 0.999]}},
 )
-_TINY_RECIPE = replace(_PAPER_RECIPE, lr=2e-4, epochs=8, img_size=48,
+# Tiny: MAE-ViT's tiny fine-tuning budget and encoder lr (Adam 1e-3, 20 epochs, batch 32), so the
+# headline's two rows differ in PF-ViT's parts, not in their training; D keeps 10x the paper's 1e-4.
+_TINY_RECIPE = replace(_PAPER_RECIPE, lr=1e-3, epochs=20, img_size=48,
                        optimizers={**_PAPER_RECIPE.optimizers,
                                    "discriminator": {**_PAPER_RECIPE.optimizers["discriminator"], "lr": 1e-3}})
 RECIPES = {"paper": _PAPER_RECIPE, "tiny": _TINY_RECIPE}

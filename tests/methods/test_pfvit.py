@@ -206,6 +206,18 @@ def test_recipe_inits_follow_the_orthogonality_network():
     assert len(paper.generator.decoder_blocks) == 8 and paper.generator.decoder_embed.out_features == 512
 
 
+def test_tiny_trains_like_tiny_mae_vit():
+    """The headline compares the two rows: same encoder, epochs, batch and encoder lr at tiny."""
+    with torch.device("meta"):
+        mae = timm.create_model("mae_vit_base", preset="tiny")
+        pf = timm.create_model("pfvit", preset="tiny")
+    for field in ("optimizer", "lr", "epochs", "batch_size", "img_size", "augment"):
+        assert getattr(pf.recipe, field) == getattr(mae.recipe, field), field
+    assert pf.recipe.optimizers["discriminator"]["lr"] == 1e-3
+    assert pf.encoder.patch_embed.proj.weight.shape == mae.patch_embed.proj.weight.shape
+    assert len(pf.encoder.blocks) == len(mae.blocks)
+
+
 def test_stage_exports_load_strictly(tmp_path):
     torch.manual_seed(0)
     mae = timm.create_model("mae_pretrain_vit_base", preset="tiny")
