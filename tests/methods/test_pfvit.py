@@ -259,4 +259,4 @@ def test_each_loss_term_is_in_the_records_history(harness_env, tmp_path):
     assert all(set(h["losses"]) == {"ce", "rec", "rec_poker", "orth", "adv_g", "adv_d"} for h in hist)
     assert all(h["losses"]["rec_poker"] > 0 for h in hist)  # the stand-in has neutral faces in every epoch
     # the record's cost is the test-time path's
-    assert rec["cost"]["tokens_before_head"] == 65
+    assert rec["cost"]["tokens_before_head"] == 37  # a 6x6 grid of 8x8 patches at 48 pixels, and the class token
