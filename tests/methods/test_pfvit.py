@@ -95,7 +95,7 @@ def test_training_step_names_every_term_per_variant():
 
 def test_term_weights_scale_their_terms():
     x, y = batch([0, 1, 2, 3])
-    base = tiny().train()
+    base = tiny(**{"pfvit.w_adv": 1.0}).train()  # tiny's default is 0.1
     torch.manual_seed(1)
     ref = base.training_step(x, y, CE)
     scaled = tiny(**{"pfvit.w_orth": 2.0, "pfvit.w_adv": 0.5, "pfvit.w_ce": 0.0}).train()
@@ -214,6 +214,10 @@ def test_tiny_trains_like_tiny_mae_vit():
     for field in ("optimizer", "lr", "epochs", "batch_size", "img_size", "augment"):
         assert getattr(pf.recipe, field) == getattr(mae.recipe, field), field
     assert pf.recipe.optimizers["discriminator"]["lr"] == 1e-3
+    # the adversarial weight is the tiny preset's only other difference (1 keeps it at the majority class)
+    assert pf.settings["pfvit.w_adv"] == describe_overrides("tiny")["pfvit.w_adv"]["default"] == 0.1
+    assert describe_overrides()["pfvit.w_adv"]["default"] == 1.0
+    assert tiny(**{"pfvit.w_adv": 1.0}).settings["pfvit.w_adv"] == 1.0
     assert pf.encoder.patch_embed.proj.weight.shape == mae.patch_embed.proj.weight.shape
     assert len(pf.encoder.blocks) == len(mae.blocks)
 
