@@ -61,9 +61,16 @@ copied (the methods notes say so). ``tiny``: see ``_TINY_RECIPE``.
 
 Where training starts (``Recipe.init``): at ``paper`` the backbone's ImageNet file
 (``methods.pretrained.IMAGENET_BACKBONES``, ``file:<name>`` in the weights folder;
-``--stand-ins`` trains it from scratch, marked) and, with ``nr.up: sr``, the SR network from ``file:nr_face_sr_x8.pth`` with the synthetic
-``sr_faces`` stage as its stand-in (the paper's DIC model has another architecture); at ``tiny``
-the backbone from scratch and the SR network from the ``sr_faces`` stage.
+``--stand-ins`` uses its ``generic_<backbone>`` stage instead, marked) and, with ``nr.up: sr``, the
+SR network from ``file:nr_face_sr_x8.pth`` with the synthetic ``sr_faces`` stage as its stand-in
+(the paper's DIC model has another architecture); at ``tiny`` the backbone from its
+``generic_<backbone>`` stage and the SR network from the ``sr_faces`` stage.
+
+The ``generic_<backbone>`` stages (``tables/stages/generic_*.yaml``, model ``nr_backbone``,
+:class:`BackboneStage`) stand in for the backbones' supervised ImageNet-1K weights: the backbone
+alone, trained to classify the generic-image stand-in (no faces) at its own input size, exported
+as ``weights.backbone``. One stage per distinct tiny architecture: ViT-S and DeiT-S share
+``generic_vit_s`` (one architecture), so seven stages cover the eight backbones.
 """
 from __future__ import annotations
 
@@ -385,8 +392,10 @@ _GENERIC_PAPER_RECIPE = Recipe(
     warmup_epochs=5, img_size=PRESETS["paper"].target, augment="mae_pretrain", loss="ce", sampler="none",
     mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
 )
+# Tiny: 10 epochs of the 3,000-image stand-in at the backbone's 32x32, no augmentation (MAE's
+# random-resized-crop pipeline made an epoch ~7x slower on CPU for the same accuracy: measured).
 _GENERIC_TINY_RECIPE = replace(_GENERIC_PAPER_RECIPE, epochs=10, batch_size=64, warmup_epochs=1,
-                               img_size=PRESETS["tiny"].target)
+                               img_size=PRESETS["tiny"].target, augment="none")
 
 
 def backbone_stage(name: str) -> str:
