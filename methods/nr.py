@@ -374,7 +374,8 @@ _PAPER_RECIPE = Recipe(
 # (22 steps an epoch) the tiny Transformers stay at the majority class (val 36.2): 6-10 epochs from
 # scratch (the earlier measurement), 6 from the stage at lr 1e-4..1e-3; at batch 16 Swin-S leaves it after 7-9 epochs (CE
 # 45.6 at 48 px input, F-PDLS 38.9 at 24 px after 12 epochs) and ViT-S (48 px) after 3 (64-65 after
-# 20). 12 epochs keep nr_tab2 near 15 minutes on 2 cores (see the README).
+# 20). 12 epochs is the least at which nr_tab2's rows leave it; at 3 seeds that is ~18-20 min on an
+# idle 2-core machine, over the 15-minute budget (estimated from a 1-seed run; see the README).
 _TINY_RECIPE = replace(_PAPER_RECIPE, lr=1e-3, epochs=12, batch_size=16, img_size=24, augment="none")
 
 # The SR stage: L1 training of the SR network (and the probe) on synthetic faces, Adam, cosine.
