@@ -51,7 +51,7 @@ def test_every_table2_setting_is_an_override_with_the_right_shapes(setting):
         assert model.resizer.head[0].weight.grad is not None  # trained jointly with the backbone
     if model.sr is not None:  # frozen (Fig. 1: f_sr takes no part in the update)
         assert not any(p.requires_grad for p in model.sr.parameters())
-        assert set(model.recipe.init) == {"weights.sr"}  # starts from the sr_faces stage at tiny
+        assert model.recipe.init["weights.sr"] == "stage:sr_faces"  # the SR network starts from its stage at tiny
 
 
 def test_vanilla_is_one_interpolation_and_sr_bilinear_goes_through_the_high_resolution():
@@ -119,7 +119,7 @@ def test_paper_recipe_and_where_training_starts():
     assert (r.optimizer, r.lr, r.epochs, r.batch_size, r.schedule, r.lr_gamma) == ("adam", 1e-4, 100, 64, "step", 0.75)
     assert r.milestones == pytest.approx([i / 10 for i in range(1, 10)])  # "one quarter every 10 epochs"
     assert r.init == {"weights.backbone": "file:swin_small_patch4_window7_224.pth", "weights.sr": "file:nr_face_sr_x8.pth"}
-    assert r.stand_in["weights.sr"] == "stage:sr_faces"
+    assert r.stand_in == {"weights.backbone": "stage:generic_swin_s", "weights.sr": "stage:sr_faces"}
     assert set(a.recipe.init) == {"weights.backbone"}  # no SR network, no weights.sr
 
 
@@ -189,3 +189,37 @@ def test_paper_schedule_multiplies_the_lr_by_three_quarters_every_tenth():
         sched.step()
     assert lrs[9] == pytest.approx(1e-4) and lrs[10] == pytest.approx(0.75e-4)
     assert lrs[99] == pytest.approx(1e-4 * 0.75 ** 9)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_tiny_backbones_start_from_their_generic_stage_whose_export_loads_strictly(name, tmp_path):
+    from harness.stages import load_stage
+
+    model = tiny(**{"nr.backbone": name, **TABLE2["a"]})
+    stage_id = model.recipe.init["weights.backbone"].removeprefix("stage:")
+    spec = load_stage(stage_id)  # tables/stages/<id>.yaml exists and validates
+    assert (spec.method, spec.dataset, spec.provides) == ("nr_backbone", "imagenet", ["weights.backbone"])
+    assert spec.set["nr.backbone"] in BACKBONES
+    # the stage trains the very architecture the fine-tuning model builds (ViT-S and DeiT-S share one)
+    stage = timm.create_model(spec.method, preset="tiny", num_classes=30, **spec.set)
+    assert stage.recipe.img_size == PRESETS["tiny"].target  # the backbone's own input size
+    assert stage(torch.rand(2, 3, 32, 32)).shape == (2, 30)
+    path = tmp_path / "weights.backbone.pt"
+    torch.save(get_exports(stage)["weights.backbone"], path)
+    loaded = tiny(**{"nr.backbone": name, **TABLE2["a"], "weights.backbone": str(path)})
+    report = loaded.weight_reports["weights.backbone"]
+    assert report.ignored and all(".".join(k.split(".")[:1]) == "head" for k in report.ignored)  # only the classifier
+    for k in report.loaded:
+        assert torch.equal(loaded.backbone.state_dict()[k], stage.backbone.state_dict()[k]), k
+
+
+def test_backbone_stage_rejects_other_keys_and_its_export_refuses_another_size(tmp_path):
+    with pytest.raises(ValueError, match="allowed keys: nr.backbone"):
+        timm.create_model("nr_backbone", preset="tiny", **{"nr.up": "sr"})
+    with pytest.raises(ValueError, match="nr.backbone: 'resnet50' is not allowed"):
+        timm.create_model("nr_backbone", preset="tiny", **{"nr.backbone": "resnet50"})
+    swin_b = timm.create_model("nr_backbone", preset="tiny", num_classes=30,
+                               **{"nr.backbone": "swin_base_patch4_window7_224"})
+    torch.save(get_exports(swin_b)["weights.backbone"], tmp_path / "b.pt")
+    with pytest.raises(ValueError, match="shape"):  # Swin-B's stage does not load into Swin-S
+        tiny(**{"weights.backbone": str(tmp_path / "b.pt")})
