@@ -17,6 +17,7 @@ Override keys live in one namespace shared by table specs, ``--set`` and model c
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import inspect
@@ -72,8 +73,24 @@ def code_version(method: str) -> str:
         p = ROOT / rel
         files += sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []
     entry = timm.models.model_entrypoint(method)
-    files.append(Path(inspect.getsourcefile(entry)).resolve())
+    files += family_sources(Path(inspect.getsourcefile(entry)).resolve())
     return _hash_files(list(dict.fromkeys(files)))
+
+
+def family_sources(path: Path) -> list[Path]:
+    """A method family's file and the ``methods`` modules it imports (PF-ViT builds on ``methods/mae.py``),
+    so that a change to any of them makes the family's results stale."""
+    files = [path]
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                 if isinstance(node, ast.ImportFrom) and node.module else [])
+        for name in names:
+            if name.startswith("methods."):
+                candidate = ROOT / (name.replace(".", "/") + ".py")
+                if candidate.is_file():
+                    files.append(candidate.resolve())
+    return files
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -58,3 +58,11 @@ def test_check_overrides_names_key_and_place(overrides, needle):
 def test_code_version_is_stable_and_method_specific():
     assert code_version("apvit") == code_version("apvit")
     assert len(code_version("apvit")) == 16
+
+
+def test_a_family_hashes_the_methods_modules_it_imports():
+    from harness.cells import ROOT, family_sources
+
+    files = {p.relative_to(ROOT).as_posix() for p in family_sources(ROOT / "methods" / "pfvit.py")}
+    assert {"methods/pfvit.py", "methods/mae.py", "methods/pretrained.py"} <= files
+    assert "methods/apvit.py" not in files
