@@ -127,7 +127,6 @@ Attributes of a built model: ``recipe`` (:class:`methods.interface.Recipe`), ``s
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -139,7 +138,7 @@ from timm.models import generate_default_cfgs, register_model
 from methods.interface import Recipe
 from methods.pretrained import DEIT_TINY_IN1K, FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
 from methods.layers.blocks import Block, PatchEmbed
-from methods.layers.keys import OverrideKey, check_path, choice, int_range, validate
+from methods.layers.keys import OverrideKey, check_path, choice, int_range, load_weight_files, validate
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.pooling import (
     APP_CRITERIA,
@@ -674,15 +673,9 @@ def _create_apvit(variant: str, pretrained: bool = False, preset: str = "paper",
     model.recipes = _dataset_recipes(cfg["recipe"], preset)
     model.preset = preset
     model.pretrained_cfg = {**_cfg(arch.img_size), "architecture": variant, "num_classes": num_classes}
-    for key, loader in (("weights.ir50", lambda p: load_ir50_checkpoint(model.backbone, p)),
-                        ("weights.vit", model.load_vit_checkpoint),
-                        ("weights.model", model.load_model_checkpoint)):
-        path = pooling[key]
-        if path is None:
-            continue
-        if not os.path.isfile(path):
-            raise ValueError(f"{key}: no such file {path!r}; allowed values: a path to a local checkpoint file")
-        model.weight_reports[key] = loader(path)
+    load_weight_files(model, pooling, {"weights.ir50": lambda p: load_ir50_checkpoint(model.backbone, p),
+                                       "weights.vit": model.load_vit_checkpoint,
+                                       "weights.model": model.load_model_checkpoint})
     return model
 
 

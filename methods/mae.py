@@ -70,14 +70,12 @@ default 0.1, MAE's), ``mae.recipe`` (``code`` | ``mae``), ``weights.vit`` (path 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models import generate_default_cfgs, register_model
@@ -85,7 +83,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 
 from methods.interface import Recipe
 from methods.layers.ir50 import LoadReport, read_state_dict, strict_load
-from methods.layers.keys import OverrideKey, check_path, choice, validate
+from methods.layers.keys import OverrideKey, check_path, choice, fraction, load_weight_files, validate
 
 __all__ = ["MaskedAutoencoderViT", "MAEViT", "SupervisedViT", "random_masking", "patchify", "unpatchify",
            "masked_patch_loss", "sincos_pos_embed", "load_vit_checkpoint", "OVERRIDE_KEYS"]
@@ -398,22 +396,15 @@ def load_vit_checkpoint(model: VisionTransformer, path: str) -> LoadReport:
 # Override keys
 
 
-def _ratio(key: str) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: a number in [0, 1)")
-        return float(value)
-    return check
-
 
 OVERRIDE_KEYS: dict[str, OverrideKey] = {
-    "mae.mask_ratio": OverrideKey("float in [0, 1)", "share of patches masked in pre-training", _ratio("mae.mask_ratio")),
+    "mae.mask_ratio": OverrideKey("float in [0, 1)", "share of patches masked in pre-training", fraction("mae.mask_ratio")),
     "mae.norm_pix": OverrideKey("true | false", "per-patch normalised pixel targets", choice("mae.norm_pix", (True, False))),
     "mae.pretrain": OverrideKey(" | ".join(PRETRAIN_SOURCES), "where weights.vit starts by default (see module doc)",
                                 choice("mae.pretrain", PRETRAIN_SOURCES)),
     "mae.pool": OverrideKey("token | avg", "token: class-token head (paper); avg: MAE's global pool + fc_norm",
                             choice("mae.pool", ("token", "avg"))),
-    "mae.drop_path": OverrideKey("float in [0, 1)", "stochastic depth rate (MAE's fine-tuning: 0.1)", _ratio("mae.drop_path")),
+    "mae.drop_path": OverrideKey("float in [0, 1)", "stochastic depth rate (MAE's fine-tuning: 0.1)", fraction("mae.drop_path")),
     "mae.recipe": OverrideKey("code | mae", "code: the public script (Adam 1e-4, batch 32, steps); mae: MAE's fine-tuning",
                               choice("mae.recipe", ("code", "mae"))),
     "weights.vit": OverrideKey("path | None", "ViT checkpoint: our stage, official MAE or timm layout (local file)",
@@ -555,11 +546,7 @@ def _create(family: str, variant: str, pretrained: bool = False, preset: str = "
         model.recipe = replace(recipes[s["mae.recipe"]], init=init, stand_in=stand_in)
         # "oversampling strategy is used while fine-tuning" on AffectNet (imbalanced train, balanced test)
         model.recipes = {"affectnet": replace(model.recipe, name=f"{model.recipe.name}:affectnet", sampler="heavy")}
-        path = s["weights.vit"]
-        if path is not None:
-            if not os.path.isfile(path):
-                raise ValueError(f"weights.vit: no such file {path!r}; allowed values: a path to a local checkpoint file")
-            model.weight_reports["weights.vit"] = load_vit_checkpoint(model, path)
+        load_weight_files(model, s, {"weights.vit": lambda p: load_vit_checkpoint(model, p)})
     model.preset = preset
     model.pretrained_cfg = {**_cfg(arch.img_size), "architecture": name, "num_classes": num_classes}
     return model

@@ -74,7 +74,6 @@ as ``weights.backbone``. One stage per distinct tiny architecture: ViT-S and Dei
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -89,7 +88,7 @@ from timm.models import generate_default_cfgs, register_model
 from methods.interface import Recipe
 from methods.pretrained import FACE_SR_X8, IMAGENET_BACKBONES, SR_FACES_STAGE
 from methods.layers.ir50 import LoadReport, read_state_dict, strict_load
-from methods.layers.keys import OverrideKey, check_path, choice, int_range, validate
+from methods.layers.keys import OverrideKey, check_path, choice, int_range, load_weight_files, validate
 from methods.layers.resizer import FaceSR, LearnedResizer, SpatialTransformer, resize
 
 __all__ = ["NeuralResizer", "SRStage", "BackboneStage", "backbone_stage", "BACKBONES", "OVERRIDE_KEYS", "describe_overrides", "validate_overrides",
@@ -453,15 +452,9 @@ def _create_nr(variant: str, pretrained: bool = False, preset: str = "paper", **
     model.recipe = _recipe(preset, settings)
     model.preset = preset
     model.pretrained_cfg = {**_cfg(cfg.img_size), "architecture": variant, "num_classes": num_classes}
-    for key, loader in (("weights.backbone", lambda p: load_backbone_checkpoint(model.backbone, p)),
-                        ("weights.sr", lambda p: strict_load(model.sr.state_dict(), read_checkpoint(p), {},
-                                                             f"SR weights {p}"))):
-        path = settings[key]
-        if path is None:
-            continue
-        if not os.path.isfile(path):
-            raise ValueError(f"{key}: no such file {path!r}; allowed values: a path to a local checkpoint file")
-        model.weight_reports[key] = loader(path)
+    load_weight_files(model, settings, {
+        "weights.backbone": lambda p: load_backbone_checkpoint(model.backbone, p),
+        "weights.sr": lambda p: strict_load(model.sr.state_dict(), read_checkpoint(p), {}, f"SR weights {p}")})
     return model
 
 

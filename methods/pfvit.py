@@ -110,7 +110,6 @@ for D (10x the paper's 1e-4). See the README for what it measures and what it co
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -124,9 +123,9 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from methods import pretrained
 from methods.interface import Recipe
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
-from methods.layers.keys import OverrideKey, check_path, choice, int_range, validate
+from methods.layers.keys import OverrideKey, check_path, choice, fraction, int_range, load_weight_files, validate
 from methods.mae import (_FINETUNE_CODE, _NORM, PAPER_DECODER, PAPER_VARIANTS, TINY_DECODER, TINY_VARIANTS,
-                         DecoderArch, ViTArch, _vit_kwargs, load_vit_checkpoint, patchify, random_masking,
+                         DecoderArch, ViTArch, _vit_kwargs, load_vit_checkpoint, random_masking,
                          sincos_pos_embed, unpatchify)
 
 __all__ = ["PFViT", "TokenSeparator", "PokerFaceGenerator", "Discriminator", "CrossFusion",
@@ -434,13 +433,6 @@ def load_mae_decoder(generator: PokerFaceGenerator, discriminator: Discriminator
 # Override keys
 
 
-def _ratio(key: str) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: a number in [0, 1)")
-        return float(value)
-    return check
-
 
 def _flag(key: str) -> Callable[[Any], bool]:
     def check(value: Any) -> bool:
@@ -468,7 +460,7 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
     "pfvit.generator": OverrideKey("cross | mae", "cross: PF-ViT's cross-fusion G; mae: the appendix's Multi-Task MAE",
                                    choice("pfvit.generator", ("cross", "mae"))),
     "pfvit.mask_ratio": OverrideKey("float in [0, 1)", "Multi-Task MAE's training mask ratio (pfvit.generator: mae)",
-                                    _ratio("pfvit.mask_ratio")),
+                                    fraction("pfvit.mask_ratio")),
     "pfvit.neutral": OverrideKey("integer >= 0", "index of the neutral class (0 in FERbench's canonical order)",
                                  int_range("pfvit.neutral", 0)),
     **{f"pfvit.w_{t}": OverrideKey("float >= 0", f"weight of the {doc} term", _weight(f"pfvit.w_{t}"))
@@ -597,16 +589,10 @@ def _create_pfvit(pretrained: bool = False, preset: str = "paper", **kwargs: Any
     loaders = {"weights.vit": lambda p: load_vit_checkpoint(model.encoder, p),
                "weights.mae_decoder": lambda p: load_mae_decoder(model.generator, model.discriminator, p),
                "weights.ir50": lambda p: load_ir50_checkpoint(model.face_net, p)}
-    for key, load in loaders.items():
-        path = s[key]
-        if path is None:
-            continue
-        if key == "weights.ir50" and model.face_net is None:
-            raise ValueError(f"weights.ir50: {path!r} is not used (no feature network with pfvit.orth: "
-                             f"{s['pfvit.orth']}, pfvit.separator: {s['pfvit.separator']}); allowed values: None")
-        if not os.path.isfile(path):
-            raise ValueError(f"{key}: no such file {path!r}; allowed values: a path to a local checkpoint file")
-        model.weight_reports[key] = load(path)
+    if s["weights.ir50"] is not None and model.face_net is None:
+        raise ValueError(f"weights.ir50: {s['weights.ir50']!r} is not used (no feature network with pfvit.orth: "
+                         f"{s['pfvit.orth']}, pfvit.separator: {s['pfvit.separator']}); allowed values: None")
+    load_weight_files(model, s, loaders)
     return model
 
 

@@ -72,7 +72,6 @@ Attributes of a built model: ``recipe``, ``preset``, ``num_classes``, ``weight_r
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -85,7 +84,7 @@ from timm.models import generate_default_cfgs, register_model
 from methods.interface import Recipe
 from methods.pretrained import FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
 from methods.layers.blocks import Block, PatchEmbed
-from methods.layers.keys import OverrideKey, check_path, choice, int_range, validate
+from methods.layers.keys import OverrideKey, check_path, choice, int_range, load_weight_files, validate
 from methods.layers.drop import MAP_DROPS, MSAD_MODES, MultiAttentionDrop, build_map_drop, msad_masks
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.lanet import LocalCNNs
@@ -360,14 +359,8 @@ def _create_transfer(variant: str, pretrained: bool = False, preset: str = "pape
     model.recipe = cfg["recipes"][settings["transfer.recipe"]]
     model.preset = preset
     model.pretrained_cfg = {**_cfg(arch.img_size), "architecture": variant, "num_classes": num_classes}
-    for key, loader in (("weights.ir50", lambda p: load_ir50_checkpoint(model.backbone, p)),
-                        ("weights.vit", model.load_vit_checkpoint)):
-        path = settings[key]
-        if path is None:
-            continue
-        if not os.path.isfile(path):
-            raise ValueError(f"{key}: no such file {path!r}; allowed values: a path to a local checkpoint file")
-        model.weight_reports[key] = loader(path)
+    load_weight_files(model, settings, {"weights.ir50": lambda p: load_ir50_checkpoint(model.backbone, p),
+                                        "weights.vit": model.load_vit_checkpoint})
     return model
 
 

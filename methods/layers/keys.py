@@ -56,3 +56,24 @@ def validate(overrides: dict[str, Any], keys: dict[str, OverrideKey]) -> dict[st
     if unknown:
         raise ValueError(f"unknown override key(s) {', '.join(unknown)}; allowed keys: {', '.join(keys)}")
     return {key: keys[key].check(value) for key, value in overrides.items()}
+
+
+def fraction(key: str) -> Callable[[Any], float]:
+    """Checker: a number in [0, 1) (a mask ratio, a drop rate)."""
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: a number in [0, 1)")
+        return float(value)
+    return check
+
+
+def load_weight_files(model: Any, paths: dict[str, Any], loaders: dict[str, Callable[[str], Any]]) -> None:
+    """Load each ``weights.*`` key's local file (``paths[key]``; None = nothing) with its loader and keep
+    the loader's report in ``model.weight_reports[key]``; a missing file is an error naming the key."""
+    for key, load in loaders.items():
+        path = paths[key]
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise ValueError(f"{key}: no such file {path!r}; allowed values: a path to a local checkpoint file")
+        model.weight_reports[key] = load(path)
