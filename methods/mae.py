@@ -83,7 +83,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 
 from methods.interface import Recipe
 from methods.layers.ir50 import LoadReport, read_state_dict, strict_load
-from methods.layers.keys import OverrideKey, check_path, choice, fraction, load_weight_files, validate
+from methods.layers.keys import OverrideKey, check_path, choice, flag, fraction, load_weight_files, validate
 
 __all__ = ["MaskedAutoencoderViT", "MAEViT", "SupervisedViT", "random_masking", "patchify", "unpatchify",
            "masked_patch_loss", "sincos_pos_embed", "load_vit_checkpoint", "OVERRIDE_KEYS"]
@@ -396,10 +396,9 @@ def load_vit_checkpoint(model: VisionTransformer, path: str) -> LoadReport:
 # Override keys
 
 
-
 OVERRIDE_KEYS: dict[str, OverrideKey] = {
     "mae.mask_ratio": OverrideKey("float in [0, 1)", "share of patches masked in pre-training", fraction("mae.mask_ratio")),
-    "mae.norm_pix": OverrideKey("true | false", "per-patch normalised pixel targets", choice("mae.norm_pix", (True, False))),
+    "mae.norm_pix": OverrideKey("true | false", "per-patch normalised pixel targets", flag("mae.norm_pix")),
     "mae.pretrain": OverrideKey(" | ".join(PRETRAIN_SOURCES), "where weights.vit starts by default (see module doc)",
                                 choice("mae.pretrain", PRETRAIN_SOURCES)),
     "mae.pool": OverrideKey("token | avg", "token: class-token head (paper); avg: MAE's global pool + fc_norm",

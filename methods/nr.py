@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import timm
 import torch
@@ -88,7 +88,7 @@ from timm.models import generate_default_cfgs, register_model
 from methods.interface import Recipe
 from methods.pretrained import FACE_SR_X8, IMAGENET_BACKBONES, SR_FACES_STAGE
 from methods.layers.ir50 import LoadReport, read_state_dict, strict_load
-from methods.layers.keys import OverrideKey, check_path, choice, int_range, load_weight_files, validate
+from methods.layers.keys import OverrideKey, check_path, choice, flag, int_range, load_weight_files, validate
 from methods.layers.resizer import FaceSR, LearnedResizer, SpatialTransformer, resize
 
 __all__ = ["NeuralResizer", "SRStage", "BackboneStage", "backbone_stage", "BACKBONES", "OVERRIDE_KEYS", "describe_overrides", "validate_overrides",
@@ -136,19 +136,11 @@ assert set(BACKBONES) == set(IMAGENET_BACKBONES)
 # Override keys
 
 
-def _check_bool(key: str) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: true, false")
-        return value
-    return check
-
-
 OVERRIDE_KEYS: dict[str, OverrideKey] = {
     "nr.backbone": OverrideKey(" | ".join(BACKBONES), "timm architecture behind the resizer", choice("nr.backbone", tuple(BACKBONES))),
     "nr.up": OverrideKey(" | ".join(UPSCALERS), "up-scaler to the high resolution (sr: frozen face SR network)", choice("nr.up", UPSCALERS)),
     "nr.down": OverrideKey(" | ".join(DOWNSCALERS), "down-scaler to the backbone's size (none: interpolate straight there; ltr: learned resizer)", choice("nr.down", DOWNSCALERS)),
-    "nr.stn": OverrideKey("true | false", "identity-initialised affine Spatial Transformer in front", _check_bool("nr.stn")),
+    "nr.stn": OverrideKey("true | false", "identity-initialised affine Spatial Transformer in front", flag("nr.stn")),
     "nr.ltr_blocks": OverrideKey("int in 0..8", "r, residual blocks of the learned resizer", int_range("nr.ltr_blocks", 0, 8)),
     "nr.ltr_filters": OverrideKey("int >= 1", "n, channels of the learned resizer", int_range("nr.ltr_filters", 1)),
     "weights.backbone": OverrideKey("path | None", "the backbone's ImageNet checkpoint (local file)", check_path("weights.backbone")),

@@ -123,7 +123,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from methods import pretrained
 from methods.interface import Recipe
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
-from methods.layers.keys import OverrideKey, check_path, choice, fraction, int_range, load_weight_files, validate
+from methods.layers.keys import OverrideKey, check_path, choice, flag, fraction, int_range, load_weight_files, validate
 from methods.mae import (_FINETUNE_CODE, _NORM, PAPER_DECODER, PAPER_VARIANTS, TINY_DECODER, TINY_VARIANTS,
                          DecoderArch, ViTArch, _vit_kwargs, load_vit_checkpoint, random_masking,
                          sincos_pos_embed, unpatchify)
@@ -433,15 +433,6 @@ def load_mae_decoder(generator: PokerFaceGenerator, discriminator: Discriminator
 # Override keys
 
 
-
-def _flag(key: str) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: true, false")
-        return value
-    return check
-
-
 def _weight(key: str) -> Callable[[Any], float]:
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -452,7 +443,7 @@ def _weight(key: str) -> Callable[[Any], float]:
 
 OVERRIDE_KEYS: dict[str, OverrideKey] = {
     "pfvit.separator": OverrideKey("true | false", "the token separator (false: z goes to C and G whole)",
-                                   _flag("pfvit.separator")),
+                                   flag("pfvit.separator")),
     "pfvit.disc": OverrideKey("emotion | real_fake | none", "discriminator: K + 1 outputs (paper), real/fake only, or none",
                               choice("pfvit.disc", ("emotion", "real_fake", "none"))),
     "pfvit.orth": OverrideKey("fr | imagenet | none", "orthogonality measured in a frozen face-recognition / "

@@ -266,11 +266,17 @@ def render_face(r: np.random.Generator, expression: str, idn: dict, k: Knobs, si
         gain = (np.exp(li * r.normal(0, 0.18)) * (1 + li * r.normal(0, 0.05, 3))).astype(np.float32)
         x = x * light[..., None] * gain
     x = x + r.standard_normal(x.shape, dtype=np.float32) * 3.0
-    out = Image.fromarray(np.clip(x, 0, 255).astype(np.uint8), "RGB")
-    if r.uniform() < k.low_res:
-        lo = max(8, int(size * r.uniform(0.2, 0.45)))
-        out = out.resize((lo, lo), Image.BILINEAR).resize((size, size), Image.BILINEAR)
-    return np.asarray(out)
+    return _maybe_low_res(Image.fromarray(np.clip(x, 0, 255).astype(np.uint8), "RGB"), r, k.low_res, (0.2, 0.45))
+
+
+def _maybe_low_res(img: Image.Image, r: np.random.Generator, chance: float, scale: tuple[float, float]) -> np.ndarray:
+    """With probability ``chance``, down-sample to a random fraction ``scale`` of the side (at least 8 px)
+    and back up, as a low-resolution capture; returns uint8 [S, S, 3]."""
+    if r.uniform() < chance:
+        size = img.size[0]
+        lo = max(8, int(size * r.uniform(*scale)))
+        img = img.resize((lo, lo), Image.BILINEAR).resize((size, size), Image.BILINEAR)
+    return np.asarray(img)
 
 
 # --------------------------------------------------------------------------------------------
@@ -733,11 +739,7 @@ def render_generic(r: np.random.Generator, cls: str, k: Knobs, size: int) -> np.
         d.line([x0, y0, x1, y1], fill=_colour(r), width=1)
     arr = np.asarray(img, np.float32)
     arr = arr * r.uniform(1 - 0.3 * k.illumination, 1 + 0.3 * k.illumination) + r.normal(0, 12 * k.illumination, 3)
-    out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
-    if r.uniform() < k.low_res:
-        small = max(8, int(size * r.uniform(0.3, 0.6)))
-        out = out.resize((small, small), Image.BILINEAR).resize((size, size), Image.BILINEAR)
-    return np.asarray(out)
+    return _maybe_low_res(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB"), r, k.low_res, (0.3, 0.6))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,15 @@ def choice(key: str, allowed: tuple[Any, ...]) -> Callable[[Any], Any]:
     return check
 
 
+def flag(key: str) -> Callable[[Any], bool]:
+    """A checker accepting only ``true``/``false`` (YAML booleans), not 0/1."""
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: {value!r} is not allowed; allowed values: true, false")
+        return value
+    return check
+
+
 def int_range(key: str, lo: int, hi: int | None = None) -> Callable[[Any], int]:
     """A checker for an integer in ``lo..hi`` (``hi=None``: no upper bound)."""
     def check(value: Any) -> int:

@@ -251,3 +251,10 @@ def test_flops_command_is_the_classification_forward():
         ref = count_flops(timm.create_model(f"vit_{variant}_patch16_224", pretrained=False, num_classes=7), 224)
         assert got["gflops"] == ref["gflops"] == pytest.approx(gflops, abs=1e-3)
         assert got["tokens_before_head"] == 197  # no masking, no decoder
+
+
+def test_norm_pix_takes_yaml_booleans_only():
+    model = timm.create_model("mae_pretrain_vit_tiny", preset="tiny", **{"mae.norm_pix": False})
+    assert model.norm_pix is False  # before, true/false were refused and 1/0 accepted
+    with pytest.raises(ValueError, match="mae.norm_pix: 1 is not allowed; allowed values: true, false"):
+        timm.create_model("mae_pretrain_vit_tiny", preset="tiny", **{"mae.norm_pix": 1})
