@@ -195,6 +195,7 @@ class ViTArch:
     depth: int
     num_heads: int
     mlp_ratio: float = 4.0
+    qkv_bias: bool = True  # False for timm's original vit_small, the ViT APViT fine-tunes
 
     @property
     def grid(self) -> int:
@@ -231,7 +232,7 @@ _NORM = partial(nn.LayerNorm, eps=1e-6)
 
 def _vit_kwargs(arch: ViTArch) -> dict[str, Any]:
     return dict(img_size=arch.img_size, patch_size=arch.patch_size, embed_dim=arch.embed_dim, depth=arch.depth,
-                num_heads=arch.num_heads, mlp_ratio=arch.mlp_ratio, qkv_bias=True, norm_layer=_NORM)
+                num_heads=arch.num_heads, mlp_ratio=arch.mlp_ratio, qkv_bias=arch.qkv_bias, norm_layer=_NORM)
 
 
 def _init_mae_weights(module: nn.Module) -> None:

@@ -14,6 +14,9 @@ VIT_SMALL_IN1K = "file:vit_small_p16_224-15ec54c9.pth"
 DEIT_TINY_IN1K = "file:deit_tiny_patch16_224-a1311bcf.pth"
 # The synthetic stand-in for IR50_MS1M: the IR-50 cut trained to identify synthetic people.
 FACEID_STAGE = "stage:faceid_ir50"
+# The synthetic stand-in for VIT_SMALL_IN1K: APViT's own ViT trained to classify the generic-image
+# ("ImageNet") stand-in.
+APVIT_VIT_STAGE = "stage:sup_generic_apvit"
 
 # The Neural Resizer's timm backbones at 224, from ImageNet: the official releases that timm's default
 # weights came from when the paper was written (2022); timm's checkpoint_filter_fn maps their layouts.

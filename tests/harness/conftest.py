@@ -10,7 +10,7 @@ import yaml
 # from scratch unless a test asks for the face-ID stage (tests/harness/test_stages.py).
 TINY_DATA = {"data.n_train": 160, "data.n_test": 70}
 TINY_TRAIN = {"train.epochs": 3, "train.batch_size": 32}
-SCRATCH = {"weights.ir50": "none"}
+SCRATCH = {"weights.ir50": "none", "weights.vit": "none"}
 TINY_STAGE = {"data.identities": 8, "data.n_train": 96, "data.n_test": 32, "train.epochs": 2,
               "train.batch_size": 16}
 

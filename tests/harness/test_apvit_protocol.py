@@ -66,7 +66,7 @@ def test_eval_writes_a_record_that_collect_shows_beside_trained_rows(harness_env
     ])
     argv = ["eval", "apvit", "--checkpoint", str(ckpt), "--dataset", "rafdb", "--scale", "tiny",
             "--set", "data.n_train=160", "--set", "data.n_test=70", "--set", "train.batch_size=32",
-            "--set", "weights.ir50=none"]
+            "--set", "weights.ir50=none", "--set", "weights.vit=none"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "weights.model" in out and "train.epochs: 0" in out
@@ -82,8 +82,8 @@ def test_eval_writes_a_record_that_collect_shows_beside_trained_rows(harness_env
     from harness.report import started_from
 
     shown = started_from(df.reset_index()).set_index("row")["recipe"]  # the table page's recipe column
-    assert shown["released checkpoint"].startswith("rafdb: adamw lr 0.0005, 0 epochs")
-    assert shown["trained here"].startswith("rafdb: adamw lr 0.0005, 1 epochs")
+    assert shown["released checkpoint"].startswith("rafdb: adamw lr 0.001, 0 epochs")
+    assert shown["trained here"].startswith("rafdb: adamw lr 0.001, 1 epochs")
 
 
 def test_eval_with_a_mismatched_checkpoint_fails_listing_keys(harness_env, tmp_path, capsys):
@@ -92,7 +92,7 @@ def test_eval_with_a_mismatched_checkpoint_fails_listing_keys(harness_env, tmp_p
     state["blocks.0.attn.qkv_renamed.weight"] = state.pop("blocks.0.attn.qkv.weight")
     torch.save(state, bad)
     argv = ["eval", "apvit", "--checkpoint", str(bad), "--dataset", "rafdb", "--scale", "tiny",
-            "--set", "data.n_train=160", "--set", "data.n_test=70", "--set", "weights.ir50=none"]
+            "--set", "data.n_train=160", "--set", "data.n_test=70", "--set", "weights.ir50=none", "--set", "weights.vit=none"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "unexpected key blocks.0.attn.qkv_renamed.weight" in err and "missing key blocks.0.attn.qkv.weight" in err

@@ -33,7 +33,8 @@ def test_cells_name_their_stage_and_a_changed_stage_gives_new_ids(harness_env):
     (stage,) = [c for c in cells if c.stage]
     assert cells[0] is stage and len(cells) == 5  # the stage once, first, for four cells
     assert all(p.cell.upstream == (stage.id,) for p in planned)
-    assert all(p.cell.weights == {"weights.ir50": f"stage:faceid_ir50@{stage.id}"} for p in planned)
+    assert all(p.cell.weights == {"weights.ir50": f"stage:faceid_ir50@{stage.id}", "weights.vit": "none"}
+               for p in planned)
 
     write_stage(harness_env["tables"], {"train.epochs": 3})  # a changed stage config
     replanned = _plan("st_tab")

@@ -6,7 +6,7 @@ import timm
 import torch
 
 import methods  # noqa: F401
-from methods.apvit import OVERRIDE_KEYS, atp_block_indices, describe_overrides, validate_overrides
+from methods.apvit import OVERRIDE_KEYS, atp_block_indices, describe_overrides, validate_overrides, vit_stage_arch
 from methods.interface import Recipe
 
 MODELS = timm.list_models("apvit*")
@@ -156,6 +156,20 @@ def test_vit_checkpoint_loads_strictly(tmp_path):
     assert torch.equal(model.pos_embed, src.pos_embed)
     report = model.weight_reports["weights.vit"]
     assert set(report.ignored) == {"head.weight", "patch_embed.proj.weight"}
+
+
+def test_vit_stage_exports_what_apvit_loads(tmp_path):
+    stage = timm.create_model("sup_pretrain_apvit_vit", preset="tiny")
+    torch.save(stage.exports()["weights.vit"], tmp_path / "vit.pth")
+    for name in ("apvit", "apvit_baseline"):
+        model = timm.create_model(name, preset="tiny", **{"weights.vit": str(tmp_path / "vit.pth")})
+        assert set(model.weight_reports["weights.vit"].ignored) == {"patch_embed.proj.weight", "patch_embed.proj.bias"}
+        assert torch.equal(model.blocks[2].mlp.fc1.weight, stage.blocks[2].mlp.fc1.weight)
+        assert torch.equal(model.pos_embed, stage.pos_embed)  # the stage's grid is APViT's token grid
+    paper = vit_stage_arch("paper")
+    assert (paper.img_size // paper.patch_size, paper.embed_dim, paper.depth, paper.qkv_bias) == (14, 768, 8, False)
+    recipe = timm.create_model("apvit", preset="tiny").recipe
+    assert recipe.init == {"weights.ir50": "stage:faceid_ir50", "weights.vit": "stage:sup_generic_apvit"}
 
 
 def test_vit_checkpoint_with_wrong_shape_is_rejected(tmp_path):
