@@ -24,8 +24,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable
 from pathlib import Path
 
 import numpy as np
@@ -370,14 +372,22 @@ def _produce(job: _Job):
     return offset
 
 
-def _run(jobs: list[_Job]) -> list:
-    """Run jobs, in worker processes when there are many; results keep the job order."""
+def _default_signals() -> None:
+    # The pool stops its workers with SIGTERM when it closes; with the parent's handler
+    # (harness.interrupts) inherited, each would print a "Cancelled" traceback. Ctrl-C is the
+    # parent's to handle.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run(fn: Callable[[Any], Any], jobs: list) -> list:
+    """``fn`` over jobs, in worker processes when there are many; results keep the job order."""
     workers = min(os.cpu_count() or 1, 8)
     if len(jobs) < 200 or workers < 2:
-        return [_produce(j) for j in jobs]
+        return [fn(j) for j in jobs]
     import multiprocessing as mp
-    with mp.get_context("fork").Pool(workers) as pool:  # workers use numpy/PIL only
-        return pool.map(_produce, jobs, chunksize=32)
+    with mp.get_context("fork").Pool(workers, initializer=_default_signals) as pool:  # numpy/PIL only
+        return pool.map(fn, jobs, chunksize=32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,7 +415,7 @@ def _write_rafdb(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) -> N
             stem = f"{split}_{smp.index + 1:05d}"
             jobs.append(_Job(seed, code, smp, k, 100, out / "Image" / "aligned" / f"{stem}_aligned.jpg"))
             lines.append(f"{stem}.jpg {inv[smp.label]}\n")
-    _run(jobs)
+    _run(_produce, jobs)
     (out / "EmoLabel").mkdir(parents=True, exist_ok=True)
     (out / "EmoLabel" / "list_patition_label.txt").write_text("".join(lines))
 
@@ -422,8 +432,8 @@ def _write_affectnet(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) 
     for fname, plan in plans.items():
         rels = [f"{smp.index % 25 + 1}/" + hashlib.sha224(
             f"{seed}-{smp.split}-{smp.index}".encode()).hexdigest() + ".jpg" for smp in plan]
-        offsets = _run([_Job(seed, code, smp, k, 100, out / "Manually_Annotated_Images" / rel, 140)
-                        for smp, rel in zip(plan, rels)])
+        offsets = _run(_produce, [_Job(seed, code, smp, k, 100, out / "Manually_Annotated_Images" / rel, 140)
+                                  for smp, rel in zip(plan, rels)])
         r = np.random.default_rng([seed, code, 99, len(fname)])
         rows = []
         for smp, rel, (fx, fy) in zip(plan, rels, offsets):
@@ -463,7 +473,7 @@ def _write_ferplus(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) ->
     plan = (_plan(seed, code, "train", n_train, classes, FREQ["ferplus_train"], k.imbalance, k, tr, False)
             + _plan(seed, code, "val", n_test // 2, classes, FREQ["ferplus_train"], k.imbalance, k, te, False)
             + _plan(seed, code, "test", n_test, classes, FREQ["ferplus_train"], k.imbalance, k, te, False))
-    pixels = _run([_Job(seed, code, smp, k, 48) for smp in plan])
+    pixels = _run(_produce, [_Job(seed, code, smp, k, 48) for smp in plan])
     usage = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
     old_rows, new_rows = [], []
     for j, (smp, grey) in enumerate(zip(plan, pixels)):
@@ -502,7 +512,7 @@ def _write_folders(out: Path, seed: int, k: Knobs, name: str, n_train: int, n_te
     for split, d, n, ids in (("train", dirs[0], n_train, tr), ("test", dirs[1], n_test, te)):
         for smp in _plan(seed, code, split, n, classes, freq, k.imbalance, k, ids, split == "train"):
             jobs.append(_Job(seed, code, smp, k, size, out / d / inv[smp.label] / f"{split}_{smp.index:05d}{ext}"))
-    _run(jobs)
+    _run(_produce, jobs)
 
 
 def _write_faceid(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) -> None:
@@ -520,7 +530,7 @@ def _write_faceid(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) -> 
             cls = CANONICAL_CLASSES[int(expr[i])]
             smp = _Sample(i, cls, cls, FACEID_IDENTITY_OFFSET + int(who[i]), split)
             jobs.append(_Job(seed, code, smp, k, 100, out / split / f"id{who[i]:05d}" / f"{split}_{i:06d}.jpg"))
-    _run(jobs)
+    _run(_produce, jobs)
 
 
 def _write_expw(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) -> None:
@@ -529,8 +539,8 @@ def _write_expw(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) -> No
     plan = _plan(seed, code, "all", n_train, classes, FREQ["expw_all"], k.imbalance, k,
                  (0, k.identities), True)
     names = [f"syn_{smp.index:06d}.jpg" for smp in plan]
-    offsets = _run([_Job(seed, code, smp, k, 100, out / "image" / "origin" / n, 160)
-                    for smp, n in zip(plan, names)])
+    offsets = _run(_produce, [_Job(seed, code, smp, k, 100, out / "image" / "origin" / n, 160)
+                              for smp, n in zip(plan, names)])
     r = np.random.default_rng([seed, code, 55])
     lines = [f"{n} 0 {top} {left} {left + 100} {top + 100} {r.uniform(30, 90):.4f} {inv[smp.label]}\n"
              for smp, n, (left, top) in zip(plan, names, offsets)]
@@ -765,14 +775,7 @@ def _write_imagenet(out: Path, seed: int, k: Knobs, n_train: int, n_test: int) -
         for i in range(n):
             cls = GENERIC_CLASSES[i % len(GENERIC_CLASSES)]
             jobs.append(_GenericJob(seed, split, i, cls, k, 64, out / folder / cls / f"{split}_{i:06d}.JPEG"))
-    workers = min(os.cpu_count() or 1, 8)
-    if len(jobs) < 200 or workers < 2:
-        for j in jobs:
-            _produce_generic(j)
-        return
-    import multiprocessing as mp
-    with mp.get_context("fork").Pool(workers) as pool:
-        pool.map(_produce_generic, jobs, chunksize=32)
+    _run(_produce_generic, jobs)
 
 
 def _tree_hash(root: Path) -> str:
