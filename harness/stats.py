@@ -45,11 +45,16 @@ stated once (``statistics_text`` below is what the report prints):
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
+from joblib import Memory
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
@@ -421,10 +426,15 @@ def aso_epsilon(row: np.ndarray, base: np.ndarray, *, iterations: int = ASO_ITER
     base = np.asarray(base, float)
     if iterations <= 0 or row.size < 2 or base.size < 2:
         return np.nan
-    try:
-        from deepsig import aso
-    except ImportError:
+    if not aso_available():
         return np.nan
+    return _aso_memo()(row, base, confidence, iterations, seed, version("deepsig"))
+
+
+def _aso(row: np.ndarray, base: np.ndarray, confidence: float, iterations: int, seed: int,
+         deepsig_version: str) -> float:
+    from deepsig import aso
+
     state = np.random.get_state()
     try:
         with warnings.catch_warnings():
@@ -433,6 +443,13 @@ def aso_epsilon(row: np.ndarray, base: np.ndarray, *, iterations: int = ASO_ITER
                              num_jobs=1, show_progress=False, seed=seed))
     finally:
         np.random.set_state(state)
+
+
+def _aso_memo() -> Callable[..., float]:
+    # ASO is deterministic given its seed but takes about 0.8 s per comparison, most of a cached
+    # report's time: joblib memoises it on disk, keyed by the scores, settings and deepsig version.
+    root = os.environ.get("FERBENCH_CACHE")  # the cache folder of harness.data (decoded images, stand-ins)
+    return Memory(Path(root or Path.home() / ".cache" / "ferbench").expanduser() / "stats", verbose=0).cache(_aso)
 
 
 def aso_available() -> bool:
