@@ -57,9 +57,9 @@ model key (``transfer.recipe``) because it leaves a cell's overrides, and so its
 were: a result cached before is shown stale, not lost. At ``tiny`` every dataset keeps the tiny
 budget (lr and length of ``_TINY_RECIPE``, so a table's cost does not grow 15-fold on AffectNet)
 and only the sampler follows the paper (sqrt, heavy on AffectNet); the name still says which
-dataset's recipe ran. ``k`` and ``r`` are model keys (the model is built before its dataset is known), so
-a spec states them per column or row; :data:`PAPER_DATASETS` holds the paper's values and
-:func:`paper_pooling` returns them.
+dataset's recipe ran. ``k`` and ``r`` are model keys (the model is built before its dataset is
+known), so a spec states them per column or row; :data:`PAPER_DATASETS` holds the paper's values
+and :func:`paper_pooling` returns them.
 
 Override keys (``describe_overrides()`` returns them with allowed values and defaults; all are
 checked when the model is built and bad input raises ``ValueError`` naming the key):
