@@ -746,7 +746,6 @@ def sup_pretrain_apvit_vit(pretrained: bool = False, preset: str = "paper", **kw
     for timm_kwarg in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(timm_kwarg, None)
     num_classes = kwargs.pop("num_classes", 7)
-    _preset_cfg("apvit", preset)  # refuses an unknown preset
     s = {"mae.drop_path": 0.1, **mae_overrides("supervised", kwargs)}
     arch = vit_stage_arch(preset)
     model = SupervisedViT(arch, "token", s["mae.drop_path"], num_classes=num_classes)
