@@ -373,5 +373,14 @@ def mae_pretrain_train(images: torch.Tensor, g: torch.Generator, img_size: int, 
     return _normalize_(x, 1.0, mean, std)
 
 
-_MORE_TRAIN = {"mae": mae_train, "mae_pretrain": mae_pretrain_train}
+def flip_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
+               std: Stats = STD) -> torch.Tensor:
+    """Horizontal flip (p 0.5) only: the mildest of the papers' operations, for tiny recipes whose
+    48-pixel ViTs stay at the majority class under the full pipelines. uint8 [B, 3, S, S] -> float
+    [B, 3, s, s]."""
+    x = geometric(images, g, img_size, rot_p=0.0, scale=(1.0, 1.0))  # [B, 3, s, s] in [0, 1]
+    return _normalize_(x, 1.0, mean, std)
+
+
+_MORE_TRAIN = {"mae": mae_train, "mae_pretrain": mae_pretrain_train, "flip": flip_train}
 PIPELINES = PIPELINES + tuple(_MORE_TRAIN)

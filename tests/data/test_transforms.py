@@ -17,7 +17,7 @@ def _images(n=8, s=20, seed=0):
     return torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("name", ["apvit", "apvit_tv", "none"])
+@pytest.mark.parametrize("name", ["apvit", "apvit_tv", "flip", "none"])
 def test_train_transform_shape_dtype_determinism(name):
     x = _images()
     t = build_transform(name, 16, train=True)
@@ -27,6 +27,16 @@ def test_train_transform_shape_dtype_determinism(name):
     assert torch.equal(a, b)
     if name != "none":
         assert not torch.equal(a, t(x, torch.Generator().manual_seed(2)))
+
+
+def test_flip_only_mirrors_or_keeps_each_image():
+    x = _images(n=16, s=16)
+    plain = build_transform("none", 16, train=False)(x, torch.Generator())
+    out = build_transform("flip", 16, train=True)(x, torch.Generator().manual_seed(3))
+    same = [torch.allclose(o, p, atol=1e-5) for o, p in zip(out, plain)]
+    mirrored = [torch.allclose(o, p.flip(-1), atol=1e-5) for o, p in zip(out, plain)]
+    assert all(s or m for s, m in zip(same, mirrored))
+    assert any(same) and any(mirrored)
 
 
 def test_eval_transform_is_resize_and_normalise():
