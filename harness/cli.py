@@ -16,11 +16,15 @@ COMMANDS = ("tables", "reproduce", "status", "collect", "report", "publish", "fl
             "eval")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every available command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser with every available command, or with ``only`` that one.
+
+    Importing every command costs seconds (``reproduce`` pulls in torch and timm), so ``main``
+    registers just the command it was asked for; ``--help`` with no command lists them all.
+    """
     parser = argparse.ArgumentParser(prog="python -m harness", description="FERbench harness")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only not in COMMANDS else (only,):
         module_name = f"harness.commands.{name}"
         if importlib.util.find_spec(module_name) is None:
             continue
@@ -31,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input prints ``error: ...`` to stderr and exits with 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     args.argv = argv  # commands that re-launch themselves (reproduce --detach) need it
     try:
         return int(args.func(args) or 0)
