@@ -133,15 +133,19 @@ def test_samplers():
 
 # -- the same pipelines on any device ----------------------------------------------------------
 
-# sha256[:16] of the float32 output bytes for a fixed uint8 batch [6, 3, 40, 40] -> 32 px, as the
-# pipelines computed them on the CPU before they became device-agnostic (checked equal to that
-# code, bit for bit, on many shapes and seeds). Float rounding is the same under PyTorch's AVX2 and
-# AVX-512 kernels and differs under its scalar fallback (e.g. another architecture): skipped there.
+# Summary of the float output for a fixed uint8 batch [6, 3, 40, 40] -> 32 px: mean, mean |x|, SD and
+# every 4096th value, as the pipelines computed them on the CPU. Pinned to 1e-3, not bit for bit:
+# sha256 pins taken on an AMD EPYC (AVX2) failed on an Intel Xeon (AVX-512) for the same code, since
+# the warp's float rounding follows the CPU's kernels; a changed draw or operation moves these by far more.
 PINNED = {
-    ("apvit", True, 0): "f5a11b31ff6ab103", ("apvit", True, 1): "401212408b19753f",
-    ("apvit_tv", True, 0): "67038bdb829927d1", ("apvit_tv", True, 1): "9bbb321c816e3e33",
-    ("none", True, 0): "2570e58c98e6b650", ("none", True, 1): "25f3e1b94bbb89ad",
-    ("apvit", False, 0): "2570e58c98e6b650", ("apvit", False, 1): "25f3e1b94bbb89ad",
+    ("apvit", True, 0): (0.37604, 0.82633, 0.95623, [-0.074, 1.043, 0.6164, -0.1938, 0.9916]),
+    ("apvit", True, 1): (0.0803, 0.81627, 1.00827, [0.9477, -0.3577, 1.1547, 0.3966, -0.4246]),
+    ("apvit_tv", True, 0): (0.37533, 0.82349, 0.95327, [-0.0421, 1.0241, 0.0065, -0.1938, 1.0622]),
+    ("apvit_tv", True, 1): (0.07741, 0.81619, 1.00868, [0.9477, 0.1023, -0.6818, -0.5318, -0.3988]),
+    ("none", True, 0): (0.22047, 0.59451, 0.69615, [-1.4714, 0.889, -0.6803, 0.561, 1.1571]),
+    ("none", True, 1): (0.22521, 0.59824, 0.69775, [-0.6848, 0.5772, 0.7217, -0.3016, -0.4043]),
+    ("apvit", False, 0): (0.22047, 0.59451, 0.69615, [-1.4714, 0.889, -0.6803, 0.561, 1.1571]),
+    ("apvit", False, 1): (0.22521, 0.59824, 0.69775, [-0.6848, 0.5772, 0.7217, -0.3016, -0.4043]),
 }
 
 
@@ -150,13 +154,11 @@ def _pinned_batch(seed: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name,train,seed", sorted(PINNED))
-def test_cpu_output_is_unchanged_bit_for_bit(name, train, seed):
-    import hashlib
-
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        pytest.skip("checksums pinned under PyTorch's AVX2/AVX-512 CPU kernels")
-    out = build_transform(name, 32, train=train)(_pinned_batch(seed), torch.Generator().manual_seed(seed))
-    assert hashlib.sha256(out.contiguous().numpy().tobytes()).hexdigest()[:16] == PINNED[(name, train, seed)]
+def test_cpu_output_is_unchanged(name, train, seed):
+    out = build_transform(name, 32, train=train)(_pinned_batch(seed), torch.Generator().manual_seed(seed)).double()
+    mean, abs_mean, sd, values = PINNED[(name, train, seed)]
+    got = [out.mean().item(), out.abs().mean().item(), out.std().item(), *out.flatten()[::4096].tolist()]
+    assert got == pytest.approx([mean, abs_mean, sd, *values], abs=1e-3)
 
 
 class _SameDevice(TorchDispatchMode):

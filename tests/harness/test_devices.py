@@ -1,6 +1,7 @@
 """--device: auto, cpu and cuda on this machine; GPUs per worker and per SLURM task."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -63,6 +64,11 @@ def test_slurm_asks_for_one_gpu_per_task_on_a_gpu_partition(monkeypatch, tmp_pat
     from harness.store import Store
 
     monkeypatch.setattr(executors, "partition_has_gpus", lambda partition: partition == "gpu")
+    fake_srun = tmp_path / "bin" / "srun"  # submitit's executor only looks for it; nothing is submitted
+    fake_srun.parent.mkdir()
+    fake_srun.write_text("#!/bin/sh\nexit 0\n")
+    fake_srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_srun.parent}:{os.environ['PATH']}")
     store = Store(tmp_path / "r")
     gpu = executors._make_executor(ExecutorConfig(name="slurm", slurm_partition="gpu"), store)
     cpu = executors._make_executor(ExecutorConfig(name="slurm", slurm_partition="cpu"), store)
