@@ -135,8 +135,8 @@ def test_samplers():
 
 # Summary of the float output for a fixed uint8 batch [6, 3, 40, 40] -> 32 px: mean, mean |x|, SD and
 # every 4096th value, as the pipelines computed them on the CPU. Pinned to 1e-3, not bit for bit:
-# sha256 pins taken on an AMD EPYC (AVX2) failed on an Intel Xeon (AVX-512) for the same code, since
-# the warp's float rounding follows the CPU's kernels; a changed draw or operation moves these by far more.
+# sha256 pins taken on an AMD EPYC VM failed on an Intel Xeon (AVX-512) VM for the same code (also
+# for the code before the flip pipeline), because float rounding in the warp follows the CPU.
 PINNED = {
     ("apvit", True, 0): (0.37604, 0.82633, 0.95623, [-0.074, 1.043, 0.6164, -0.1938, 0.9916]),
     ("apvit", True, 1): (0.0803, 0.81627, 1.00827, [0.9477, -0.3577, 1.1547, 0.3966, -0.4246]),
