@@ -114,7 +114,7 @@ class Backbone:
 
 
 _TINY_VIT = dict(patch_size=4, embed_dim=64, depth=4, num_heads=2)  # 8x8 patches of a 32x32 image
-_TINY_SWIN = dict(patch_size=2, window_size=4, num_heads=(2, 4))  # 16x16 then 8x8 tokens, 4x4 windows
+_TINY_SWIN = dict(patch_size=4, window_size=4, num_heads=(2, 4))  # 8x8 then 4x4 tokens, 4x4 windows
 
 # ViT-S and DeiT-S are one architecture (DeiT's is a training recipe); at tiny they share the stage.
 BACKBONES: dict[str, Backbone] = {
@@ -365,8 +365,11 @@ _PAPER_RECIPE = Recipe(
 # (22 steps an epoch) the tiny Transformers stay at the majority class (val 36.2): 6-10 epochs from
 # scratch (the earlier measurement), 6 from the stage at lr 1e-4..1e-3; at batch 16 Swin-S leaves it after 7-9 epochs (CE
 # 45.6 at 48 px input, F-PDLS 38.9 at 24 px after 12 epochs) and ViT-S (48 px) after 3 (64-65 after
-# 20). 12 epochs is the least at which nr_tab2's rows leave it; at 3 seeds that is ~18-20 min on an
-# idle 2-core machine, over the 15-minute budget (estimated from a 1-seed run; see the README).
+# 20). 12 epochs is the least at which nr_tab2's rows leave it. The tiny Swins take 4x4 patches
+# (8x8 tokens): with 2x2 patches the backbone was most of a cell's compute, and nr_tab2 at 3 seeds
+# ran ~33 min on an idle 2-core Intel Xeon VM (extrapolated from 5 of 18 cells); with 4x4, 25 min
+# 44 s measured, still over the 15-minute budget; the learned resizer is now the cost (a training
+# step 7.6 vs 3.2 ms an image without it, 6.0 at n = 8). See the README.
 _TINY_RECIPE = replace(_PAPER_RECIPE, lr=1e-3, epochs=12, batch_size=16, img_size=24, augment="none")
 
 # The SR stage: L1 training of the SR network (and the probe) on synthetic faces, Adam, cosine.
