@@ -150,8 +150,8 @@ def test_generator_and_discriminator_optimisers_step_only_their_own_parameters()
     assert in_opt["generator"] == {id(named[n]) for n in gen} and in_opt["discriminator"] == {id(named[n]) for n in disc}
     assert opts["discriminator"].param_groups[0]["betas"] == (0.5, 0.999)
 
-    # Each optimiser gets the gradient of its own terms only: adv_g reaches D in autograd, adv_d reaches G's
-    # fakes only through a detached copy, so compare the stepped gradients with autograd's per-term ones.
+    # Each optimiser gets the gradient of its own terms only: adv_g reaches D in autograd and adv_d reaches
+    # G (one D pass serves both), so compare the stepped gradients with autograd's per-term ones.
     x, y = batch([0, 1, 2, 3, 0, 5])
     torch.manual_seed(3)
     terms = model.training_step(x, y, CE)
@@ -162,6 +162,8 @@ def test_generator_and_discriminator_optimisers_step_only_their_own_parameters()
     want_d = torch.autograd.grad(terms["adv_d"], d_params, retain_graph=True)
     leak = torch.autograd.grad(terms["adv_g"], d_params, retain_graph=True)  # what D must not receive
     assert any(l.abs().sum() > 0 for l in leak)
+    leak_g = torch.autograd.grad(terms["adv_d"], g_params, retain_graph=True, allow_unused=True)  # nor G
+    assert any(l is not None and l.abs().sum() > 0 for l in leak_g)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     Stepper(model, model.recipe, steps_per_epoch=1).step(terms)
     for p, w in zip(g_params, want_g):
@@ -171,6 +173,23 @@ def test_generator_and_discriminator_optimisers_step_only_their_own_parameters()
     moved = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert moved <= gen | disc and moved & disc and moved & gen
     assert not moved & frozen
+
+
+@pytest.mark.parametrize("generator", ["cross", "mae"])
+def test_orthogonality_on_a_sample_is_the_term_of_those_samples(generator):
+    """``pfvit.orth_samples: n`` measures orth on the batch's first n samples, whatever the rest holds."""
+    extra = {"pfvit.generator": generator}
+    whole = tiny(**extra, **{"pfvit.orth_samples": 0}).eval()  # eval: no drop path, no masking
+    sample = tiny(**extra, **{"pfvit.orth_samples": 3}).eval()
+    sample.load_state_dict(whole.state_dict())
+    x, y = batch([0, 1, 2, 3, 4, 5])
+    with torch.no_grad():
+        want = whole.training_step(x[:3], y[:3], CE)["orth"]
+        got = sample.training_step(x, y, CE)["orth"]
+        assert float(got) == pytest.approx(float(want), rel=1e-5)
+        assert float(whole.training_step(x, y, CE)["orth"]) != pytest.approx(float(want), rel=1e-5)
+    assert tiny().settings["pfvit.orth_samples"] == 8
+    assert timm.create_model("pfvit", preset="paper", **{"pfvit.disc": "none"}).settings["pfvit.orth_samples"] == 0
 
 
 def test_overrides_are_checked():
