@@ -6,6 +6,8 @@ CPU. A CUDA device this machine does not have is refused before anything runs, w
 from __future__ import annotations
 
 import os
+import shlex
+from typing import Any
 
 import torch
 
@@ -55,6 +57,26 @@ def gpu_count(spec: str = "auto") -> int:
     if device.type != "cuda":
         return 0
     return torch.cuda.device_count() if str(spec).strip().lower() in ("auto", "cuda") else 1
+
+
+def local_gpu_parameters(spec: str) -> dict[str, Any]:
+    """submitit ``LocalExecutor`` parameters that let its workers see the GPUs this process sees.
+
+    submitit sets ``CUDA_VISIBLE_DEVICES`` for every local job from ``gpus_per_node``, which is 0
+    by default: without these parameters a worker sees no GPU at all, and ``--device cuda``
+    fails in it. The workers get every GPU visible here (``--device cuda:N`` names one by its
+    index among them); none when ``spec`` resolves to the CPU.
+    """
+    n = gpu_count(spec) and torch.cuda.device_count()
+    if not n:
+        return {}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return {"gpus_per_node": n}
+    ids = [v.strip() for v in visible.split(",") if v.strip()]
+    if all(v.isdigit() for v in ids):
+        return {"gpus_per_node": len(ids), "visible_gpus": [int(v) for v in ids]}
+    return {"setup": [f"export CUDA_VISIBLE_DEVICES={shlex.quote(visible)}"]}  # UUIDs or MIG names
 
 
 def worker_device(spec: str, slot: int) -> str:

@@ -10,7 +10,9 @@ process writes the failure ledger. What runs is decided here, from the store:
 
 submitit's local executor starts every job at once and kills them after 2 minutes by default;
 here at most ``max_parallel`` cells run at a time, each with ``cores // max_parallel`` threads,
-under an explicit ``timeout_min``.
+under an explicit ``timeout_min``. They are taken longest first, as far as is known: one seed of
+each configuration first, then the rest by what their configuration took (:func:`longest_first`),
+so that the last cells of a table do not run alone on one core.
 
 Devices (``device``: auto, cpu, cuda, cuda:N): on a machine with GPUs the local executor runs one
 worker per GPU by default, each on its own GPU; a SLURM array task asks for one GPU when its
@@ -30,8 +32,8 @@ import submitit
 import yaml
 from tqdm import tqdm
 
-from harness.cells import Cell
-from harness.devices import gpu_count, resolve_device
+from harness.cells import Cell, canonical_json
+from harness.devices import gpu_count, local_gpu_parameters, resolve_device
 from harness.errors import UserError
 from harness.interrupts import Cancelled, spawning, stop_local_workers
 from harness.runner import CellJob
@@ -135,7 +137,7 @@ def _make_executor(cfg: ExecutorConfig, store: Store) -> submitit.Executor:
         return submitit.DebugExecutor(folder=folder)
     if cfg.name == "local":
         ex = submitit.LocalExecutor(folder=folder)
-        ex.update_parameters(timeout_min=cfg.timeout_min)
+        ex.update_parameters(timeout_min=cfg.timeout_min, **local_gpu_parameters(cfg.device))
         return ex
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
     params: dict[str, Any] = dict(time=int(cfg.slurm_time_min or cfg.timeout_min), cpus_per_task=cfg.slurm_cpus_per_task,
@@ -300,13 +302,41 @@ def _submit_array(executor: submitit.Executor, cells: list[Cell], store: Store, 
                               [threads] * len(cells), [cfg.device] * len(cells))
 
 
+def config_key(cell: Cell) -> str:
+    """A cell's configuration without its seed: the seeds of one table row cost about the same."""
+    return canonical_json({**cell.identity(), "seed": None})
+
+
+def longest_first(cells: list[Cell], seconds: dict[str, float]) -> list[Cell]:
+    """The order to run ``cells`` in: longest first, learnt as they finish.
+
+    ``seconds`` maps a :func:`config_key` to what one of its cells took. Cells of configurations
+    not yet timed come first, one seed of each before the next (so that every configuration is
+    timed early), in plan order; then the others, the longest configuration first, so that no long
+    cell runs alone at the end while the other slots idle (longest-processing-time scheduling).
+    """
+    rank: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for c in cells:
+        k = config_key(c)
+        rank[c.id] = seen.get(k, 0)
+        seen[k] = rank[c.id] + 1
+
+    def order(item: tuple[int, Cell]) -> tuple[int, float, int]:
+        i, c = item
+        took = seconds.get(config_key(c))
+        return (0, rank[c.id], i) if took is None else (1, -took, i)
+
+    return [c for _, c in sorted(enumerate(cells), key=order)]
+
+
 def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
                summary: Summary, bar) -> None:
-    """Local and debug: ``max_parallel`` queue workers drain this invocation's cells."""
+    """Local and debug: ``max_parallel`` queue workers drain this invocation's cells, longest first."""
     if not cells:
         return
     queue = WorkQueue(store.root / "queue" / f"{os.getpid()}-{time.time_ns()}")
-    for i, c in enumerate(cells):
+    for i, c in enumerate(longest_first(cells, {})):
         queue.put(i, c.to_dict())
     attempts = {c.id: 1 for c in cells}
     remaining = {c.id for c in cells}
@@ -321,7 +351,7 @@ def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
     try:
         for slot in range(1 if cfg.name == "debug" else min(cfg.parallel(), len(cells))):
             spawn(slot)
-        _drain(queue, workers, spawn, cfg, store, attempts, remaining, summary, bar)
+        _drain(queue, workers, spawn, cfg, store, attempts, remaining, summary, bar, {c.id: c for c in cells})
     except KeyboardInterrupt as err:  # SIGINT or SIGTERM: stop the workers; finished cells are kept
         running = [queue.cell_id(item) for slot in workers for item in queue.held(slot)]
         stopped = stop_local_workers(workers.values()) if cfg.name == "local" else 0
@@ -332,8 +362,10 @@ def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
 
 
 def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: Store, attempts: dict[str, int],
-           remaining: set[str], summary: Summary, bar) -> None:
-    """Poll workers and the queue until every cell of this invocation has an outcome."""
+           remaining: set[str], summary: Summary, bar, cells: dict[str, Cell]) -> None:
+    """Poll workers and the queue until every cell of this invocation has an outcome; reorder the
+    pending cells longest first as each configuration gets timed (:func:`longest_first`)."""
+    seconds: dict[str, float] = {}
     while remaining:
         for slot, job in list(workers.items()):
             if cfg.name == "debug":
@@ -350,10 +382,16 @@ def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: S
             cid = queue.cell_id(item)
             if cid not in remaining:
                 continue
-            if store.record(cid) is not None:
+            record = store.record(cid)
+            if record is not None:
                 remaining.discard(cid)
                 summary.done.append(cid)
                 bar.update(1)
+                key = config_key(cells[cid])
+                if key not in seconds:
+                    seconds[key] = float(record.get("timing", {}).get("wall_s", 0.0))
+                    waiting = [c for c in cells.values() if c.id in remaining]
+                    queue.reorder([c.id for c in longest_first(waiting, seconds)])
             elif attempts[cid] <= cfg.max_retries:
                 attempts[cid] += 1
                 queue.requeue(item)

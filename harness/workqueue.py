@@ -42,13 +42,29 @@ class WorkQueue:
         """Move the first pending item to ``held/<slot>``; None when nothing is pending."""
         dest = self.root / "held" / str(slot)
         dest.mkdir(exist_ok=True)
-        for item in sorted((self.root / "pending").glob("*.json")):
-            try:
-                item.rename(dest / item.name)
-            except FileNotFoundError:
-                continue  # another worker took it first
-            return dest / item.name
+        while items := sorted((self.root / "pending").glob("*.json")):
+            for item in items:
+                try:
+                    item.rename(dest / item.name)
+                except FileNotFoundError:
+                    continue  # another worker took it first, or the driver renamed it (reorder)
+                return dest / item.name
         return None
+
+    def reorder(self, cell_ids: list[str]) -> None:
+        """Renumber the pending items so that they are taken in the order of ``cell_ids``.
+
+        Ids not pending (taken meanwhile) are skipped; pending items not named keep their number.
+        """
+        pending = {self.cell_id(p): p for p in (self.root / "pending").glob("*.json")}
+        for order, cid in enumerate(cell_ids):
+            item = pending.get(cid)
+            if item is None or item.name == f"{order:06d}-{cid}.json":
+                continue
+            try:
+                item.rename(item.with_name(f"{order:06d}-{cid}.json"))
+            except FileNotFoundError:
+                pass  # a worker took it first
 
     def held(self, slot: int) -> list[Path]:
         """Items worker ``slot`` took and has not finished."""

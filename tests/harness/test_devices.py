@@ -91,3 +91,21 @@ def test_peak_table_knows_the_lent_gpus():
     assert peak_tflops("NVIDIA H100 PCIe", "bf16") == 756.0
     assert peak_tflops("NVIDIA H200", "bf16") == 989.0
     assert peak_tflops("Some Future Accelerator", "bf16") is None
+
+
+@pytest.mark.parametrize("visible, want", [(None, "0,1"), ("3,5", "3,5"), ("GPU-1a2b,GPU-3c4d", "GPU-1a2b,GPU-3c4d")])
+def test_local_workers_see_the_gpus_this_process_sees(monkeypatch, tmp_path, visible, want):
+    """submitit's local executor hides every GPU from its jobs unless told otherwise: a real job reports
+    the CUDA_VISIBLE_DEVICES it ran with."""
+    from harness.store import Store
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    ex = executors._make_executor(ExecutorConfig(name="local", device="auto"), Store(tmp_path / "r"))
+    assert ex.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result() == want
+    cpu = executors._make_executor(ExecutorConfig(name="local", device="cpu"), Store(tmp_path / "c"))
+    assert cpu.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result() == ""

@@ -3,12 +3,12 @@ import pytest
 
 from harness.cells import Cell
 from harness.errors import UserError
-from harness.executors import ExecutorConfig, dependency_waves
+from harness.executors import ExecutorConfig, config_key, dependency_waves, longest_first
 from harness.workqueue import WorkQueue
 
 
-def _cell(seed: int, upstream=()) -> Cell:
-    return Cell(method="apvit", model={}, train={}, data={}, dataset="rafdb", protocol=None, scale="tiny",
+def _cell(seed: int, upstream=(), **model) -> Cell:
+    return Cell(method="apvit", model=model, train={}, data={}, dataset="rafdb", protocol=None, scale="tiny",
                 seed=seed, fingerprint="f", code_version="v", synthetic=True, data_root="/d", upstream=tuple(upstream))
 
 
@@ -46,3 +46,22 @@ def test_queue_items_are_taken_once_and_held_until_finished(tmp_path):
     assert q.held(0) == [first]
     q.finish(first)
     assert q.held(0) == [] and [q.cell_id(p) for p in q.done()] == ["aaa"]
+
+
+def test_cells_run_one_seed_of_each_configuration_first_then_longest_first():
+    rows = {r: [_cell(seed, **{"app.k": r}) for seed in range(3)] for r in (10, 20, 30)}
+    plan = [c for r in (10, 20, 30) for c in rows[r]]  # a table's plan: row by row
+    assert config_key(rows[10][0]) == config_key(rows[10][2]) != config_key(rows[20][0])
+    first = longest_first(plan, {})
+    assert first[:3] == [rows[10][0], rows[20][0], rows[30][0]] and first[3:6] == [rows[10][1], rows[20][1], rows[30][1]]
+    timed = longest_first(plan, {config_key(rows[10][0]): 50.0, config_key(rows[30][0]): 300.0})
+    assert timed == [rows[20][0], rows[20][1], rows[20][2], *rows[30], *rows[10]]  # untimed, then 300 s, 50 s
+
+
+def test_queue_reorder_changes_which_item_is_taken_next(tmp_path):
+    q = WorkQueue(tmp_path)
+    for i, cid in enumerate(["aaa", "bbb", "ccc"]):
+        q.put(i, {"id": cid})
+    assert q.cell_id(q.take(0)) == "aaa"
+    q.reorder(["aaa", "ccc", "bbb"])  # aaa is held already: skipped
+    assert [q.cell_id(q.take(1)), q.cell_id(q.take(1))] == ["ccc", "bbb"] and q.take(1) is None
