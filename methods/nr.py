@@ -24,9 +24,9 @@ Presets (:data:`PRESETS`):
   architectures at 224 (:data:`BACKBONES`).
 * ``tiny``: 24 -> 48 -> 32, the same shape at a size a 2-core CPU trains in a table budget: the
   loader shrinks the 48x48 FERPlus stand-in to 24x24, SR x2 (16 channels, 2 blocks), a learned
-  resizer with n = 8 (16 at ``paper``), backbones of
-  the same timm families with reduced depth and width (built through ``timm.create_model(name,
-  img_size=32, depth=..., embed_dim=..., ...)``, never from the hub).
+  resizer with n = 8, backbones of the same timm families with reduced depth and width (built
+  through ``timm.create_model(name, img_size=32, depth=..., embed_dim=..., ...)``, never from the
+  hub).
 
 Override keys (``describe_overrides()`` lists them; bad values raise ``ValueError`` naming the key):
 
@@ -377,8 +377,9 @@ _PAPER_RECIPE = Recipe(
 # 20). 12 epochs is the least at which nr_tab2's rows leave it. The tiny Swins take 4x4 patches
 # (8x8 tokens): with 2x2 patches the backbone was most of a cell's compute, and nr_tab2 at 3 seeds
 # ran ~33 min on an idle 2-core Intel Xeon VM (extrapolated from 5 of 18 cells); with 4x4, 25 min
-# 44 s measured, still over the 15-minute budget; the learned resizer is now the cost (a training
-# step 7.6 vs 3.2 ms an image without it, 6.0 at n = 8). See the README.
+# 44 s there. The learned resizer was then most of a cell; with the tiny preset's n = 8 and the
+# longest-first queue, nr_tab2 took 12 min 58 s on a 2-core AMD EPYC VM (16 min 34 s at n = 16).
+# See the README.
 _TINY_RECIPE = replace(_PAPER_RECIPE, lr=1e-3, epochs=12, batch_size=16, img_size=24, augment="none")
 
 # The SR stage: L1 training of the SR network (and the probe) on synthetic faces, Adam, cosine.
