@@ -484,8 +484,9 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
 }
 _DEFAULTS: dict[str, Any] = {
     "pfvit.separator": True, "pfvit.disc": "emotion", "pfvit.orth": "fr", "pfvit.generator": "cross",
-    "pfvit.mask_ratio": 0.0, "pfvit.orth_samples": 0, "pfvit.neutral": 0, "pfvit.w_ce": 1.0, "pfvit.w_rec": 1.0, "pfvit.w_poker": 1.0,
-    "pfvit.w_orth": 1.0, "pfvit.w_adv": 1.0, "weights.vit": None, "weights.mae_decoder": None, "weights.ir50": None,
+    "pfvit.mask_ratio": 0.0, "pfvit.orth_samples": 0, "pfvit.neutral": 0, "pfvit.w_ce": 1.0, "pfvit.w_rec": 1.0,
+    "pfvit.w_poker": 1.0, "pfvit.w_orth": 1.0, "pfvit.w_adv": 1.0, "weights.vit": None, "weights.mae_decoder": None,
+    "weights.ir50": None,
 }
 # At tiny the adversarial term at weight 1 holds the classifier at the majority class for all 20
 # epochs (measured on the RAF-DB stand-in, seed 0, no augmentation: ce stays at 1.65-1.69); at 0.1

@@ -143,7 +143,8 @@ def test_describe_overrides_lists_every_key_with_its_default():
     assert keys["nr.up"]["default"] == "sr" and keys["nr.down"]["default"] == "ltr"
     assert keys["nr.ltr_blocks"]["default"] == 1 and keys["nr.ltr_filters"]["default"] == 8
     assert describe_overrides("paper")["nr.ltr_filters"]["default"] == 16  # the reference configuration
-    assert tiny(**TABLE2["b"]).resizer.tail.in_channels == 8 and tiny(**TABLE2["b"], **{"nr.ltr_filters": 16}).resizer.tail.in_channels == 16
+    assert tiny(**TABLE2["b"]).resizer.tail.in_channels == 8
+    assert tiny(**TABLE2["b"], **{"nr.ltr_filters": 16}).resizer.tail.in_channels == 16
 
 
 def test_backbone_and_sr_weights_load_strictly(tmp_path):
