@@ -315,16 +315,16 @@ def longest_first(cells: list[Cell], seconds: dict[str, float]) -> list[Cell]:
     timed early), in plan order; then the others, the longest configuration first, so that no long
     cell runs alone at the end while the other slots idle (longest-processing-time scheduling).
     """
+    keys = {c.id: config_key(c) for c in cells}
     rank: dict[str, int] = {}
     seen: dict[str, int] = {}
     for c in cells:
-        k = config_key(c)
-        rank[c.id] = seen.get(k, 0)
-        seen[k] = rank[c.id] + 1
+        rank[c.id] = seen.get(keys[c.id], 0)
+        seen[keys[c.id]] = rank[c.id] + 1
 
     def order(item: tuple[int, Cell]) -> tuple[int, float, int]:
         i, c = item
-        took = seconds.get(config_key(c))
+        took = seconds.get(keys[c.id])
         return (0, rank[c.id], i) if took is None else (1, -took, i)
 
     return [c for _, c in sorted(enumerate(cells), key=order)]
