@@ -243,7 +243,7 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
         mine += adopted
         pending = [c for c in theirs if c.id not in needed] + [c for c in left if c not in adopted]
         while mine or pending:
-            _run_waves(mine, executor, cfg, store, threads, summary, bar)
+            _run_claimed(mine, executor, cfg, store, threads, summary, bar)
             left = _wait_for_others(pending, store, cfg, summary, bar)
             mine = _adopt(left, store, owner)
             pending = [c for c in left if c not in mine]  # taken over by yet another invocation
@@ -258,24 +258,33 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
     return summary
 
 
-def _run_waves(cells: list[Cell], executor, cfg: ExecutorConfig, store: Store, threads: int, summary: Summary,
+def _run_claimed(cells: list[Cell], executor, cfg: ExecutorConfig, store: Store, threads: int, summary: Summary,
                bar) -> None:
-    """Run claimed cells in dependency waves; a cell whose upstream stage has no result is ledgered."""
+    """Run claimed cells after their upstream cells; a cell whose upstream stage has no result is ledgered.
+
+    Local and debug: one queue, in which each cell is released as soon as its own upstream cells
+    have records. SLURM: dependency waves, one array job each.
+    """
+    if cfg.name != "slurm":
+        _run_queue(executor, cfg, cells, store, threads, summary, bar)
+        return
     for wave in dependency_waves(cells):
-        ready = []
-        for c in wave:
-            missing = [u for u in c.upstream if store.record(u) is None]
-            if missing:
-                store.record_failure(c.id, error_type="UpstreamFailed", message=_upstream_failure(missing, store),
-                                     traceback_tail="", log_path=None)
-                summary.failed.append(c.id)
-                bar.update(1)
-            else:
-                ready.append(c)
+        ready = [c for c in wave if not _ledger_upstream_failure(c, store, summary, bar)]
         # A wave narrower than the pool (a lone pre-training stage) gets the idle cores too.
         wave_threads = threads if cfg.threads or not ready else \
             max(threads, (os.cpu_count() or 1) // min(cfg.parallel(), len(ready)))
-        (_run_slurm if cfg.name == "slurm" else _run_queue)(executor, cfg, ready, store, wave_threads, summary, bar)
+        _run_slurm(executor, cfg, ready, store, wave_threads, summary, bar)
+
+
+def _ledger_upstream_failure(cell: Cell, store: Store, summary: Summary, bar) -> bool:
+    """Ledger ``cell`` as failed if one of its upstream cells has no record; say whether it was."""
+    missing = [u for u in cell.upstream if store.record(u) is None]
+    if missing:
+        store.record_failure(cell.id, error_type="UpstreamFailed", message=_upstream_failure(missing, store),
+                             traceback_tail="", log_path=None)
+        summary.failed.append(cell.id)
+        bar.update(1)
+    return bool(missing)
 
 
 def _adopt(cells: list[Cell], store: Store, owner: dict[str, Any]) -> list[Cell]:
@@ -332,26 +341,36 @@ def longest_first(cells: list[Cell], seconds: dict[str, float]) -> list[Cell]:
 
 def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, threads: int,
                summary: Summary, bar) -> None:
-    """Local and debug: ``max_parallel`` queue workers drain this invocation's cells, longest first."""
+    """Local and debug: ``max_parallel`` queue workers drain this invocation's cells, longest first.
+
+    A cell enters the queue once the upstream cells it names have records (a stage's dependents
+    start when that stage ends, not when every stage of the table has). While fewer cells can run
+    than there are slots (a lone pre-training stage), the one worker started gets the idle cores
+    too and stops after that cell, so that no later cell oversubscribes them.
+    """
     if not cells:
         return
     queue = WorkQueue(store.root / "queue" / f"{os.getpid()}-{time.time_ns()}")
-    for i, c in enumerate(longest_first(cells, {})):
-        queue.put(i, c.to_dict())
     attempts = {c.id: 1 for c in cells}
     remaining = {c.id for c in cells}
     workers: dict[int, submitit.Job] = {}
+    slots = 1 if cfg.name == "debug" else cfg.parallel()
 
-    def spawn(slot: int) -> None:
+    def spawn() -> None:
+        slot = next(s for s in range(slots + 1) if s not in workers)
+        busy = sum(1 for s in workers if queue.held(s))
+        runnable = queue.pending() + busy
+        wide = not cfg.threads and cfg.name != "debug" and runnable < slots
+        n_threads = max(threads, (os.cpu_count() or 1) // max(runnable, 1)) if wide else threads
         with spawning():  # the worker ignores a terminal's Ctrl-C; a signal now waits for `workers`
-            workers[slot] = executor.submit(QueueWorker(), str(queue.root), str(store.root), slot, threads, cfg.device)
+            workers[slot] = executor.submit(QueueWorker(), str(queue.root), str(store.root), slot, n_threads,
+                                            cfg.device, 1 if n_threads > threads else 0)
             if cfg.name == "local":  # its claims stay alive while it runs, even if this process dies
                 store.add_claim_workers(sorted(remaining), int(workers[slot].job_id))
 
     try:
-        for slot in range(1 if cfg.name == "debug" else min(cfg.parallel(), len(cells))):
-            spawn(slot)
-        _drain(queue, workers, spawn, cfg, store, attempts, remaining, summary, bar, {c.id: c for c in cells})
+        _drain(queue, workers, spawn, slots, cfg, store, attempts, remaining, summary, bar,
+               {c.id: c for c in cells})
     except KeyboardInterrupt as err:  # SIGINT or SIGTERM: stop the workers; finished cells are kept
         running = [queue.cell_id(item) for slot in workers for item in queue.held(slot)]
         stopped = stop_local_workers(workers.values()) if cfg.name == "local" else 0
@@ -361,11 +380,38 @@ def _run_queue(executor, cfg: ExecutorConfig, cells: list[Cell], store: Store, t
         raise
 
 
-def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: Store, attempts: dict[str, int],
-           remaining: set[str], summary: Summary, bar, cells: dict[str, Cell]) -> None:
-    """Poll workers and the queue until every cell of this invocation has an outcome; reorder the
-    pending cells longest first as each configuration gets timed (:func:`longest_first`)."""
+def _release(queue: WorkQueue, blocked: dict[str, Cell], remaining: set[str], store: Store, summary: Summary,
+             bar) -> bool:
+    """Queue the blocked cells whose upstream cells are all over; ledger those whose upstream failed.
+
+    Returns whether any cell was queued.
+    """
+    queued = False
+    for cid, c in list(blocked.items()):
+        if any(u in remaining for u in c.upstream):
+            continue  # an upstream cell of this invocation is still to run
+        del blocked[cid]
+        if _ledger_upstream_failure(c, store, summary, bar):
+            remaining.discard(cid)
+        else:
+            queue.put(len(remaining), c.to_dict())
+            queued = True
+    return queued
+
+
+def _drain(queue: WorkQueue, workers: dict, spawn, slots: int, cfg: ExecutorConfig, store: Store,
+           attempts: dict[str, int], remaining: set[str], summary: Summary, bar, cells: dict[str, Cell]) -> None:
+    """Poll workers and the queue until every cell of this invocation has an outcome; release cells
+    as their upstream cells finish, and reorder the pending ones longest first as each
+    configuration gets timed (:func:`longest_first`)."""
     seconds: dict[str, float] = {}
+    blocked = dict(cells)
+
+    def reorder() -> None:
+        queue.reorder([c.id for c in longest_first([c for c in cells.values() if c.id in remaining], seconds)])
+
+    if _release(queue, blocked, remaining, store, summary, bar):
+        reorder()
     while remaining:
         for slot, job in list(workers.items()):
             if cfg.name == "debug":
@@ -378,6 +424,7 @@ def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: S
                 store.record_failure(queue.cell_id(item), error_type=etype, message=msg, traceback_tail=tail,
                                      log_path=str(job.paths.stderr))
                 queue.finish(item)
+        changed = False
         for item in queue.done():
             cid = queue.cell_id(item)
             if cid not in remaining:
@@ -390,8 +437,7 @@ def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: S
                 key = config_key(cells[cid])
                 if key not in seconds:
                     seconds[key] = float(record.get("timing", {}).get("wall_s", 0.0))
-                    waiting = [c for c in cells.values() if c.id in remaining]
-                    queue.reorder([c.id for c in longest_first(waiting, seconds)])
+                    changed = True
             elif attempts[cid] <= cfg.max_retries:
                 attempts[cid] += 1
                 queue.requeue(item)
@@ -402,8 +448,12 @@ def _drain(queue: WorkQueue, workers: dict, spawn, cfg: ExecutorConfig, store: S
                 entry = store.failure(cid) or {}
                 tqdm.write(f"cell {cid} failed ({entry.get('error_type')}: {str(entry.get('message'))[:160]}); "
                            f"log: {entry.get('log_path')}", file=sys.stderr)
-        if queue.pending() and len(workers) < (1 if cfg.name == "debug" else cfg.parallel()):
-            spawn(next(s for s in range(cfg.parallel() + 1) if s not in workers))
+        if _release(queue, blocked, remaining, store, summary, bar) or changed:
+            reorder()
+        idle = sum(1 for s in workers if not queue.held(s))  # starting, or about to find the queue empty
+        while queue.pending() > idle and len(workers) < slots:
+            spawn()
+            idle += 1
         if remaining and workers and cfg.name != "debug":
             time.sleep(cfg.poll_s)
 

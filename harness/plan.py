@@ -210,7 +210,7 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
     columns: dict[tuple, str] = {}  # one dataset as two columns must differ in its data (data.align)
     for col in spec.datasets:
         same = columns.setdefault((col.loader, col.protocol, repr(sorted(split_overrides(
-            {**spec.base, **col.set})[2].items()))), col.key)
+            {**spec.base, **spec.scale_set.get(scale, {}), **col.set})[2].items()))), col.key)
         if same != col.key:
             raise UserError(f"{spec.path}: columns {same!r} and {col.key!r} both read {col.loader!r} with the "
                             "same protocol and data.* overrides; give one a data.align override")
@@ -218,7 +218,7 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
         if row.reference:
             continue
         for col in spec.datasets:
-            method, overrides = spec.resolved(row, col)
+            method, overrides = spec.resolved(row, col, scale)
             overrides = {**overrides, **(extra or {})}
             where = f"{spec.path}: row {i + 1} ({row.label!r}), {col.key}"
             model_o, recipe = declared_model(method, scale, overrides, where, col.loader)

@@ -317,6 +317,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
 def epoch_test_accuracy(model: nn.Module, test_split, transform, batch_size: int, **where: Any) -> float:
     """Test accuracy (%) of this epoch's weights: recorded to measure test-set selection, never used.
 
+    Fine-tuning cells only: a pre-training stage's accuracy is in no table, so its epochs skip it
+    (for an MAE stage's linear probe that pass was over a third of the stage's time).
+
     It runs after the validation step and selection, in eval mode and under no_grad, and draws
     from no generator that training uses, so the selected model and the honest number are the
     same with or without it (``tests/harness/test_runner_test_selection.py`` checks).
@@ -501,8 +504,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         state["train_s"] += time.time() - t0
         state["history"].append({"epoch": epoch, "train_loss": last_loss, "losses": epoch_losses,
                                  "val_accuracy": val_acc,
-                                 "test_accuracy": epoch_test_accuracy(model, test_split, eval_tf,
-                                                                      recipe.batch_size * 2, **where)})
+                                 "test_accuracy": None if cell.stage else
+                                 epoch_test_accuracy(model, test_split, eval_tf, recipe.batch_size * 2, **where)})
         state["epoch"] = epoch + 1
         _save_checkpoint(store, cell.id, model, stepper, state)
 

@@ -138,6 +138,8 @@ class RawSpec(_Strict):
     reading: str = ""
     method: str
     base: dict[str, Any] = Field(default_factory=dict)
+    # Overrides for every row at one scale only (a tiny budget that keeps a table within its time).
+    scale_set: dict[Literal["tiny", "paper"], dict[str, Any]] = Field(default_factory=dict)
     metric: Literal["accuracy", "mean_class_accuracy"] = "accuracy"
     datasets: list[DatasetColumn]
     seeds: int = Field(3, ge=1)
@@ -169,6 +171,7 @@ class TableSpec(_Strict):
     reading: str
     method: str
     base: dict[str, Any]
+    scale_set: dict[str, dict[str, Any]]
     metric: str
     datasets: list[DatasetColumn]
     seeds: int
@@ -192,9 +195,12 @@ class TableSpec(_Strict):
         v = self.row(label).paper.get(dataset, NOT_REPORTED)
         return None if v == NOT_REPORTED else float(v)
 
-    def resolved(self, row: Row, column: DatasetColumn | None = None) -> tuple[str, dict[str, Any]]:
-        """Return ``(method, overrides)`` of a cell: base, the column's ``set``, the row's, its ``per_dataset``."""
-        return row.method or self.method, {**self.base, **(column.set if column else {}), **row.set,
+    def resolved(self, row: Row, column: DatasetColumn | None = None, scale: str | None = None
+                 ) -> tuple[str, dict[str, Any]]:
+        """Return ``(method, overrides)`` of a cell: base, the scale's ``scale_set``, the column's
+        ``set``, the row's, its ``per_dataset``."""
+        return row.method or self.method, {**self.base, **self.scale_set.get(scale, {}),
+                                           **(column.set if column else {}), **row.set,
                                            **(row.per_dataset.get(column.key, {}) if column else {})}
 
 

@@ -93,7 +93,8 @@ class WorkQueue:
 
 
 class QueueWorker(submitit.helpers.Checkpointable):
-    """``QueueWorker()(queue_dir, results_dir, slot, threads, device)``: run cells until the queue is empty.
+    """``QueueWorker()(queue_dir, results_dir, slot, threads, device, max_cells)``: run cells until the
+    queue is empty, or ``max_cells`` of them (0: no limit).
 
     With several GPUs and ``device`` auto or cuda, worker ``slot`` trains on its own GPU
     (:func:`harness.devices.worker_device`).
@@ -102,7 +103,8 @@ class QueueWorker(submitit.helpers.Checkpointable):
     resumes its held item first, and the cell resumes from its last epoch checkpoint.
     """
 
-    def __call__(self, queue_dir: str, results_dir: str, slot: int, threads: int = 1, device: str = "auto") -> int:
+    def __call__(self, queue_dir: str, results_dir: str, slot: int, threads: int = 1, device: str = "auto",
+                 max_cells: int = 0) -> int:
         from harness.devices import worker_device
 
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a local worker: the driver stops it with SIGINT
@@ -111,7 +113,7 @@ class QueueWorker(submitit.helpers.Checkpointable):
         n = 0
         while True:
             held = queue.held(slot)
-            item = held[0] if held else queue.take(slot)
+            item = held[0] if held else (None if max_cells and n >= max_cells else queue.take(slot))
             if item is None:
                 return n
             run_and_record(Cell.from_dict(json.loads(item.read_text())), store, threads=threads,

@@ -1,9 +1,14 @@
-"""Executor pieces that need no training: dependency order, configuration, queue moves."""
+"""Executor pieces that need no training: dependency order, configuration, queue moves, scheduling."""
+import os
+import threading
+from types import SimpleNamespace
+
 import pytest
 
 from harness.cells import Cell
 from harness.errors import UserError
-from harness.executors import ExecutorConfig, config_key, dependency_waves, longest_first
+from harness.executors import ExecutorConfig, config_key, dependency_waves, longest_first, run_cells
+from harness.store import Store
 from harness.workqueue import WorkQueue
 
 
@@ -65,3 +70,68 @@ def test_queue_reorder_changes_which_item_is_taken_next(tmp_path):
     assert q.cell_id(q.take(0)) == "aaa"
     q.reorder(["aaa", "ccc", "bbb"])  # aaa is held already: skipped
     assert [q.cell_id(q.take(1)), q.cell_id(q.take(1))] == ["ccc", "bbb"] and q.take(1) is None
+
+
+class _ThreadJob:
+    """A submitit job stand-in that runs the queue worker in a thread of this process."""
+
+    def __init__(self, fn, args) -> None:
+        self.job_id, self.paths = str(os.getpid()), SimpleNamespace(stderr="-")
+        self.thread = threading.Thread(target=fn, args=args)
+
+    def done(self) -> bool:
+        if self.thread.ident is None:  # started on the first poll: outside the driver's SIGINT-ignoring spawn
+            self.thread.start()
+        return not self.thread.is_alive()
+
+
+def _schedule(tmp_path, monkeypatch, cells, run):
+    """Run ``cells`` through the local executor's queue with 2 slots on 2 cores, training replaced by
+    ``run(cell, threads)``; return the workers' (threads, max_cells) and the summary."""
+    finished: set[str] = set()
+    submits = []
+
+    def submit(fn, queue_dir, results_dir, slot, threads, device, max_cells):
+        submits.append((threads, max_cells))
+        return _ThreadJob(fn, (queue_dir, results_dir, slot, threads, device, max_cells))
+
+    def run_and_record(cell, store, threads, device):
+        run(cell, threads)
+        finished.add(cell.id)
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("harness.executors._make_executor", lambda cfg, store: SimpleNamespace(submit=submit))
+    monkeypatch.setattr("harness.workqueue.run_and_record", run_and_record)
+    monkeypatch.setattr(Store, "record", lambda self, cid: {"timing": {"wall_s": 1.0}} if cid in finished else None)
+    summary = run_cells(cells, Store(tmp_path), ExecutorConfig(name="local", max_parallel=2, poll_s=0.01))
+    return submits, summary
+
+
+def test_a_cell_starts_when_its_own_stage_ends_not_when_every_stage_has(tmp_path, monkeypatch):
+    slow, fast = _cell(100, stage="slow"), _cell(101, stage="fast")
+    after_fast, after_slow = _cell(1, upstream=[fast.id]), _cell(2, upstream=[slow.id])
+    ran_during_slow = threading.Event()
+    order = []
+
+    def run(cell, threads):
+        if cell.id == slow.id:  # the slow stage ends only once the fast stage's dependent has run
+            ran_during_slow.wait(timeout=20)
+        if cell.id == after_fast.id:
+            ran_during_slow.set()
+        order.append(cell.id)
+
+    _, summary = _schedule(tmp_path, monkeypatch, [slow, fast, after_fast, after_slow], run)
+    assert ran_during_slow.is_set()
+    assert order.index(after_fast.id) < order.index(slow.id) < order.index(after_slow.id)
+    assert sorted(summary.done) == sorted(c.id for c in (slow, fast, after_fast, after_slow))
+
+
+def test_a_lone_stage_gets_every_core_and_its_worker_stops_after_it(tmp_path, monkeypatch):
+    stage = _cell(100, stage="s")
+    fine = [_cell(i, upstream=[stage.id]) for i in (1, 2, 3)]
+    threads_of = {}
+    submits, summary = _schedule(tmp_path, monkeypatch, [*fine, stage],
+                                 lambda cell, threads: threads_of.setdefault(cell.id, threads))
+    assert threads_of[stage.id] == 2 and all(threads_of[c.id] == 1 for c in fine)
+    assert submits[0] == (2, 1) and set(submits[1:]) == {(1, 0)} and len(submits) == 3
+    assert len(summary.done) == 4

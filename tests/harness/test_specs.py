@@ -98,6 +98,17 @@ def test_per_dataset_overrides_apply_last_and_only_in_their_column(tmp_path):
     assert spec.resolved(spec.row("a"), aff)[1] == {"app.k": 160, "head": "clt"}
 
 
+def test_scale_set_applies_at_its_scale_only_and_a_row_still_wins(tmp_path):
+    data = _spec(scale_set={"tiny": {"train.epochs": 4, "app.k": 100}})
+    data["rows"][1]["set"] = {"app.k": 120}
+    spec = load_spec("t_tab1", _write(tmp_path, data))
+    assert spec.resolved(spec.row("a"), scale="tiny")[1] == {"app.k": 100, "train.epochs": 4}
+    assert spec.resolved(spec.row("b"), scale="tiny")[1] == {"app.k": 120, "train.epochs": 4}
+    assert spec.resolved(spec.row("a"), scale="paper")[1] == {"app.k": 160}
+    with pytest.raises(UserError, match="huge"):
+        load_spec("t_tab1", _write(tmp_path, _spec(scale_set={"huge": {"train.epochs": 4}})))
+
+
 def test_per_dataset_for_an_unknown_dataset_is_rejected(tmp_path):
     data = _spec()
     data["rows"][0]["per_dataset"] = {"ferplus": {"app.k": 120}}
