@@ -476,8 +476,15 @@ _FINETUNE_MAE = replace(_FINETUNE_CODE, name="mae", optimizer="adamw", lr=5e-4 *
 # learns (66.6 / 63.9 / 51.0; without augmentation 68.3 / 67.0 / 64.0).
 _TINY_FINETUNE_CODE = replace(_FINETUNE_CODE, lr=1e-3, epochs=20, img_size=48, schedule="cosine", warmup_epochs=1,
                               augment="flip")
+# Tiny MAE fine-tuning (``mae.recipe: mae``; mae_tab1's rows): MAE's recipe at batch 32, 20 epochs,
+# gradients clipped at norm 1. On the AffectNet stand-in (the MAE / AffectNet row, no augmentation,
+# the sqrt sampler, 4 seeds) it gave 53.5 / 53.1 / 54.0 / 56.7 (SD 1.6), where the code recipe with
+# the same sampler and clip gave 56.6 / 47.4 / 53.9 / 61.0 (SD 5.6) and with layer decay 0.75 51.5
+# (SD 2.0). AffectNet's "oversampling" at tiny is the sqrt sampler: with the class-balanced one
+# (drawn with replacement) the code recipe reached 33.6 (SD 3.5), with sqrt 52.6 (4.7) (3 seeds).
 _TINY_FINETUNE_MAE = replace(_FINETUNE_MAE, lr=2e-3, epochs=20, batch_size=32, img_size=48, warmup_epochs=1,
-                             augment="flip")
+                             augment="flip", grad_clip=1.0)
+_TINY_AFFECTNET_SAMPLER = "sqrt"
 
 _PRETRAIN_MAE = Recipe(
     name="mae_pretrain", optimizer="adamw", lr=1.5e-4 * 4096 / 256, weight_decay=0.05,
@@ -552,8 +559,10 @@ def _create(family: str, variant: str, pretrained: bool = False, preset: str = "
         model = MAEViT(arch, s["mae.pool"], s["mae.drop_path"], num_classes=num_classes)
         init, stand_in = _init_sources(variant, s["mae.pretrain"], preset)
         model.recipe = replace(recipes[s["mae.recipe"]], init=init, stand_in=stand_in)
-        # "oversampling strategy is used while fine-tuning" on AffectNet (imbalanced train, balanced test)
-        model.recipes = {"affectnet": replace(model.recipe, name=f"{model.recipe.name}:affectnet", sampler="heavy")}
+        # "oversampling strategy is used while fine-tuning" on AffectNet (imbalanced train, balanced test):
+        # class-balanced at paper, square-root balanced at tiny (_TINY_AFFECTNET_SAMPLER)
+        sampler = "heavy" if preset == "paper" else _TINY_AFFECTNET_SAMPLER
+        model.recipes = {"affectnet": replace(model.recipe, name=f"{model.recipe.name}:affectnet", sampler=sampler)}
         load_weight_files(model, s, {"weights.vit": lambda p: load_vit_checkpoint(model, p)})
     model.preset = preset
     model.pretrained_cfg = {**_cfg(arch.img_size), "architecture": name, "num_classes": num_classes}

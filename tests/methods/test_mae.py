@@ -219,9 +219,11 @@ def test_recipes_and_where_fine_tuning_starts():
         small = timm.create_model("mae_vit_small")
         tiny_sup = timm.create_model("mae_vit_base", preset="tiny", **{"mae.pretrain": "supervised_in1k"})
         maes = timm.create_model("mae_vit_base", **{"mae.recipe": "mae"})
+        tiny = timm.create_model("mae_vit_base", preset="tiny")
     r = base.recipe
     assert (r.optimizer, r.lr, r.batch_size, r.schedule, r.augment) == ("adam", 1e-4, 32, "step", "mae")
     assert get_recipe(base, "affectnet").sampler == "heavy" and get_recipe(base, "rafdb").sampler == "none"
+    assert get_recipe(tiny, "affectnet").sampler == "sqrt" and get_recipe(tiny, "rafdb").sampler == "none"
     assert r.init == {"weights.vit": "file:mae_faces_vit_base.pth"} and r.stand_in == {"weights.vit": "stage:mae_faces"}
     assert small.recipe.init == {"weights.vit": "file:deit_small_patch16_224-cd65a155.pth"}
     assert tiny_sup.recipe.init == {"weights.vit": "stage:sup_generic"}
