@@ -180,7 +180,7 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, ext
                 continue
             scales = [scale] if scale else sorted({c["scale"] for cs in known.values() for c in cs} or {"tiny"})
             for sc in scales:
-                overrides = {**spec.resolved(row, col, sc)[1], **(extra or {})}  # a spec's scale_set differs by scale
+                overrides = {**spec.resolved(row, col, sc)[1], **(extra or {})}  # scale_set differs by scale
                 _, train_o, data_o = split_overrides(overrides)
                 # The model overrides as planned: with the recipe's default weights sources filled in.
                 declared, _ = declared_model(method, sc, overrides, f"{spec.path}: row {row.label!r}")
@@ -193,7 +193,8 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, ext
                     current = [k for k in candidates if k["code_version"] == version]
                     planned = current[0] if current else None
                     rec = by_id.get(planned["id"]) if planned else None
-                    entry = {**base, "overrides": overrides, "seed": seed, "scale": sc, "cell_id": planned["id"] if planned else None,
+                    entry = {**base, "overrides": overrides, "seed": seed, "scale": sc,
+                             "cell_id": planned["id"] if planned else None,
                              "synthetic": bool(planned["synthetic"]) if planned else None,
                              "error": None, "attempts": 0, "log_path": None}
                     if rec is not None:

@@ -441,7 +441,8 @@ def build_report(
         ran = tcells[tcells["n"] > 0] if len(tcells) else tcells
         page = {
             "id": spec.id, "caption": spec.caption, "source": spec.source, "reading": spec.reading,
-            "method": spec.method, "base": spec.base, "scale_set": spec.scale_set, "baseline": spec.baseline, "seeds": spec.seeds,
+            "method": spec.method, "base": spec.base, "scale_set": spec.scale_set, "baseline": spec.baseline,
+            "seeds": spec.seeds,
             "datasets": spec.datasets, "excluded": spec.excluded,
             "n_rows": len(spec.rows), "n_ran": int(ran["row"].nunique()) if len(ran) else 0,
             "synthetic": spec.id in synthetic_tables,
