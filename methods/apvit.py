@@ -61,7 +61,7 @@ dataset's recipe ran. ``k`` and ``r`` are model keys (the model is built before 
 known), so a spec states them per column or row; :data:`PAPER_DATASETS` holds the paper's values
 and :func:`paper_pooling` returns them.
 
-Override keys (``describe_overrides()`` returns them with allowed values and defaults; all are
+Override keys (``describe_overrides(model_name, preset)`` returns them with allowed values and defaults; all are
 checked when the model is built and bad input raises ``ValueError`` naming the key):
 
 * ``app.k`` (int, 1..196): patch tokens APP keeps, stated on the paper's 196-patch grid. At a
@@ -141,10 +141,10 @@ from timm.layers import trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 
 from methods.interface import Recipe
-from methods.mae import RECIPES as MAE_RECIPES, SupervisedViT, ViTArch
-from methods.mae import validate_overrides as mae_overrides
 from methods.pretrained import APVIT_VIT_STAGE, DEIT_TINY_IN1K, FACEID_STAGE, IR50_MS1M, VIT_SMALL_IN1K
 from methods.layers.blocks import Block, PatchEmbed
+from methods.layers.vit import (SUPERVISED_RECIPES, HybridArch, SupervisedViT, ViTArch, round_half_up,
+                                supervised_overrides)
 from methods.layers.keys import OverrideKey, check_path, choice, int_range, load_weight_files, validate
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.pooling import (
@@ -237,31 +237,11 @@ def validate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class ArchConfig:
-    """Network structure of one preset (not overridable: presets choose it)."""
+class ArchConfig(HybridArch):
+    """APViT's network structure at one preset: the hybrid fields plus a plain-ViT option."""
 
-    img_size: int = 112
     backbone: str = "ir50"  # ir50 (hybrid) | patch (plain ViT)
-    ir50_widths: tuple[int, ...] = (64, 128, 256)
-    ir50_depths: tuple[int, ...] = (3, 4, 14)
-    ir50_stem: int | None = None
     patch_size: int = 16  # only for backbone="patch"
-    embed_dim: int = 768
-    depth: int = 8
-    num_heads: int = 8
-    mlp_ratio: float = 3.0
-    qkv_bias: bool = False
-    norm_eps: float = 1e-6
-    # A BatchNorm on the CNN output, before the 1x1 projection. Not in APViT: its IR-50 is
-    # pre-trained, so its features arrive at a useful scale. A tiny IR-50 trained from scratch
-    # does not get there, and the ViT on top then never leaves the majority class (measured:
-    # 38.7% = always "happy" on the synthetic RAF-DB, with or without it the CNN alone learns).
-    backbone_norm: bool = False
-
-
-def round_half_up(x: float) -> int:
-    """Round to the nearest integer, halves up (Python's ``round`` rounds halves to even)."""
-    return int(math.floor(x + 0.5))
 
 
 def atp_block_indices(spec: str | tuple[int, ...], depth: int) -> tuple[int, ...]:
@@ -750,10 +730,10 @@ def sup_pretrain_apvit_vit(pretrained: bool = False, preset: str = "paper", **kw
     for timm_kwarg in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(timm_kwarg, None)
     num_classes = kwargs.pop("num_classes", 7)
-    s = {"mae.drop_path": 0.1, **mae_overrides("supervised", kwargs)}
+    s = {"mae.drop_path": 0.1, **supervised_overrides(kwargs)}
     arch = vit_stage_arch(preset)
     model = SupervisedViT(arch, "token", s["mae.drop_path"], num_classes=num_classes)
-    model.recipe = MAE_RECIPES["supervised"][preset][""]
+    model.recipe = SUPERVISED_RECIPES[preset]
     model.preset = preset
     model.pretrained_cfg = {**_cfg(arch.img_size), "architecture": "sup_pretrain_apvit_vit",
                             "num_classes": num_classes, "first_conv": "patch_embed.proj"}

@@ -69,21 +69,20 @@ default 0.1, MAE's), ``mae.recipe`` (``code`` | ``mae``), ``weights.vit`` (path 
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
 from timm.models import generate_default_cfgs, register_model
 from timm.models.vision_transformer import Block, VisionTransformer
 
 from methods.interface import Recipe
-from methods.layers.ir50 import LoadReport, read_state_dict, strict_load
 from methods.layers.keys import OverrideKey, check_path, choice, flag, fraction, load_weight_files, validate
+from methods.layers.vit import (DROP_PATH_KEY, NORM, PAPER_DECODER, PAPER_VARIANTS, SUPERVISED_RECIPES, TINY_DECODER,
+                                TINY_VARIANTS, DecoderArch, MAEViT, SupervisedViT, ViTArch, load_vit_checkpoint,
+                                patchify, random_masking, sincos_pos_embed, unpatchify, vit_kwargs)
 
 __all__ = ["MaskedAutoencoderViT", "MAEViT", "SupervisedViT", "random_masking", "patchify", "unpatchify",
            "masked_patch_loss", "sincos_pos_embed", "load_vit_checkpoint", "OVERRIDE_KEYS"]
@@ -93,74 +92,7 @@ PRETRAIN_SOURCES = ("supervised_in1k", "mae_in1k", "mae_faces", "none")
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure functions: position embedding, patches, masking, loss
-
-
-def sincos_pos_embed(grid: int, dim: int, cls_token: bool = True) -> torch.Tensor:
-    """MAE's fixed 2-D sin-cos position embedding: [1 + grid*grid, dim] (class token row = 0).
-
-    Built with timm's ``build_sincos2d_pos_embed`` (same frequencies, 1 / 10000^(k / (dim/4))) and
-    its channel blocks reordered to MAE's ``get_2d_sincos_pos_embed``: [sin(col), cos(col),
-    sin(row), cos(row)], patches in row-major order.
-    """
-    if dim % 4:
-        raise ValueError(f"sin-cos position embedding needs dim divisible by 4, got {dim}")
-    emb = build_sincos2d_pos_embed([grid, grid], dim)  # [N, dim]: sin(row), sin(col), cos(row), cos(col)
-    q = dim // 4
-    sin_r, sin_c, cos_r, cos_c = emb.split(q, dim=1)
-    emb = torch.cat([sin_c, cos_c, sin_r, cos_r], dim=1)  # [N, dim]
-    if cls_token:
-        emb = torch.cat([torch.zeros(1, dim), emb], dim=0)  # [1 + N, dim]
-    return emb
-
-
-def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:
-    """imgs: [B, C, H, W] -> patches [B, N, p*p*C], row-major patches, (row, col, channel) inside."""
-    B, C, H, W = imgs.shape
-    if H % p or W % p:
-        raise ValueError(f"image {H}x{W} is not a multiple of the patch size {p}")
-    h, w = H // p, W // p
-    x = imgs.reshape(B, C, h, p, w, p)
-    return torch.einsum("nchpwq->nhwpqc", x).reshape(B, h * w, p * p * C)
-
-
-def unpatchify(x: torch.Tensor, p: int, channels: int = 3) -> torch.Tensor:
-    """patches [B, N, p*p*C] (square grid) -> imgs [B, C, H, W]; the inverse of :func:`patchify`."""
-    B, N, _ = x.shape
-    h = int(math.isqrt(N))
-    if h * h != N:
-        raise ValueError(f"{N} patches do not form a square grid")
-    x = x.reshape(B, h, h, p, p, channels)
-    return torch.einsum("nhwpqc->nchpwq", x).reshape(B, channels, h * p, h * p)
-
-
-def num_visible(num_patches: int, mask_ratio: float) -> int:
-    """How many patches an image keeps: ``round((1 - mask_ratio) * N)`` (half up), at least 1.
-
-    MAE's code truncates (``int(N * (1 - r))``); the two agree whenever (1 - r) * N is an integer
-    (196 and 64 patches at 0.75).
-    """
-    return max(int(math.floor(num_patches * (1.0 - mask_ratio) + 0.5)), 1)
-
-
-def random_masking(x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keep a uniformly random subset of patches per image (MAE's per-sample shuffling).
-
-    x: [B, N, D] -> (x_kept [B, K, D] in shuffled order, mask [B, N] with 1 = masked and 0 =
-    kept in the original order, ids_restore [B, N] that unshuffles), K = :func:`num_visible`.
-    """
-    B, N, D = x.shape
-    keep = num_visible(N, mask_ratio)
-    noise = torch.rand(B, N, device=x.device, generator=generator)  # [B, N]
-    ids_shuffle = torch.argsort(noise, dim=1)  # [B, N] ascending: the first K are kept
-    ids_restore = torch.argsort(ids_shuffle, dim=1)  # [B, N]
-    ids_keep = ids_shuffle[:, :keep]  # [B, K]
-    x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, D))  # [B, K, D]
-    mask = torch.ones(B, N, device=x.device)
-    mask[:, :keep] = 0
-    mask = torch.gather(mask, 1, ids_restore)  # [B, N]
-    return x_kept, mask, ids_restore
+# Pure functions: the reconstruction loss (the rest is shared: methods/layers/vit.py)
 
 
 def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True,
@@ -183,56 +115,6 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 
 # ---------------------------------------------------------------------------------------------
 # Architecture
-
-
-@dataclass(frozen=True)
-class ViTArch:
-    """The encoder of one variant at one preset."""
-
-    img_size: int
-    patch_size: int
-    embed_dim: int
-    depth: int
-    num_heads: int
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True  # False for timm's original vit_small, the ViT APViT fine-tunes
-
-    @property
-    def grid(self) -> int:
-        """Patches per side."""
-        return self.img_size // self.patch_size
-
-
-@dataclass(frozen=True)
-class DecoderArch:
-    """MAE's lightweight decoder."""
-
-    embed_dim: int = 512
-    depth: int = 8
-    num_heads: int = 16
-
-
-PAPER_VARIANTS: dict[str, ViTArch] = {
-    "tiny": ViTArch(224, 16, 192, 12, 3),
-    "small": ViTArch(224, 16, 384, 12, 6),
-    "base": ViTArch(224, 16, 768, 12, 12),
-}
-# Sized so that mae_tab1 (three stages and 18 fine-tuning cells) fits 15 minutes on 2 CPU cores:
-# 48x48 with 8x8 patches (a 6x6 grid; a 0.75 mask keeps 9), 4 blocks, head dim 16.
-TINY_VARIANTS: dict[str, ViTArch] = {
-    "tiny": ViTArch(48, 8, 32, 4, 2),
-    "small": ViTArch(48, 8, 48, 4, 3),
-    "base": ViTArch(48, 8, 64, 4, 4),
-}
-PAPER_DECODER = DecoderArch()
-TINY_DECODER = DecoderArch(embed_dim=64, depth=2, num_heads=4)
-
-_NORM = partial(nn.LayerNorm, eps=1e-6)
-
-
-def _vit_kwargs(arch: ViTArch) -> dict[str, Any]:
-    return dict(img_size=arch.img_size, patch_size=arch.patch_size, embed_dim=arch.embed_dim, depth=arch.depth,
-                num_heads=arch.num_heads, mlp_ratio=arch.mlp_ratio, qkv_bias=arch.qkv_bias, norm_layer=_NORM)
 
 
 def _init_mae_weights(module: nn.Module) -> None:
@@ -258,7 +140,7 @@ class MaskedAutoencoderViT(VisionTransformer):
 
     def __init__(self, arch: ViTArch, decoder: DecoderArch, mask_ratio: float = 0.75, norm_pix: bool = True,
                  num_classes: int = 7) -> None:
-        super().__init__(**_vit_kwargs(arch), num_classes=0, global_pool="token", weight_init="skip")
+        super().__init__(**vit_kwargs(arch), num_classes=0, global_pool="token", weight_init="skip")
         self.arch, self.mask_ratio, self.norm_pix = arch, mask_ratio, norm_pix
         self.num_classes = num_classes
         n, d, dd = arch.grid ** 2, arch.embed_dim, decoder.embed_dim
@@ -267,8 +149,8 @@ class MaskedAutoencoderViT(VisionTransformer):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n + 1, dd), requires_grad=False)
         self.decoder_blocks = nn.Sequential(*[Block(dd, decoder.num_heads, arch.mlp_ratio, qkv_bias=True,
-                                                    norm_layer=_NORM) for _ in range(decoder.depth)])
-        self.decoder_norm = _NORM(dd)
+                                                    norm_layer=NORM) for _ in range(decoder.depth)])
+        self.decoder_norm = NORM(dd)
         self.decoder_pred = nn.Linear(dd, arch.patch_size ** 2 * 3)
         self.probe = nn.Linear(d, num_classes)
         self.encoder_trace: dict[str, int] | None = None
@@ -329,68 +211,8 @@ class MaskedAutoencoderViT(VisionTransformer):
                                         if k.startswith(("decoder_", "mask_token"))}}
 
 
-class MAEViT(VisionTransformer):
-    """The FER model: a timm ViT with a class-token (or average-pool) head, fine-tuned from ``weights.vit``."""
-
-    def __init__(self, arch: ViTArch, pool: str = "token", drop_path: float = 0.1, num_classes: int = 7) -> None:
-        super().__init__(**_vit_kwargs(arch), num_classes=num_classes, global_pool=pool,
-                         drop_path_rate=drop_path)
-        self.arch = arch
-        self.weight_reports: dict[str, LoadReport] = {}
-        self.token_trace = {"grid": arch.grid ** 2, "blocks": [arch.grid ** 2 + 1] * arch.depth,
-                            "before_head": arch.grid ** 2 + 1}
-        with torch.no_grad():
-            # MAE's fine-tuning head: trunc-normal 2e-5 (a near-zero start that learns at once)
-            nn.init.trunc_normal_(self.head.weight, std=2e-5)
-            nn.init.zeros_(self.head.bias)
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """Layer groups for layer-wise lr decay, by MAE's rule (its ``lr_decay.get_layer_id_for_vit``).
-
-        Embeddings are layer 0 and block i layer i + 1, as in timm; the final norm is with the head
-        (full lr) as in MAE, where timm's matcher puts it with the last block.
-        """
-        return dict(stem=r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre", blocks=[(r"^blocks\.(\d+)", None)])
-
-
-class SupervisedViT(MAEViT):
-    """The ViT trained supervised on the generic-image stand-in: a stage that exports ``weights.vit``."""
-
-    def exports(self) -> dict[str, dict[str, torch.Tensor]]:
-        """``weights.vit``: every weight but the classifier, in timm's ViT layout."""
-        return {"weights.vit": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()
-                                if not k.startswith("head.")}}
-
-
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
-
-
-def load_vit_checkpoint(model: VisionTransformer, path: str) -> LoadReport:
-    """Load a ViT encoder into ``model`` strictly; return what was loaded and what was dropped.
-
-    Accepts our stages' exports (timm layout, no head), official MAE checkpoints (``{"model":
-    ...}``, with or without the decoder) and timm ViT checkpoints (DeiT's ``{"model": ...}`` or a
-    bare state dict). Dropped on purpose, and reported: the classifier ``head.*`` (task-specific),
-    MAE's ``decoder_*`` and ``mask_token`` (pre-training only), and ``norm.*`` when the model pools
-    with ``fc_norm`` (MAE's global-pool fine-tuning starts that norm afresh). Any other missing,
-    unexpected or wrong-shaped key (a position embedding for another grid included) raises
-    ``ValueError`` listing them all.
-    """
-    state = read_state_dict(path)
-    fc_norm = not isinstance(getattr(model, "fc_norm", nn.Identity()), nn.Identity)
-    ignored: dict[str, str] = {}
-    for key in state:
-        if key.startswith("head."):
-            ignored[key] = "classifier (task-specific; trained from its initialisation)"
-        elif key.startswith(("decoder_", "mask_token")):
-            ignored[key] = "MAE decoder (pre-training only)"
-        elif key.startswith("norm.") and fc_norm:
-            ignored[key] = "final norm (mae.pool avg uses a fresh fc_norm instead, as MAE's fine-tuning)"
-    skip = ("head.", "fc_norm.") if fc_norm else ("head.",)
-    target = {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
-    return strict_load(target, state, ignored, f"ViT weights {path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,7 +226,7 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
                                 choice("mae.pretrain", PRETRAIN_SOURCES)),
     "mae.pool": OverrideKey("token | avg", "token: class-token head (paper); avg: MAE's global pool + fc_norm",
                             choice("mae.pool", ("token", "avg"))),
-    "mae.drop_path": OverrideKey("float in [0, 1)", "stochastic depth rate (MAE's fine-tuning: 0.1)", fraction("mae.drop_path")),
+    "mae.drop_path": DROP_PATH_KEY,
     "mae.recipe": OverrideKey("code | mae", "code: the public script (Adam 1e-4, batch 32, steps); mae: MAE's fine-tuning",
                               choice("mae.recipe", ("code", "mae"))),
     "weights.vit": OverrideKey("path | None", "ViT checkpoint: our stage, official MAE or timm layout (local file)",
@@ -425,8 +247,11 @@ def validate_overrides(family: str, overrides: dict[str, Any]) -> dict[str, Any]
     return validate(overrides, {k: OVERRIDE_KEYS[k] for k in _FAMILY_KEYS[family]})
 
 
-def describe_overrides(family: str = "finetune") -> dict[str, dict[str, Any]]:
-    """Every override key of ``family`` with its allowed values, meaning and default."""
+def describe_overrides(model_name: str = "mae_vit_base", preset: str = "paper") -> dict[str, dict[str, Any]]:
+    """Every override key of ``model_name`` with its allowed values, meaning and default (the same at
+    both presets)."""
+    family = ("pretrain" if model_name.startswith("mae_pretrain_") else
+              "supervised" if model_name.startswith("sup_pretrain_") else "finetune")
     return {k: {"allowed": OVERRIDE_KEYS[k].allowed, "doc": OVERRIDE_KEYS[k].doc, "default": _DEFAULTS[k]}
             for k in _FAMILY_KEYS[family]}
 
@@ -500,20 +325,11 @@ _PRETRAIN_MAE = Recipe(
 # Tiny stages: 630 optimiser steps each (30 epochs of the 1,350 training faces; 15 of the 2,700
 # generic images), so the face and generic rows differ in the data, not in the training budget.
 _TINY_PRETRAIN_MAE = replace(_PRETRAIN_MAE, lr=1.5e-3, iterations=630, batch_size=64, warmup_epochs=2, img_size=48)
-# Supervised pre-training (DeiT's recipe, which the supervised IN1K checkpoints come from: AdamW
-# lr 5e-4 x 1024 / 512, batch 1024, 300 epochs, 5 warm-up, wd 0.05, cosine).
-_PRETRAIN_SUP = Recipe(
-    name="supervised", optimizer="adamw", lr=1e-3, weight_decay=0.05, no_weight_decay=("pos_embed", "cls_token"),
-    epochs=300, batch_size=1024, grad_clip=None, schedule="cosine", warmup_epochs=5, img_size=224,
-    augment="mae_pretrain", loss="ce", sampler="none", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
-)
-_TINY_PRETRAIN_SUP = replace(_PRETRAIN_SUP, lr=1e-3, iterations=630, batch_size=64, warmup_epochs=1, img_size=48)
-
 RECIPES: dict[str, dict[str, dict[str, Recipe]]] = {
     "finetune": {"paper": {"code": _FINETUNE_CODE, "mae": _FINETUNE_MAE},
                  "tiny": {"code": _TINY_FINETUNE_CODE, "mae": _TINY_FINETUNE_MAE}},
     "pretrain": {"paper": {"": _PRETRAIN_MAE}, "tiny": {"": _TINY_PRETRAIN_MAE}},
-    "supervised": {"paper": {"": _PRETRAIN_SUP}, "tiny": {"": _TINY_PRETRAIN_SUP}},
+    "supervised": {preset: {"": recipe} for preset, recipe in SUPERVISED_RECIPES.items()},
 }
 PRESETS = ("paper", "tiny")
 

@@ -28,7 +28,7 @@ Presets (:data:`PRESETS`):
   through ``timm.create_model(name, img_size=32, depth=..., embed_dim=..., ...)``, never from the
   hub).
 
-Override keys (``describe_overrides()`` lists them; bad values raise ``ValueError`` naming the key):
+Override keys (``describe_overrides(model_name, preset)`` lists them; bad values raise ``ValueError`` naming the key):
 
 * ``nr.backbone``: a timm architecture name, one of :data:`BACKBONES` (ViT-S, DeiT-S, ConViT-S,
   XCiT-S12, Swin-T/S/B/L). Default ``swin_small_patch4_window7_224`` (Tables 1 and 2).
@@ -431,8 +431,8 @@ default_cfgs = generate_default_cfgs({"nr_vit": _cfg(PRESETS["paper"].img_size),
                                       "nr_backbone": _cfg(PRESETS["paper"].target)})
 
 
-def describe_overrides(preset: str = "paper") -> dict[str, dict[str, Any]]:
-    """Every override key with its allowed values, meaning and default."""
+def describe_overrides(model_name: str = "nr_vit", preset: str = "paper") -> dict[str, dict[str, Any]]:
+    """Every override key of the ``nr_*`` models with its allowed values, meaning and default at ``preset``."""
     defaults = _defaults(preset)
     return {key: {"allowed": spec.allowed, "doc": spec.doc, "default": defaults[key]}
             for key, spec in OVERRIDE_KEYS.items()}

@@ -125,6 +125,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import Mlp
 from timm.models import generate_default_cfgs, register_model
 from timm.models.vision_transformer import Block, VisionTransformer
@@ -133,9 +134,8 @@ from methods import pretrained
 from methods.interface import Recipe
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.keys import OverrideKey, check_path, choice, flag, fraction, int_range, load_weight_files, validate
-from methods.mae import (_FINETUNE_CODE, _NORM, PAPER_DECODER, PAPER_VARIANTS, TINY_DECODER, TINY_VARIANTS,
-                         DecoderArch, ViTArch, _vit_kwargs, load_vit_checkpoint, random_masking,
-                         sincos_pos_embed, unpatchify)
+from methods.layers.vit import (NORM, PAPER_DECODER, PAPER_VARIANTS, TINY_DECODER, TINY_VARIANTS, DecoderArch,
+                                ViTArch, load_vit_checkpoint, random_masking, sincos_pos_embed, unpatchify, vit_kwargs)
 
 __all__ = ["PFViT", "TokenSeparator", "PokerFaceGenerator", "Discriminator", "CrossFusion",
            "poker_face_loss", "abs_cosine", "discriminator_targets", "load_mae_decoder", "OVERRIDE_KEYS",
@@ -204,7 +204,7 @@ class CrossFusion(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
-        self.norm_q, self.norm_kv, self.norm2 = _NORM(dim), _NORM(dim), _NORM(dim)
+        self.norm_q, self.norm_kv, self.norm2 = NORM(dim), NORM(dim), NORM(dim)
         self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
@@ -231,9 +231,9 @@ class PokerFaceGenerator(nn.Module):
         self.decoder_embed = nn.Linear(enc_dim, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
         self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(grid, dd).unsqueeze(0), requires_grad=False)
-        self.decoder_blocks = nn.Sequential(*[Block(dd, dec.num_heads, mlp_ratio, qkv_bias=True, norm_layer=_NORM)
+        self.decoder_blocks = nn.Sequential(*[Block(dd, dec.num_heads, mlp_ratio, qkv_bias=True, norm_layer=NORM)
                                               for _ in range(dec.depth)])
-        self.decoder_norm = _NORM(dd)
+        self.decoder_norm = NORM(dd)
         self.decoder_pred = nn.Linear(dd, patch ** 2 * 3)
         self.fusion = CrossFusion(dd, dec.num_heads, mlp_ratio) if fusion else None
         nn.init.normal_(self.mask_token, std=0.02)
@@ -273,9 +273,9 @@ class Discriminator(nn.Module):
         self.patch_embed = nn.Conv2d(3, dd, patch, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dd))
         self.pos_embed = nn.Parameter(sincos_pos_embed(grid, dd).unsqueeze(0), requires_grad=False)
-        self.blocks = nn.Sequential(*[Block(dd, dec.num_heads, mlp_ratio, qkv_bias=True, norm_layer=_NORM)
+        self.blocks = nn.Sequential(*[Block(dd, dec.num_heads, mlp_ratio, qkv_bias=True, norm_layer=NORM)
                                       for _ in range(dec.depth)])
-        self.norm = _NORM(dd)
+        self.norm = NORM(dd)
         self.head = nn.Linear(dd, outputs)
         nn.init.normal_(self.cls_token, std=0.02)
 
@@ -298,7 +298,7 @@ class PFViT(nn.Module):
         self.arch, self.settings, self.num_classes = arch, dict(s), num_classes
         self.neutral = s["pfvit.neutral"]
         self.weight_reports: dict[str, LoadReport] = {}
-        self.encoder = VisionTransformer(**_vit_kwargs(arch), num_classes=0, global_pool="token",
+        self.encoder = VisionTransformer(**vit_kwargs(arch), num_classes=0, global_pool="token",
                                          drop_path_rate=0.1)
         self.encoder.pos_embed.requires_grad_(False)  # fixed 2-D sin-cos, as in the MAE stage
         with torch.no_grad():
@@ -508,8 +508,8 @@ def validate_overrides(overrides: dict[str, Any], preset: str = "paper") -> dict
     return s
 
 
-def describe_overrides(preset: str = "paper") -> dict[str, dict[str, Any]]:
-    """Every override key with its allowed values, meaning and default at ``preset``."""
+def describe_overrides(model_name: str = "pfvit", preset: str = "paper") -> dict[str, dict[str, Any]]:
+    """Every override key of ``pfvit`` with its allowed values, meaning and default at ``preset``."""
     defaults = _defaults(preset)
     return {k: {"allowed": v.allowed, "doc": v.doc, "default": defaults[k]} for k, v in OVERRIDE_KEYS.items()}
 
@@ -520,9 +520,10 @@ def describe_overrides(preset: str = "paper") -> dict[str, dict[str, Any]]:
 GENERATOR_PARAMS = ["encoder.", "separator.", "head.", "generator."]
 GENERATOR_TERMS = ["ce", "rec", "rec_poker", "orth", "adv_g"]
 
-_PAPER_RECIPE = replace(
-    _FINETUNE_CODE, name="pfvit", optimizer="adam", lr=2e-5, weight_decay=0.0, epochs=100, batch_size=32,
-    schedule="constant", grad_clip=None, augment="mae", img_size=224,
+_PAPER_RECIPE = Recipe(
+    name="pfvit", optimizer="adam", lr=2e-5, weight_decay=0.0, epochs=100, batch_size=32, schedule="constant",
+    milestones=(), warmup_epochs=0, grad_clip=None, augment="mae", img_size=224, loss="ce", sampler="none",
+    mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
     optimizers={"generator": {"params": GENERATOR_PARAMS, "losses": GENERATOR_TERMS},
                 "discriminator": {"params": ["discriminator."], "losses": ["adv_d"], "lr": 1e-4,
                                   "betas": [0.5, 0.999]}},
@@ -575,8 +576,8 @@ def _recipe(s: dict[str, Any], preset: str) -> Recipe:
 
 
 def _cfg(img_size: int) -> dict[str, Any]:
-    return {"url": "", "num_classes": 7, "input_size": (3, img_size, img_size), "mean": _FINETUNE_CODE.mean,
-            "std": _FINETUNE_CODE.std, "first_conv": "encoder.patch_embed.proj", "classifier": "head"}
+    return {"url": "", "num_classes": 7, "input_size": (3, img_size, img_size), "mean": IMAGENET_DEFAULT_MEAN,
+            "std": IMAGENET_DEFAULT_STD, "first_conv": "encoder.patch_embed.proj", "classifier": "head"}
 
 
 default_cfgs = generate_default_cfgs({"pfvit": _cfg(224)})

@@ -32,7 +32,7 @@ The paper's per-dataset settings are not baked in: a table's dataset column sets
 (``transfer.branches: 4, transfer.p1: 0.2, transfer.p2: 0.6, transfer.recipe: affectnet`` for
 AffectNet).
 
-Override keys (``describe_overrides()`` lists them with allowed values and defaults; every value
+Override keys (``describe_overrides(model_name, preset)`` lists them with allowed values and defaults; every value
 is checked when the model is built and bad input raises ``ValueError`` naming the key):
 
 * ``transfer.stage`` (2 | 3 | 4): the IR-50 stage whose output feeds the local CNNs and the ViT
@@ -88,6 +88,7 @@ from methods.layers.keys import OverrideKey, check_path, choice, int_range, load
 from methods.layers.drop import MAP_DROPS, MSAD_MODES, MultiAttentionDrop, build_map_drop, msad_masks
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.lanet import LocalCNNs
+from methods.layers.vit import HybridArch, round_half_up
 
 __all__ = ["TransFER", "OVERRIDE_KEYS", "describe_overrides", "validate_overrides"]
 
@@ -149,25 +150,11 @@ def validate_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class ArchConfig:
-    """Network structure of one preset (not overridable: presets choose it)."""
+class ArchConfig(HybridArch):
+    """TransFER's network structure at one preset: every IR-50 stage ``transfer.stage`` can cut after."""
 
-    img_size: int = 112
-    ir50_widths: tuple[int, ...] = (64, 128, 256, 512)  # every stage transfer.stage can cut after
+    ir50_widths: tuple[int, ...] = (64, 128, 256, 512)
     ir50_depths: tuple[int, ...] = (3, 4, 14, 3)
-    ir50_stem: int | None = None
-    embed_dim: int = 768
-    depth: int = 8
-    num_heads: int = 8
-    mlp_ratio: float = 3.0
-    qkv_bias: bool = False
-    norm_eps: float = 1e-6
-    # BatchNorm on the CNN output (APViT-tiny's, for a from-scratch tiny IR-50; see methods.apvit)
-    backbone_norm: bool = False
-
-
-def _round_half_up(x: float) -> int:
-    return int(x + 0.5)
 
 
 class TransFER(nn.Module):
@@ -187,7 +174,7 @@ class TransFER(nn.Module):
             raise ValueError(f"img_size {arch.img_size} is not a multiple of the total stride {self.backbone.reduction}")
         side = arch.img_size // self.backbone.reduction
         paper_side = PAPER_IMG // self.backbone.reduction
-        self.dropblock_size = min(max(_round_half_up(settings["transfer.dropblock_size"] * side / paper_side), 1), side)
+        self.dropblock_size = min(max(round_half_up(settings["transfer.dropblock_size"] * side / paper_side), 1), side)
         drop = build_map_drop(settings["transfer.drop"], settings["transfer.p1"], self.dropblock_size)
         self.local_cnns = LocalCNNs(self.backbone.out_chs, settings["transfer.branches"], drop,
                                     settings["transfer.lanet_reduction"], settings["transfer.lanet_norm"] == "bn")

@@ -17,8 +17,8 @@ import methods  # noqa: F401  (registers the models)
 from harness.flops import count_flops
 from harness.runner import build_optimizers, optimizer_plan
 from methods.interface import get_recipe
-from methods.mae import (VARIANTS, MaskedAutoencoderViT, masked_patch_loss, num_visible, patchify, random_masking,
-                         sincos_pos_embed, unpatchify)
+from methods.layers.vit import num_visible, patchify, random_masking, sincos_pos_embed, unpatchify
+from methods.mae import VARIANTS, MaskedAutoencoderViT, masked_patch_loss
 
 X = torch.randn(4, 3, 48, 48, generator=torch.Generator().manual_seed(0))
 Y = torch.tensor([0, 1, 2, 3])

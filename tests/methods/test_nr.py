@@ -139,10 +139,10 @@ def test_bad_overrides_name_the_key(overrides, needle):
 
 
 def test_describe_overrides_lists_every_key_with_its_default():
-    keys = describe_overrides("tiny")
+    keys = describe_overrides("nr_vit", "tiny")
     assert keys["nr.up"]["default"] == "sr" and keys["nr.down"]["default"] == "ltr"
     assert keys["nr.ltr_blocks"]["default"] == 1 and keys["nr.ltr_filters"]["default"] == 8
-    assert describe_overrides("paper")["nr.ltr_filters"]["default"] == 16  # the reference configuration
+    assert describe_overrides("nr_vit", "paper")["nr.ltr_filters"]["default"] == 16  # the reference configuration
     assert tiny(**TABLE2["b"]).resizer.tail.in_channels == 8
     assert tiny(**TABLE2["b"], **{"nr.ltr_filters": 16}).resizer.tail.in_channels == 16
 

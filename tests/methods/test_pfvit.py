@@ -235,7 +235,7 @@ def test_tiny_trains_like_tiny_mae_vit():
         assert getattr(pf.recipe, field) == getattr(mae.recipe, field), field
     assert pf.recipe.optimizers["discriminator"]["lr"] == 1e-3
     # the adversarial weight is the tiny preset's only other difference (1 keeps it at the majority class)
-    assert pf.settings["pfvit.w_adv"] == describe_overrides("tiny")["pfvit.w_adv"]["default"] == 0.1
+    assert pf.settings["pfvit.w_adv"] == describe_overrides("pfvit", "tiny")["pfvit.w_adv"]["default"] == 0.1
     assert describe_overrides()["pfvit.w_adv"]["default"] == 1.0
     assert tiny(**{"pfvit.w_adv": 1.0}).settings["pfvit.w_adv"] == 1.0
     assert pf.encoder.patch_embed.proj.weight.shape == mae.patch_embed.proj.weight.shape
