@@ -10,7 +10,7 @@ import pytest
 from harness import stats
 from harness.cli import main
 from harness.collect import collect_tables
-from harness.commands.reproduce import next_seed_counts
+from harness.stats.power import next_seed_counts
 from harness.store import Store
 from tests.harness.conftest import write_spec
 
