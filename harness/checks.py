@@ -2,7 +2,8 @@
 
 The allowed values are data next to the fields they constrain: ``dataclasses.field`` metadata
 ``{"allowed": {"ge": 0, "lt": 1, "choices": (...)}}`` on :class:`methods.interface.Recipe` and on
-:class:`harness.data.synth.Knobs`. This module only reads them, so a new field with bounds needs
+:class:`harness.data.synth.Knobs` (:func:`harness.overrides.train_problems` and
+:func:`harness.data.synth.data_problems` call :func:`value_problems`). This module only reads them, so a new field with bounds needs
 no code here. Each problem is one line naming the key, the value and what is allowed.
 """
 from __future__ import annotations
@@ -75,19 +76,3 @@ def value_problems(cls: type, values: dict[str, Any], prefix: str,
         elif any(k in _OPS and not _OPS[k][1](value, b) for k, b in limits.items()):
             problems.append(f"{key}: allowed: {_allowed_text(limits)}")
     return problems
-
-
-def train_problems(train: dict[str, Any], prefix: str = "train.") -> list[str]:
-    """Problems of ``train.*`` values (field name -> value) against :class:`Recipe`."""
-    from harness.data.transforms import PIPELINES
-    from methods.interface import Recipe
-    from methods.losses import LOSSES
-
-    return value_problems(Recipe, train, prefix, {"augment": tuple(PIPELINES), "loss": tuple(sorted(LOSSES))})
-
-
-def data_problems(data: dict[str, Any], prefix: str = "data.") -> list[str]:
-    """Problems of ``data.*`` values (knob name -> value) against the synthetic generator's knobs."""
-    from harness.data.synth import Knobs
-
-    return value_problems(Knobs, data, prefix)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.cells import SLOT_FIELDS, canonical_json, code_version, split_overrides
+from harness.cells import SLOT_FIELDS, canonical_json, split_overrides
+from harness.codeversion import code_version
 from harness.data.align import describe_alignment
 from harness.plan import declared_model
 from harness.specs import TableSpec, load_spec

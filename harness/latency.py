@@ -2,7 +2,7 @@
 
 One protocol, three stages, each a plain function:
 
-* :func:`prepare` builds a model at a preset (``harness.cells.build_model``), puts it in eval
+* :func:`prepare` builds a model at a preset (``harness.overrides.build_model``), puts it in eval
   mode at the end of its keep schedule (as deployed, as FLOPs are counted), fixes the intra-op
   thread count with ``torch.set_num_threads``, draws a fixed-seed input and counts FLOPs with
   :func:`harness.flops.count_flops`. It returns a :class:`Bench` whose ``step()`` is one timed
@@ -204,7 +204,7 @@ def prepare(model_name: str, preset: str = "paper", overrides: dict[str, Any] | 
     and the token trace are computed once per (model, preset, overrides) in this process and
     cached. Bad names, overrides, batch or threads raise :class:`UserError`.
     """
-    from harness.cells import build_model
+    from harness.overrides import build_model
 
     overrides = dict(overrides or {})
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:

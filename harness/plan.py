@@ -13,13 +13,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.cells import (SCALES, Cell, PlannedCell, check_overrides, code_version, is_weights_key,
-                           split_overrides)
+from harness.cells import SCALES, Cell, PlannedCell, is_weights_key, split_overrides
+from harness.codeversion import code_version
+from harness.overrides import check_overrides
 from harness.errors import UserError
 from harness.priors import pin_prior_file
 from harness.specs import TableSpec
 from harness.stages import load_stage
-from harness.store import file_sha256
+from harness.weights import WeightRef, file_digest
 from methods.interface import Recipe
 
 SYNTHETIC_SEED = 0  # the stand-in data is one fixed dataset; training seeds vary, the data does not
@@ -84,12 +85,6 @@ def declared_weights(overrides: dict[str, Any], init: dict[str, str]) -> dict[st
     return out
 
 
-def file_digest(path: Path) -> str | None:
-    """First 16 hex digits of a file's SHA-256 (None if it cannot be read)."""
-    digest = file_sha256(path)
-    return digest[:16] if digest else None
-
-
 def _find_file(name: str, weights: WeightsSource) -> Path | None:
     p = Path(name).expanduser()
     if p.is_absolute() or p.parent != Path("."):
@@ -114,11 +109,11 @@ def resolve_weights(declared: dict[str, str], stand_in: dict[str, str], scale: s
     stages: list[Cell] = []
     for key, src in sorted(declared.items()):
         kind, _, name = src.partition(":")
-        prefix = ""
+        stand_in_used = False
         if kind == "file":
             path = _find_file(name, weights)
             if path is not None:
-                ids[key], paths[key] = f"file:{file_digest(path)}", str(path.resolve())
+                ids[key], paths[key] = str(WeightRef("file", digest=file_digest(path))), str(path.resolve())
                 continue
             if not (weights.stand_ins and key in stand_in):
                 where_not = (f"which is not in {weights.root}" if weights.root else
@@ -132,15 +127,15 @@ def resolve_weights(declared: dict[str, str], stand_in: dict[str, str], scale: s
                                 f"there, pass --set {key}=/path/to/file{alt}, or --set {key}=none to train that "
                                 "part from scratch")
             kind, _, name = stand_in[key].partition(":")
-            prefix = "standin:"
+            stand_in_used = True
         if kind == "stage":
             cell = stage_cell(name, scale, source)
             if key not in load_stage(name).provides:
                 raise UserError(f"{where}: {key}: stage {name!r} provides {load_stage(name).provides}, not {key}")
-            ids[key] = f"{prefix}stage:{name}@{cell.id}"
+            ids[key] = str(WeightRef("stage", name, cell.id, stand_in_used))
             stages.append(cell)
         elif kind == "none":
-            ids[key] = prefix + "none"
+            ids[key] = str(WeightRef("none", stand_in=stand_in_used))
         else:
             raise UserError(f"{where}: {key}: unknown source {src!r}; allowed: stage:<id>, file:<name>, none")
     return ids, paths, stages

@@ -40,9 +40,11 @@ import submitit
 import torch
 import torch.nn as nn
 
-from harness.cells import Cell, apply_train_overrides, build_model
-from harness.store import Store
+from harness.cells import Cell
 from harness.devices import amp_dtype, device_name, resolve_device
+from harness.overrides import apply_train_overrides, build_model
+from harness.store import Store
+from harness.weights import WeightRef, file_digest
 from methods.interface import Recipe, get_exports, get_recipe, set_progress, training_step
 
 PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
@@ -340,7 +342,7 @@ def selection_on_test(history: list[dict[str, Any]]) -> dict[str, Any]:
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent.parent)
+                             cwd=Path(__file__).resolve().parent)  # git finds the repository above
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -375,32 +377,29 @@ def resolve_start(cell: Cell, store: Store) -> tuple[dict[str, str | None], dict
     A stage's weights are the artifact of its record in the store; a file must still have the
     content it had when the cell was planned (its digest is part of the cell's id).
     """
-    from harness.plan import file_digest
-
     paths: dict[str, str | None] = {}
     started: dict[str, dict[str, Any]] = {}
-    for key, ref in sorted(cell.weights.items()):
-        stand_in = ref.startswith("standin:")
-        kind, _, rest = ref.removeprefix("standin:").partition(":")
-        entry: dict[str, Any] = {"declared": cell.model.get(key), "kind": kind, "stand_in": stand_in}
-        if kind == "none":
+    for key, text in sorted(cell.weights.items()):
+        ref = WeightRef.parse(text)
+        entry: dict[str, Any] = {"declared": cell.model.get(key), "kind": ref.kind, "stand_in": ref.stand_in}
+        if ref.kind == "none":
             paths[key] = None
-        elif kind == "file":
+        elif ref.kind == "file":
             path = Path(cell.weight_paths[key])
             digest = file_digest(path)
-            if digest != rest:
+            if digest != ref.digest:
                 raise UpstreamMissing(f"{key}: {path} is missing or changed since the cell was planned "
-                                      f"(sha256 {digest} != {rest}); plan the table again")
+                                      f"(sha256 {digest} != {ref.digest}); plan the table again")
             paths[key] = str(path)
-            entry.update(path=str(path), sha256=rest)
+            entry.update(path=str(path), sha256=ref.digest)
         else:  # stage
-            name, _, cid = rest.partition("@")
+            cid = ref.digest
             rec = store.record(cid)
             art = (rec or {}).get("artifacts", {}).get(key)
             if art is None:
-                raise UpstreamMissing(f"{key}: pre-training stage {name} (cell {cid}) has no result with {key}")
+                raise UpstreamMissing(f"{key}: pre-training stage {ref.stage} (cell {cid}) has no result with {key}")
             paths[key] = str(store.cell_dir(cid) / art["file"])
-            entry.update(stage=name, cell=cid, sha256=art["sha256"][:16],
+            entry.update(stage=ref.stage, cell=cid, sha256=art["sha256"][:16],
                          stage_test_accuracy=rec["metrics"]["accuracy"])
         started[key] = entry
     return paths, started

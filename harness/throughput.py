@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import torch
 
-from harness.cells import build_model
+from harness.overrides import build_model
 from harness.devices import amp_dtype, device_name, peak_tflops, resolve_device
 from harness.errors import UserError
 from methods.interface import Recipe, get_recipe, training_step

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from harness.cells import SCALES, check_overrides
+from harness.cells import SCALES
+from harness.overrides import check_overrides
 from harness.commands.common import add_results_flag
 from harness.errors import UserError
 

@@ -11,7 +11,6 @@ seed-matched. The budget (W, N, each round's counts) is written to
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import subprocess
@@ -19,9 +18,11 @@ import sys
 import time
 
 from harness.cells import SCALES, split_overrides
-from harness.checks import data_problems, train_problems
+from harness.overrides import train_problems
+from harness.data.synth import data_problems
 from harness.commands.common import add_results_flag, nonnegative_int, positive_float, positive_int
 from harness.errors import UserError
+from harness.weights import WeightRef
 from harness.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
 from harness.interrupts import Cancelled, cancel_on_signals
 from harness.plan import DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
@@ -122,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         for c in stages:
             print(f"{c.id}  stage:{c.stage:18s} {c.dataset:10s} seed {c.seed}")
         for p in planned:
-            start = ", ".join(f"{k}={v.split('@')[0]}" for k, v in sorted(p.cell.weights.items()))
+            start = ", ".join(f"{k}={WeightRef.parse(v).label}" for k, v in sorted(p.cell.weights.items()))
             print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}  recipe {cell_recipe(p.cell).summary()}"
                   + (f"  from {start}" if start else ""))
         return 0
@@ -158,38 +159,12 @@ def _check_budget_args(args: argparse.Namespace, spec) -> None:
         raise UserError("--until-ci runs in rounds and cannot --detach")
 
 
-def next_seed_counts(comparisons, counts: dict[tuple[str, str], int], width: float, max_seeds: int,
-                     baseline: str) -> tuple[dict[tuple[str, str], int], dict[str, float]]:
-    """One round of the seed budget: the new seed count of every (row, dataset) that needs more.
-
-    ``comparisons`` is :func:`harness.stats.compare_to_baseline`'s frame. A row needs more seeds
-    while its delta CI half-width is above ``width`` (or unknown: fewer than 2 seeds) and it has
-    fewer than ``max_seeds``; it gets the count that would bring the half-width to ``width`` if
-    it shrank as 1/sqrt(n), at least one more seed, at most the cap. The baseline of each dataset
-    then gets its neediest row's count. Returns (changed counts, half-widths by "row | dataset").
-    """
-    need: dict[tuple[str, str], int] = {}
-    halves: dict[str, float] = {}
-    for r in comparisons.itertuples():
-        key = (r.row, r.dataset)
-        n = counts.get(key, 0)
-        half = (r.diff_ci_high - r.diff_ci_low) / 2
-        halves[f"{r.row} | {r.dataset}"] = float(half)
-        if (math.isfinite(half) and half <= width) or n >= max_seeds:
-            continue
-        target = n + 1 if not math.isfinite(half) else math.ceil(n * (half / width) ** 2)
-        need[key] = min(max_seeds, max(n + 1, target))
-    for (row, ds), n in list(need.items()):
-        if counts.get((baseline, ds), 0) < n:
-            need[(baseline, ds)] = max(need.get((baseline, ds), 0), n)
-    return need, halves
-
-
 def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: ExecutorConfig,
                    source: DataSource, weights: WeightsSource) -> int:
     """Add seeds in rounds until every delta CI is within ``--until-ci`` or at ``--max-seeds``."""
     from harness.collect import budget_path, collect_planned
     from harness.stats import compare_to_baseline
+    from harness.stats.power import next_seed_counts
 
     extra = parse_sets(args.set)
     counts: dict[tuple[str, str], int] = {}

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harness.checks import value_problems
 from harness.data.base import SYNTHETIC_MARKER
 from harness.data.labels import (AFFECTNET_LABELS, CANONICAL_CLASSES, EXPW_LABELS,
                                  FER2013_LABELS, FERPLUS_LABELS, FERPLUS_VOTE_COLUMNS,
@@ -795,11 +796,14 @@ def _tree_hash(root: Path) -> str:
 DATASET_KNOBS: dict[str, dict[str, float]] = {"affectnet": {"imbalance": 0.5}}
 
 
+def data_problems(data: dict[str, Any], prefix: str = "data.") -> list[str]:
+    """Problems of ``data.*`` values (knob name -> value) against :class:`Knobs`'s ranges."""
+    return value_problems(Knobs, data, prefix)
+
+
 def make_knobs(name: str | None = None, **knobs) -> Knobs:
     """Knobs from keyword overrides over the dataset's defaults; an unknown knob or a value out of
     range is a UserError."""
-    from harness.checks import data_problems
-
     names = {f.name for f in fields(Knobs)}
     unknown = sorted(set(knobs) - names)
     if unknown:

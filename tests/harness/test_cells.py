@@ -2,7 +2,8 @@
 
 import pytest
 
-from harness.cells import Cell, apply_train_overrides, check_overrides, code_version, split_overrides
+from harness.cells import Cell, split_overrides
+from harness.overrides import apply_train_overrides, check_overrides
 from harness.errors import UserError
 from methods.interface import Recipe
 
@@ -53,16 +54,3 @@ def test_check_overrides_names_key_and_place(overrides, needle):
     with pytest.raises(UserError) as err:
         check_overrides("apvit", "tiny", overrides, "tables/x.yaml: row 2")
     assert "tables/x.yaml: row 2" in str(err.value) and needle in str(err.value)
-
-
-def test_code_version_is_stable_and_method_specific():
-    assert code_version("apvit") == code_version("apvit")
-    assert len(code_version("apvit")) == 16
-
-
-def test_a_family_hashes_the_methods_modules_it_imports():
-    from harness.cells import ROOT, family_sources
-
-    files = {p.relative_to(ROOT).as_posix() for p in family_sources(ROOT / "methods" / "pfvit.py")}
-    assert {"methods/pfvit.py", "methods/mae.py", "methods/pretrained.py"} <= files
-    assert "methods/apvit.py" not in files
