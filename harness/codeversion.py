@@ -9,9 +9,11 @@ Each module is parsed, and what the hash sees is normalised:
 
 * docstrings are dropped (comments and formatting never reach the syntax tree);
 * imports of project modules are dropped: the imported code is hashed on its own, so a module's
-  name or location is not part of the version (imports of torch, timm, ... are kept);
-* the top-level statements of every module on the path are hashed as one sorted multiset, so
-  moving a function or class to another file (or splitting a file) keeps the version.
+  name or location is not part of the version;
+* the other top-level statements of every module on the path are hashed as one sorted multiset,
+  and the names imported from outside the project (``torch``, ``timm.layers.Mlp``, ...) as one set
+  of ``(module, name, alias)``, so moving a function or class to another file, or splitting a
+  file (whose new header repeats imports the path already has), keeps the version.
 
 So a comment, a docstring, a reformat, a moved or renamed file keeps every stored result valid,
 while any change to a statement of the training path (a constant, an operator, a default) makes
@@ -107,10 +109,20 @@ class _Normalise(ast.NodeTransformer):
 
 
 def normalised_statements(source: str, module: str = "", is_package: bool = False,
-                          packages: tuple[str, ...] = PROJECT_PACKAGES) -> list[str]:
-    """The top-level statements of ``source`` as normalised syntax-tree dumps (see the module doc)."""
+                          packages: tuple[str, ...] = PROJECT_PACKAGES) -> tuple[list[str], set[str]]:
+    """``(statements, imports)`` of ``source``: its top-level statements but imports as normalised
+    syntax-tree dumps, and each name its top-level imports take from outside the project as
+    ``"module:name:alias"`` (see the module doc)."""
     tree = _Normalise(module, is_package, packages).visit(ast.parse(source))
-    return [ast.dump(s, include_attributes=False) for s in tree.body if not isinstance(s, ast.Pass)]
+    statements, imports = [], set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            imports.update(f"{a.name}::{a.asname or ''}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imports.update(f"{'.' * node.level}{node.module or ''}:{a.name}:{a.asname or ''}" for a in node.names)
+        elif not isinstance(node, ast.Pass):
+            statements.append(ast.dump(node, include_attributes=False))
+    return statements, imports
 
 
 def training_path(roots: tuple[str, ...], root: Path, packages: tuple[str, ...] = PROJECT_PACKAGES
@@ -136,10 +148,13 @@ def training_path(roots: tuple[str, ...], root: Path, packages: tuple[str, ...] 
 def source_version(roots: tuple[str, ...], root: Path = ROOT, packages: tuple[str, ...] = PROJECT_PACKAGES) -> str:
     """16 hex digits of the SHA-256 of the normalised training path reached from ``roots``."""
     statements: list[str] = []
+    imports: set[str] = set()
     for name, path in training_path(roots, root, packages).items():
-        statements += normalised_statements(path.read_text(), name, path.name == "__init__.py", packages)
+        body, names = normalised_statements(path.read_text(), name, path.name == "__init__.py", packages)
+        statements += body
+        imports |= names
     h = hashlib.sha256()
-    for s in sorted(statements):
+    for s in sorted(imports) + ["\0"] + sorted(statements):
         h.update(s.encode() + b"\0")
     return h.hexdigest()[:16]
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from harness.cells import Cell
-from harness.codeversion import ROOT, RUNNER_MODULE, normalised_statements, source_version, training_path
+from harness.codeversion import (ROOT, RUNNER_MODULE, module_file, normalised_statements, source_version,
+                                     training_path)
 
 
 @pytest.fixture()
@@ -38,7 +39,7 @@ def test_the_copy_has_the_projects_version(tree):
 
 def test_comments_docstrings_and_layout_keep_the_version(tree):
     before = _version(tree)
-    runner = tree / "harness" / "runner.py"
+    runner = module_file(RUNNER_MODULE, tree)
     text = runner.read_text()
     doc = text.index('"""', text.index("def train_cell("))
     runner.write_text(text[:doc + 3] + "Reworded. " + text[doc + 3:] + "\n# a new comment\n")
@@ -51,15 +52,18 @@ def test_comments_docstrings_and_layout_keep_the_version(tree):
 
 def test_moving_a_training_path_file_keeps_the_version(tree):
     before = _version(tree)
-    (tree / "harness" / "train").mkdir()
-    (tree / "harness" / "train" / "__init__.py").write_text('"""The loop and its helpers."""\n')
-    shutil.move(tree / "harness" / "flops.py", tree / "harness" / "train" / "flops_count.py")
+    flops = next(m for m in training_path((RUNNER_MODULE,), tree) if m.endswith(".flops"))
+    (tree / "harness" / "elsewhere").mkdir()
+    (tree / "harness" / "elsewhere" / "__init__.py").write_text('"""Moved here."""\n')
+    shutil.move(module_file(flops, tree), tree / "harness" / "elsewhere" / "flops_count.py")
     for path in tree.rglob("*.py"):
         text = path.read_text()
-        new = re.sub(r"^(\s*from) harness\.flops import", r"\1 harness.train.flops_count import", text, flags=re.M)
+        new = re.sub(rf"^(\s*from) {re.escape(flops)} import", r"\1 harness.elsewhere.flops_count import", text,
+                     flags=re.M)
         if new != text:
             path.write_text(new)
-    assert "harness.train.flops_count" in training_path((RUNNER_MODULE,), tree)
+    assert "harness.elsewhere.flops_count" in training_path((RUNNER_MODULE,), tree)
+    assert flops not in training_path((RUNNER_MODULE,), tree)
     assert _version(tree) == before
 
 
@@ -84,8 +88,8 @@ def test_a_family_edit_leaves_other_families_alone(tree):
 
 def test_the_path_follows_imports_not_folders():
     path = training_path((RUNNER_MODULE, "methods.apvit"), ROOT)
-    assert {"harness.runner", "harness.data.transforms", "methods.layers.vit", "methods.losses"} <= set(path)
-    assert not {"methods.mae", "methods.pfvit", "harness.report", "harness.stats", "harness.plan"} & set(path)
+    assert {RUNNER_MODULE, "harness.data.transforms", "methods.layers.vit", "methods.losses"} <= set(path)
+    assert not {"methods.mae", "methods.pfvit", "harness.report.build", "harness.stats", "harness.run.plan"} & set(path)
 
 
 def test_statements_drop_docstrings_and_project_imports_only():
@@ -94,4 +98,17 @@ def test_statements_drop_docstrings_and_project_imports_only():
     b = normalised_statements('import torch\nfrom harness.elsewhere import y\ndef f():\n    return torch.ones(2)\n')
     c = normalised_statements('import numpy\ndef f():\n    return torch.ones(3)\n')
     assert a == b
-    assert a != c
+    assert a[0] != c[0] and a[1] != c[1]
+
+
+def test_splitting_a_file_keeps_the_version(tree):
+    """Half of a module moves to a new file whose header repeats imports the path already has."""
+    before = _version(tree)
+    layers = tree / "methods" / "layers"
+    text = (layers / "pooling.py").read_text()
+    cut = text.index("\ndef ", len(text) // 2)
+    header = text[: text.index("\ndef ")]  # docstring and imports
+    (layers / "pooling_more.py").write_text(header + text[cut:])
+    (layers / "pooling.py").write_text(text[:cut] + "\nfrom methods.layers.pooling_more import *  # noqa\n")
+    assert "methods.layers.pooling_more" in training_path((RUNNER_MODULE, "methods.apvit"), tree)
+    assert _version(tree) == before
