@@ -41,7 +41,7 @@ reproduce: $(STAMP)
 report: $(STAMP)
 	$(PY) -m harness report --results $(RESULTS) --out $(REPORTS)
 
-# The site: every table, the methods compared, the claims ledger, data and provenance (harness/publish.py).
+# The site: every table, the methods compared, the claims ledger, data and provenance (harness/report/publish.py).
 # BRANCH=gh-pages also commits it to that branch of this repository; ARGS=--archive also writes $(SITE).tar.gz.
 publish: $(STAMP)
 	$(PY) -m harness publish --results $(RESULTS) --out $(SITE) $(if $(BRANCH),--git-branch $(BRANCH)) $(ARGS)

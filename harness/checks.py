@@ -2,7 +2,7 @@
 
 The allowed values are data next to the fields they constrain: ``dataclasses.field`` metadata
 ``{"allowed": {"ge": 0, "lt": 1, "choices": (...)}}`` on :class:`methods.interface.Recipe` and on
-:class:`harness.data.synth.Knobs` (:func:`harness.overrides.train_problems` and
+:class:`harness.data.synth.Knobs` (:func:`harness.run.overrides.train_problems` and
 :func:`harness.data.synth.data_problems` call :func:`value_problems`). This module only reads them, so a new field with bounds needs
 no code here. Each problem is one line naming the key, the value and what is allowed.
 """

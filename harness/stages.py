@@ -3,7 +3,7 @@
 A stage is written like a table row, in ``tables/stages/<id>.yaml``: a registered model
 (``method``), the dataset it trains on, overrides (``set``: model, ``train.*`` and ``data.*`` keys,
 as in a table), a seed, and the weights keys it ``provides``. It becomes an ordinary
-:class:`~harness.cells.Cell` (with ``stage`` set), content-hashed like every cell, so it runs
+:class:`~harness.run.cells.Cell` (with ``stage`` set), content-hashed like every cell, so it runs
 once in the store however many cells, tables or concurrent invocations need it, and a change to
 its config gives it a new id, which makes every cell that starts from it stale.
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.collect import collect_tables, tables_with_results
+from harness.report.collect import collect_tables, tables_with_results
 from harness.commands.common import add_results_flag, add_run_config_flags, check_output_file, run_configs
 from harness.store import Store
 

@@ -53,7 +53,7 @@ def add_run_config_flags(p: argparse.ArgumentParser) -> None:
 
 def run_configs(results: str | os.PathLike, tables: list[str], args: argparse.Namespace) -> dict:
     """``{table id: (extra overrides, seeds)}`` for collect: explicit flags, else the recorded run."""
-    from harness.plan import parse_sets
+    from harness.run.plan import parse_sets
     from harness.store import Store
 
     explicit = parse_sets(getattr(args, "set", None))

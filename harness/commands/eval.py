@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from harness.cells import SCALES
-from harness.overrides import check_overrides
+from harness.run.cells import SCALES
+from harness.run.overrides import check_overrides
 from harness.commands.common import add_results_flag
 from harness.errors import UserError
 
@@ -75,8 +75,8 @@ def build_eval_spec(model: str, dataset: str, loader: str | None, protocol: str 
 
 def run(args: argparse.Namespace) -> int:
     """Plan the evaluation cell, run it if the store lacks it, print its metrics and row ``set``."""
-    from harness.executors import ExecutorConfig, check_executor, run_cells
-    from harness.plan import DataSource, WeightsSource, parse_sets, plan_table
+    from harness.run.executors import ExecutorConfig, check_executor, run_cells
+    from harness.run.plan import DataSource, WeightsSource, parse_sets, plan_table
     from harness.store import Store
 
     extra = parse_sets(args.set)

@@ -1,7 +1,7 @@
 """``python -m harness flops MODEL [--preset paper|tiny] [--set key=value ...] [--input-size N] [--json]``.
 
 Builds ``MODEL`` with ``timm.create_model(MODEL, preset=..., **overrides)`` and counts its FLOPs
-with :func:`harness.flops.count_flops` (fvcore, eval mode, batch 1, one multiply-add = one FLOP).
+with :func:`harness.run.train.flops.count_flops` (fvcore, eval mode, batch 1, one multiply-add = one FLOP).
 ``--set`` values are parsed with ``yaml.safe_load`` so ``app.k=120`` is an int, ``atp.r=0.9`` a
 float and ``atp.blocks=[6,7]`` a list. ``--input-size`` defaults to the model's recipe image size.
 With ``--json`` the output is one JSON object (model, preset, overrides, plus every field of
@@ -14,7 +14,7 @@ import json
 
 from harness.commands.common import add_model_flags
 from harness.errors import UserError
-from harness.plan import parse_sets
+from harness.run.plan import parse_sets
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import timm
 
     import methods  # noqa: F401  (registers the models)
-    from harness.flops import count_flops
+    from harness.run.train.flops import count_flops
     from methods.interface import get_recipe
 
     overrides = parse_sets(args.sets)

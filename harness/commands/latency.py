@@ -1,7 +1,7 @@
 """``python -m harness latency MODEL [--preset paper|tiny] [--set key=value ...] [--batch N] [--threads N]
 [--rounds N] [--warmup N] [--device cpu|cuda] [--selection] [--profile] --json``.
 
-Times one configuration with the benchmark suite's protocol (:mod:`harness.latency`): eval mode,
+Times one configuration with the benchmark suite's protocol (:mod:`harness.measure.latency`): eval mode,
 ``torch.no_grad``, fixed thread count, warm-up rounds, then ``--rounds`` timed forwards of one
 ``[batch, 3, S, S]`` input. With ``--json`` it prints one JSON object (a stable interface used by
 other checks) with at least ``median_ms``, ``iqr_ms``, ``rounds``, ``batch``, ``threads`` and
@@ -21,7 +21,7 @@ from harness.errors import UserError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``latency`` command."""
-    from harness.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP
+    from harness.measure.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP
 
     p = subparsers.add_parser("latency", help="time one model configuration (the benchmark suite's protocol)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,8 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Measure, print the result."""
     import methods  # noqa: F401  (registers the models)
-    from harness import latency
-    from harness.plan import parse_sets
+    from harness.measure import latency
+    from harness.run.plan import parse_sets
 
     import yaml
 

@@ -1,5 +1,5 @@
 """``python -m harness publish --out DIR [--git-branch NAME] [--archive]``: the report as a
-self-contained, reproducible static site (see :mod:`harness.publish`)."""
+self-contained, reproducible static site (see :mod:`harness.report.publish`)."""
 from __future__ import annotations
 
 import argparse
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Publish; print the site's index.html, then the archive and the commit when made."""
-    from harness.publish import check_results, publish
+    from harness.report.publish import check_results, publish
     from harness.specs import list_specs
 
     results = check_results(Path(args.results))

@@ -48,7 +48,7 @@ def _read_table_file(path: Path) -> pd.DataFrame:
 
 
 def _read_benchmarks(path: Path) -> pd.DataFrame:
-    from harness.latency import load_benchmark_json
+    from harness.report.benchmarks import load_benchmark_json
 
     if path.is_dir() or path.suffix == ".json":
         return load_benchmark_json([path])
@@ -57,8 +57,8 @@ def _read_benchmarks(path: Path) -> pd.DataFrame:
 
 def run(args: argparse.Namespace) -> int:
     """Collect (or read) the frame, build the report, print the path of index.html."""
-    from harness.collect import collect_tables, tables_with_results
-    from harness.report import build_report, read_exported
+    from harness.report.collect import collect_tables, one_scale, tables_with_results
+    from harness.report.build import build_report, read_exported
     from harness.specs import list_specs, load_spec
 
     check_output_dir(args.out)  # before any work: an existing file or an unwritable place is an error
@@ -85,14 +85,7 @@ def run(args: argparse.Namespace) -> int:
         frame = (collect_tables([s.id for s in specs_checked], results, scale=args.scale, configs=configs) if tables
                  else pd.DataFrame(columns=["table_id", "row", "dataset", "seed", "status", "synthetic"]))
     specs = [load_spec(t) for t in tables]
-    if args.scale and "scale" in frame:
-        frame = frame[frame["scale"].isna() | (frame["scale"] == args.scale)]
-    if not args.scale and "scale" in frame:
-        ran = frame[frame["status"].isin(["ok", "stale", "failed"])]
-        mixed = {t: sorted(map(str, g.dropna().unique())) for t, g in ran.groupby("table_id")["scale"]
-                 if g.dropna().nunique() > 1}
-        if mixed:
-            raise UserError(f"results of several scale presets would be pooled ({mixed}); pass --scale")
+    frame = one_scale(frame, args.scale)
     benchmarks = _read_benchmarks(Path(args.benchmarks)) if args.benchmarks else None
     if not tables and (benchmarks is None or benchmarks.empty):
         raise UserError(f"no table has results and {args.benchmarks} holds no pytest-benchmark results")

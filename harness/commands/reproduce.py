@@ -17,15 +17,15 @@ import subprocess
 import sys
 import time
 
-from harness.cells import SCALES, split_overrides
-from harness.overrides import train_problems
+from harness.run.cells import SCALES, split_overrides
+from harness.run.overrides import train_problems
 from harness.data.synth import data_problems
 from harness.commands.common import add_results_flag, nonnegative_int, positive_float, positive_int
 from harness.errors import UserError
-from harness.weights import WeightRef
-from harness.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
-from harness.interrupts import Cancelled, cancel_on_signals
-from harness.plan import DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
+from harness.run.weights import WeightRef
+from harness.run.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
+from harness.run.interrupts import Cancelled, cancel_on_signals
+from harness.run.plan import DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
 from harness.specs import load_spec
 from harness.store import Store, atomic_write_json
 
@@ -71,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then run the cells that lack a valid result.
 
-    SIGTERM and SIGINT cancel the run the same way (:mod:`harness.interrupts`): local workers
+    SIGTERM and SIGINT cancel the run the same way (:mod:`harness.run.interrupts`): local workers
     are stopped, claims released, finished results and epoch checkpoints kept; one line says
     what was cancelled and how to resume.
     """
@@ -162,7 +162,7 @@ def _check_budget_args(args: argparse.Namespace, spec) -> None:
 def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: ExecutorConfig,
                    source: DataSource, weights: WeightsSource) -> int:
     """Add seeds in rounds until every delta CI is within ``--until-ci`` or at ``--max-seeds``."""
-    from harness.collect import budget_path, collect_planned
+    from harness.report.collect import budget_path, collect_planned
     from harness.stats import compare_to_baseline
     from harness.stats.power import next_seed_counts
 

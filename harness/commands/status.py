@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.collect import collect_tables
+from harness.report.collect import collect_tables
 from harness.commands.common import add_results_flag, add_run_config_flags, run_configs
 from harness.specs import list_specs
 from harness.store import Store

@@ -2,7 +2,7 @@
 [--amp auto|bf16|off] [--device auto|cpu|cuda[:N]] [--steps N] [--warmup N] [--peak-tflops T]
 [--no-data] [--json]``.
 
-Times the runner's training step (:mod:`harness.throughput`): training images per second and
+Times the runner's training step (:mod:`harness.measure.throughput`): training images per second and
 model FLOP utilisation, with a batch already on the device and with the real data path. With
 ``--json`` it prints one JSON object.
 """
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=nonnegative_int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: torch's)")
     p.add_argument("--peak-tflops", type=positive_float, default=None,
-                   help="the device's peak TFLOP/s for MFU (default: the table in harness.devices)")
+                   help="the device's peak TFLOP/s for MFU (default: the table in harness.run.devices)")
     p.add_argument("--data-root", default=None, help="time the data path on DIR/rafdb (default: the synthetic stand-in)")
     p.add_argument("--no-data", action="store_true", help="time only the step on a batch already on the device")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -37,8 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Measure and print."""
     import methods  # noqa: F401  (registers the models)
-    from harness import throughput
-    from harness.plan import parse_sets
+    from harness.measure import throughput
+    from harness.run.plan import parse_sets
 
     result = throughput.measure(args.model, args.preset, parse_sets(args.sets), batch=args.batch, amp=args.amp,
                                 device=args.device, steps=args.steps, warmup=args.warmup, peak=args.peak_tflops,

@@ -1,6 +1,6 @@
 """Statistics over the collected frame, as plain functions from frames to frames.
 
-Reads only the tidy frame that ``harness.collect.collect_tables`` builds (one row per
+Reads only the tidy frame that ``harness.report.collect.collect_tables`` builds (one row per
 table x row x dataset x seed), so it works the same on a frame re-read from the exported
 Parquet: per-cell estimates (:func:`cell_stats`), seed-matched comparisons with the baseline row
 (:func:`compare_to_baseline`), per-table summaries, and :func:`analyse`, which runs them all and

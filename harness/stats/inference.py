@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from joblib import Memory
@@ -254,3 +254,11 @@ def kendall_tau(paper: np.ndarray | list[float], ours: np.ndarray | list[float])
         return np.nan, np.nan, n
     res = sps.kendalltau(a[ok], b[ok])
     return float(res.statistic), float(res.pvalue), n
+
+
+def finite(x: Any) -> bool:
+    """Whether ``x`` is a number that is neither NaN nor infinite (None, text and NaN are not)."""
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from harness.latency import default_threads
+from harness.measure.latency import default_threads
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import latency
+from harness.measure import latency
 from harness.data.transforms import build_transform
 from tests.benchmarks.cases import (AUGMENT_BATCH, AUGMENT_PIPELINES, AUGMENT_QUICK_BATCH, AUGMENT_ROUNDS,
                                     AUGMENT_SIZES)

@@ -2,7 +2,7 @@
 
 Every benchmark times ``Bench.step`` (one forward, ``no_grad``, eval mode, fixed threads; CUDA
 synchronised on a GPU) with ``benchmark.pedantic``, one call per round after warm-up rounds, and
-puts FLOPs, the token trace and the environment in ``extra_info``: ``harness.latency`` reads them
+puts FLOPs, the token trace and the environment in ``extra_info``: ``harness.measure.latency`` reads them
 back for the report. Run ``make bench``; compare runs with ``--benchmark-compare``.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import latency
+from harness.measure import latency
 from tests.benchmarks.cases import BATCHES, CASES, PRESETS, QUICK_PAPER, ROUNDS
 
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import throughput
-
-
+from harness.measure import throughput
 @pytest.mark.parametrize("amp", ["bf16", "off"])
 def test_training_throughput(benchmark, quick, bench_threads, bench_device, amp):
     gpu = bench_device.startswith("cuda")

@@ -301,7 +301,7 @@ def test_bad_requests_are_user_errors(tmp_path, astronaut):
 # -- the same dataset as two table columns ---------------------------------------------------------
 
 def test_one_dataset_as_two_columns_plans_two_distinct_cells(tmp_path, astronaut):
-    from harness.plan import DataSource, plan_table
+    from harness.run.plan import DataSource, plan_table
     from harness.specs import load_spec
 
     data_root = tmp_path / "data"
@@ -332,7 +332,7 @@ def test_report_lists_the_alignment_per_dataset():
     import pandas as pd
 
     from harness.data.align import describe_alignment
-    from harness.report import provenance
+    from harness.report.build import provenance
 
     aligned = {"method": "mtcnn", "template": "evolve", "size": 112,
                "counts": {"aligned": 6, "several_faces": 0, "no_face": 1, "fallback": 0}}

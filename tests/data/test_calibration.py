@@ -22,7 +22,7 @@ def train_and_test(seed: int = 0) -> float:
     import timm
 
     import methods  # noqa: F401  (registers the models)
-    from harness.runner import build_optimizer, build_scheduler
+    from harness.run.train.optim import build_optimizer, build_scheduler
 
     torch.manual_seed(seed)
     model = timm.create_model("apvit", preset="tiny", **{"app.k": 196, "atp.r": 1.0})

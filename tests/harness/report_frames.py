@@ -1,4 +1,4 @@
-"""Hand-made collected frames (the ``harness.collect`` contract) for the report tests."""
+"""Hand-made collected frames (the ``harness.report.collect`` contract) for the report tests."""
 from __future__ import annotations
 
 import numpy as np

@@ -6,10 +6,11 @@ import pytest
 import timm
 import torch
 
-import harness.runner as runner
+import harness.run.train.optim as optim
+import harness.run.train.runner as runner
 from harness.cli import main
-from harness.collect import collect_spec
-from harness.plan import DataSource, cell_recipe, plan_table
+from harness.report.collect import collect_spec
+from harness.run.plan import DataSource, cell_recipe, plan_table
 from harness.specs import TABLES_DIR, load_spec
 from harness.store import Store
 from tests.harness.conftest import write_spec
@@ -79,7 +80,7 @@ def test_eval_writes_a_record_that_collect_shows_beside_trained_rows(harness_env
     assert "0 epochs" in released["recipe"] and "1 epochs" in trained["recipe"]
     assert released["started_from"].startswith("weights.ir50: scratch; weights.model: released.pth")
     assert released["steps"] == 0 and 0 <= released["accuracy"] <= 100
-    from harness.report import started_from
+    from harness.report.build import started_from
 
     shown = started_from(df.reset_index()).set_index("row")["recipe"]  # the table page's recipe column
     assert shown["released checkpoint"].startswith("rafdb: adamw lr 0.001, 0 epochs")
@@ -102,4 +103,4 @@ def test_eval_with_a_mismatched_checkpoint_fails_listing_keys(harness_env, tmp_p
 def test_zero_epochs_trains_nothing(epochs, iterations, expected):
     from methods.interface import Recipe
 
-    assert runner.training_length(Recipe(epochs=epochs, iterations=iterations), 10) == expected
+    assert optim.training_length(Recipe(epochs=epochs, iterations=iterations), 10) == expected

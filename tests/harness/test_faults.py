@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.plan import DataSource, plan_table
+from harness.run.plan import DataSource, plan_table
 from harness.specs import load_spec
 from harness.store import Store, pid_alive
 from tests.data.makers import make_rafdb

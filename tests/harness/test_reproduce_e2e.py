@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.plan import DataSource, plan_table
+from harness.run.plan import DataSource, plan_table
 from harness.specs import load_spec
 from harness.store import Store
 from tests.harness.conftest import write_spec
@@ -154,7 +154,7 @@ def test_detach_returns_at_once_and_status_follows(harness_env, capsys):
 
 
 def test_a_cell_left_by_a_cancelled_invocation_is_run_not_abandoned(harness_env):
-    from harness.executors import ExecutorConfig, run_cells
+    from harness.run.executors import ExecutorConfig, run_cells
 
     write_spec(harness_env["tables"], "adopt_tab", [{"label": "a", "set": {}}])
     (planned,) = plan_table(load_spec("adopt_tab"), source=DataSource())

@@ -10,9 +10,9 @@ import timm
 import torch
 
 from harness.cli import main
-from harness.collect import collect_spec
+from harness.report.collect import collect_spec
 from harness.errors import UserError
-from harness.plan import DataSource, WeightsSource, plan_table, resolve_weights, with_upstream
+from harness.run.plan import DataSource, WeightsSource, plan_table, resolve_weights, with_upstream
 from harness.specs import load_spec
 from harness.store import Store
 from tests.harness.conftest import write_spec, write_stage

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 
 import methods  # noqa: F401  (registers the models)
-from harness.flops import count_flops
-from harness.runner import build_optimizers, optimizer_plan
+from harness.run.train.flops import count_flops
+from harness.run.train.optim import build_optimizers, optimizer_plan
 from methods.interface import get_recipe
 from methods.layers.vit import num_visible, patchify, random_masking, sincos_pos_embed, unpatchify
 from methods.mae import VARIANTS, MaskedAutoencoderViT, masked_patch_loss

@@ -6,7 +6,7 @@ import timm
 import torch
 
 import methods  # noqa: F401
-from harness.flops import count_flops
+from harness.run.train.flops import count_flops
 from methods.interface import get_exports, training_step
 from methods.layers.resizer import FaceSR, LearnedResizer, SpatialTransformer, resize
 from methods.nr import BACKBONES, PRESETS, describe_overrides
@@ -179,7 +179,7 @@ def test_sr_stage_trains_sr_by_l1_and_a_detached_probe_and_exports_weights_sr():
 
 
 def test_paper_schedule_multiplies_the_lr_by_three_quarters_every_tenth():
-    from harness.runner import build_scheduler
+    from harness.run.train.optim import build_scheduler
 
     with torch.device("meta"):
         recipe = timm.create_model("nr_vit", preset="paper", **TABLE2["a"]).recipe

@@ -8,7 +8,8 @@ import torch.nn as nn
 
 import methods  # noqa: F401
 from harness.data.labels import CANONICAL_CLASSES
-from harness.runner import Stepper, build_optimizers, optimizer_plan
+from harness.run.train.runner import Stepper
+from harness.run.train.optim import build_optimizers, optimizer_plan
 from methods.pfvit import GENERATOR_TERMS, TokenSeparator, describe_overrides, poker_face_loss
 from tests.harness.conftest import harness_env, synth_cache  # noqa: F401  (fixtures of the record test)
 
@@ -124,7 +125,7 @@ def test_test_time_forward_touches_no_generator_discriminator_or_feature_network
     with torch.no_grad():
         torch.testing.assert_close(model(x), logits.detach())
     # FLOPs are counted on that path: the same as the encoder + separator + classifier alone
-    from harness.flops import count_flops
+    from harness.run.train.flops import count_flops
     enc = count_flops(tiny().encoder, 48)["gflops"]
     full = count_flops(tiny(), 48)["gflops"]
     assert enc < full < enc * 1.05
@@ -268,8 +269,8 @@ def test_stage_exports_load_strictly(tmp_path):
 
 @pytest.mark.slow
 def test_each_loss_term_is_in_the_records_history(harness_env, tmp_path):
-    from harness import runner
-    from harness.plan import DataSource, plan_table
+    from harness.run.train import runner
+    from harness.run.plan import DataSource, plan_table
     from harness.specs import load_spec
     from harness.store import Store
     from tests.harness.conftest import write_spec

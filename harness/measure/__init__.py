@@ -1,0 +1,1 @@
+"""Timing: latency (pytest-benchmark rounds) and training throughput."""

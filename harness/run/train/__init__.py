@@ -1,0 +1,1 @@
+"""Training one cell: the loop, optimisers and schedules, loss priors, FLOPs."""

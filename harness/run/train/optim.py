@@ -1,0 +1,141 @@
+"""Optimisers and schedules of a cell, from its method's recipe: parameter groups (weight decay,
+layer-wise lr decay, one optimiser per named group of parameters), the training length and the
+per-step lr schedule."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from methods.interface import Recipe
+
+
+def _decay_groups(named: list[tuple[str, nn.Parameter]], no_weight_decay: tuple[str, ...],
+                  weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on every parameter except those whose name contains a ``no_weight_decay`` entry.
+
+    APViT's public config exempts only the position embedding and class token (norms and biases
+    are decayed); the paper is silent, so we follow the code.
+    """
+    decay = [p for n, p in named if not any(s in n for s in no_weight_decay)]
+    no_decay = [p for n, p in named if any(s in n for s in no_weight_decay)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _layer_decay_groups(model: nn.Module, names: set[str], recipe: Recipe, weight_decay: float
+                        ) -> list[dict[str, Any]]:
+    """timm's layer-wise lr decay groups restricted to ``names``; each group's lr is pre-scaled."""
+    from timm.optim import param_groups_layer_decay
+
+    if not callable(getattr(model, "group_matcher", None)):
+        raise ValueError(f"train.layer_decay needs a model with timm's group_matcher; "
+                         f"{type(model).__name__} has none")
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for g in param_groups_layer_decay(model, weight_decay=weight_decay, layer_decay=recipe.layer_decay,
+                                      no_weight_decay_list=list(recipe.no_weight_decay)):
+        params = [p for p in g["params"] if by_id[id(p)] in names]
+        if params:
+            groups.append({"params": params, "weight_decay": g["weight_decay"], "lr_scale": g["lr_scale"]})
+    return groups
+
+
+def _owner_of(name: str, prefixes: dict[str, tuple[str, ...]]) -> list[str]:
+    return [opt for opt, pre in prefixes.items() if not pre or any(name.startswith(p) for p in pre)]
+
+
+def optimizer_plan(model: nn.Module, recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """Each named optimiser's settings (the recipe's, overridden by its ``optimizers`` entry) and the
+    names of the trainable parameters it owns. Raises ``ValueError`` naming a parameter that no
+    optimiser, or two, would step."""
+    specs = recipe.optimizers or {"main": {}}
+    prefixes = {name: tuple(spec.get("params", ())) for name, spec in specs.items()}
+    owned: dict[str, list[str]] = {name: [] for name in specs}
+    for pname, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        owners = _owner_of(pname, prefixes)
+        if len(owners) != 1:
+            raise ValueError(f"train.optimizers: parameter {pname!r} is owned by "
+                             f"{owners or 'no optimiser'}; each trainable parameter needs exactly one "
+                             f"(freeze a network with requires_grad_(False))")
+        owned[owners[0]].append(pname)
+    plan = {}
+    for name, spec in specs.items():
+        settings = {k: spec.get(k, getattr(recipe, k)) for k in
+                    ("optimizer", "lr", "momentum", "weight_decay", "schedule", "milestones", "warmup_epochs",
+                     "grad_clip")}
+        settings.update(betas=tuple(spec.get("betas", (0.9, 0.999))), losses=tuple(spec.get("losses", ())),
+                        params=owned[name])
+        plan[name] = settings
+    return plan
+
+
+def build_optimizers(model: nn.Module, recipe: Recipe) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per entry of :func:`optimizer_plan`, over the parameters it owns."""
+    named = dict(model.named_parameters())
+    opts = {}
+    for name, s in optimizer_plan(model, recipe).items():
+        if recipe.layer_decay is not None:
+            groups = _layer_decay_groups(model, set(s["params"]), recipe, s["weight_decay"])
+        else:
+            groups = _decay_groups([(n, named[n]) for n in s["params"]], recipe.no_weight_decay, s["weight_decay"])
+        for g in groups:
+            g["lr"] = s["lr"] * g.get("lr_scale", 1.0)
+        if s["optimizer"] == "sgd":
+            opts[name] = torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"])
+        elif s["optimizer"] == "adam":
+            opts[name] = torch.optim.Adam(groups, lr=s["lr"], betas=s["betas"])
+        elif s["optimizer"] == "adamw":
+            opts[name] = torch.optim.AdamW(groups, lr=s["lr"], betas=s["betas"])
+        else:
+            raise ValueError(f"train.optimizer={s['optimizer']!r}; allowed: sgd, adam, adamw")
+    return opts
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's single optimiser (a recipe without named ``optimizers``)."""
+    opts = build_optimizers(model, recipe)
+    if len(opts) != 1:
+        raise ValueError(f"the recipe has {len(opts)} optimisers ({', '.join(opts)}); use build_optimizers")
+    return next(iter(opts.values()))
+
+
+def training_length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
+    """``(epochs, optimizer steps)``: ``recipe.iterations`` steps (the last epoch cut short) if set, else whole
+    epochs; ``epochs == 0`` means no training at all, whatever ``iterations`` says (evaluation only)."""
+    if recipe.epochs == 0:
+        return 0, 0
+    if recipe.iterations is not None:
+        return math.ceil(recipe.iterations / steps_per_epoch), recipe.iterations
+    return recipe.epochs, recipe.epochs * steps_per_epoch
+
+
+def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, **settings: Any):
+    """Per-step schedule: optional linear warm-up, then cosine to 0, step decay or constant.
+
+    ``step`` multiplies the lr by ``lr_gamma`` (0.1) at ``milestones`` (fractions of all steps, warm-up
+    included), or, with none given, at each third of the steps after warm-up. ``settings``
+    (``schedule``, ``milestones``, ``warmup_epochs``) override the recipe's for one optimiser.
+    """
+    schedule = settings.get("schedule", recipe.schedule)
+    milestones = settings.get("milestones", recipe.milestones)
+    total = max(training_length(recipe, steps_per_epoch)[1], 1)
+    warm = min(settings.get("warmup_epochs", recipe.warmup_epochs) * steps_per_epoch, total - 1)
+    lrs = torch.optim.lr_scheduler
+    if schedule == "cosine":
+        main = lrs.CosineAnnealingLR(opt, T_max=total - warm)
+    elif schedule == "step" and milestones:
+        main = lrs.MultiStepLR(opt, milestones=[max(round(f * total) - warm, 1) for f in milestones],
+                               gamma=recipe.lr_gamma)
+    elif schedule == "step":
+        main = lrs.StepLR(opt, step_size=max((total - warm) // 3, 1), gamma=recipe.lr_gamma)
+    elif schedule == "constant":
+        main = lrs.ConstantLR(opt, factor=1.0)
+    else:
+        raise ValueError(f"train.schedule={schedule!r}; allowed: cosine, step, constant")
+    if warm <= 0:
+        return main
+    return lrs.SequentialLR(opt, [lrs.LinearLR(opt, start_factor=0.01, total_iters=warm), main], [warm])

@@ -1,0 +1,478 @@
+"""Run one cell: train with the method's recipe, select on validation, test once, write a record.
+
+The model is selected by *validation* accuracy (the split carved from training by the data
+loaders); the test split is evaluated exactly once, on the selected weights. The public APViT,
+TransFER and MAE code select on the test set; we do not (see the report's methods notes).
+Validation runs in the configuration that is tested: a model with a training-progress hook (a
+keep schedule, ``app.schedule: decay``) is validated at progress 1.0, i.e. at the schedule's
+final k and r, not at the k and r training has reached in that epoch. ``train.epochs: 0`` trains
+nothing (``train.iterations`` is then ignored): the weights as loaded are validated and tested
+once (``python -m harness eval``; ``metrics.selection`` is then ``"none"``).
+
+Seeds control everything: Python, numpy and torch are seeded from the cell's seed, data order
+and augmentation draw from generators seeded by ``(seed, epoch)``, so a run resumed from its
+epoch checkpoint continues exactly as the uninterrupted run would have. On CPU with a fixed
+thread count the same cell gives the same predictions bit for bit.
+
+:class:`CellJob` is what executors submit: a ``submitit`` checkpointable whose ``checkpoint``
+re-submits itself on preemption or timeout; the resubmitted job resumes from the last epoch
+checkpoint and its record says so.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import submitit
+import torch
+import torch.nn as nn
+
+from harness.run.cells import Cell
+from harness.run.devices import amp_dtype, device_name, resolve_device
+from harness.run.overrides import apply_train_overrides, build_model
+from harness.store import Store
+from harness.run.train.optim import build_optimizers, build_scheduler, optimizer_plan, training_length
+from harness.run.weights import WeightRef, file_digest
+from methods.interface import Recipe, get_exports, get_recipe, set_progress, training_step
+
+PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; the cell fails instead of recording garbage."""
+
+
+class UpstreamMissing(RuntimeError):
+    """A pre-training stage this cell starts from has no valid result, or a weights file changed."""
+
+
+class InjectedFault(RuntimeError):
+    """A fault requested by ``FERBENCH_INJECT_FAULT`` (used by the fault-tolerance tests)."""
+
+
+def _injected_fault(cell_id: str) -> str | None:
+    """``FERBENCH_INJECT_FAULT="<cell id>=raise|kill|preempt,..."`` asks a cell to fail on purpose.
+
+    It lets the end-to-end tests exercise crashes, SIGKILL and preemption through the real
+    executor; it is never set in normal use.
+    """
+    for item in os.environ.get("FERBENCH_INJECT_FAULT", "").split(","):
+        cid, _, kind = item.partition("=")
+        if cid and cell_id.startswith(cid):
+            return kind
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+class Stepper:
+    """The optimisers of one cell, their schedules, and how one batch's named terms update them.
+
+    Each optimiser minimises the sum of its terms (all terms when it names none) and receives the
+    gradients of that sum with respect to its own parameters only, so several optimisers (a
+    generator and a discriminator) step from one forward pass.
+    """
+
+    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
+        self.plan = optimizer_plan(model, recipe)
+        self.opts = build_optimizers(model, recipe)
+        self.scheds = {n: build_scheduler(o, recipe, steps_per_epoch, **{k: self.plan[n][k] for k in
+                                          ("schedule", "milestones", "warmup_epochs")})
+                       for n, o in self.opts.items()}
+        named = dict(model.named_parameters())
+        self.params = {n: [named[p] for p in s["params"]] for n, s in self.plan.items()}
+
+    def lr(self) -> float:
+        """The first optimiser's current lr (for messages)."""
+        return next(iter(self.scheds.values())).get_last_lr()[0]
+
+    def step(self, terms: dict[str, torch.Tensor]) -> None:
+        """Backward each optimiser's objective into its own parameters, clip, step, advance the schedules."""
+        objectives = []
+        for name, s in self.plan.items():
+            picked = [terms[t] for t in s["losses"] if t in terms] if s["losses"] else list(terms.values())
+            if s["losses"] and not picked:
+                raise ValueError(f"optimiser {name!r} minimises {list(s['losses'])} but the step returned "
+                                 f"{sorted(terms)}")
+            objectives.append((name, picked[0] if len(picked) == 1 else torch.stack(picked).sum()))
+        for o in self.opts.values():
+            o.zero_grad(set_to_none=True)
+        if len(objectives) == 1:
+            objectives[0][1].backward()
+        else:
+            for i, (name, obj) in enumerate(objectives):
+                torch.autograd.backward(obj, inputs=self.params[name], retain_graph=i < len(objectives) - 1)
+        for name, o in self.opts.items():
+            if self.plan[name]["grad_clip"]:
+                nn.utils.clip_grad_norm_(self.params[name], self.plan[name]["grad_clip"])
+            o.step()
+            self.scheds[name].step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimiser and schedule states, by optimiser name."""
+        return {"opts": {n: o.state_dict() for n, o in self.opts.items()},
+                "scheds": {n: s.state_dict() for n, s in self.scheds.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the optimiser names must match."""
+        if set(state["opts"]) != set(self.opts):
+            raise ValueError(f"checkpoint optimisers {sorted(state['opts'])} != {sorted(self.opts)}")
+        for n in self.opts:
+            self.opts[n].load_state_dict(state["opts"][n])
+            self.scheds[n].load_state_dict(state["scheds"][n])
+
+
+def on_device(transform, device: torch.device):
+    """A batch transform that first moves the uint8 batch to ``device`` (augmentation runs there)."""
+    if device.type == "cpu":
+        return transform
+    return lambda images, g: transform(images.to(device, non_blocking=True), g)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` on ``device`` in ``dtype``, or a no-op context for full precision."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split, transform, batch_size: int, device: torch.device | None = None,
+            amp: torch.dtype | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a whole split, in the split's order. Returns ([N, C], [N]) on the host."""
+    from harness.data import iterate_batches
+
+    device = device or torch.device("cpu")
+    model.eval()
+    logits, labels = [], []
+    for x, y, _ in iterate_batches(split, batch_size=batch_size, transform=on_device(transform, device), seed=0,
+                                   epoch=0, shuffle=False):
+        with autocast(device, amp):
+            logits.append(model(x).float().cpu())
+        labels.append(y)
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+MAX_CONFUSION_CLASSES = 64  # a face-ID stage has hundreds of classes: no confusion matrix for those
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Accuracy and mean class accuracy in %, per-class accuracy, confusion matrix (rows = truth)."""
+    c = len(class_names)
+    confusion = np.bincount(y_true.astype(np.int64) * c + y_pred, minlength=c * c).reshape(c, c)
+    support = confusion.sum(1)
+    per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan) * 100
+    return {"accuracy": float((y_true == y_pred).mean() * 100),
+            "mean_class_accuracy": float(np.nanmean(per_class)),
+            "per_class_accuracy": {n: (None if np.isnan(a) else float(a)) for n, a in zip(class_names, per_class)},
+            "confusion": confusion.tolist() if c <= MAX_CONFUSION_CLASSES else None}
+
+
+def epoch_test_accuracy(model: nn.Module, test_split, transform, batch_size: int, **where: Any) -> float:
+    """Test accuracy (%) of this epoch's weights: recorded to measure test-set selection, never used.
+
+    Fine-tuning cells only: a pre-training stage's accuracy is in no table, so its epochs skip it
+    (for an MAE stage's linear probe that pass was over a third of the stage's time).
+
+    It runs after the validation step and selection, in eval mode and under no_grad, and draws
+    from no generator that training uses, so the selected model and the honest number are the
+    same with or without it (``tests/harness/test_runner_test_selection.py`` checks).
+    """
+    logits, y = predict(model, test_split, transform, batch_size, **where)
+    return float((logits.argmax(1) == y).mean() * 100)
+
+
+def selection_on_test(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the public APViT/TransFER/MAE code would report: the best epoch *on the test set*."""
+    scored = [h for h in history if h.get("test_accuracy") is not None]
+    if not scored:
+        return {"test_selected_accuracy": None, "test_selected_epoch": None}
+    best = max(scored, key=lambda h: h["test_accuracy"])
+    return {"test_selected_accuracy": best["test_accuracy"], "test_selected_epoch": best["epoch"]}
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)  # git finds the repository above
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(threads: int, device: torch.device | None = None, amp: torch.dtype | None = None) -> dict[str, Any]:
+    """Where and with what a result was computed."""
+    cpu = platform.processor()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                   if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    packages = {}
+    for p in PACKAGES:
+        try:
+            packages[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            packages[p] = None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
+            "packages": packages, "python": platform.python_version(), "platform": platform.platform(),
+            "cpu": cpu, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "device": str(device or "cpu"), "device_name": device_name(device or torch.device("cpu")),
+            "amp": str(amp).removeprefix("torch.") if amp is not None else "off",
+            "threads": threads, "hostname": socket.gethostname()}
+
+
+def resolve_start(cell: Cell, store: Store) -> tuple[dict[str, str | None], dict[str, dict[str, Any]]]:
+    """Local paths for the cell's weights keys, and what each started from (for the record).
+
+    A stage's weights are the artifact of its record in the store; a file must still have the
+    content it had when the cell was planned (its digest is part of the cell's id).
+    """
+    paths: dict[str, str | None] = {}
+    started: dict[str, dict[str, Any]] = {}
+    for key, text in sorted(cell.weights.items()):
+        ref = WeightRef.parse(text)
+        entry: dict[str, Any] = {"declared": cell.model.get(key), "kind": ref.kind, "stand_in": ref.stand_in}
+        if ref.kind == "none":
+            paths[key] = None
+        elif ref.kind == "file":
+            path = Path(cell.weight_paths[key])
+            digest = file_digest(path)
+            if digest != ref.digest:
+                raise UpstreamMissing(f"{key}: {path} is missing or changed since the cell was planned "
+                                      f"(sha256 {digest} != {ref.digest}); plan the table again")
+            paths[key] = str(path)
+            entry.update(path=str(path), sha256=ref.digest)
+        else:  # stage
+            cid = ref.digest
+            rec = store.record(cid)
+            art = (rec or {}).get("artifacts", {}).get(key)
+            if art is None:
+                raise UpstreamMissing(f"{key}: pre-training stage {ref.stage} (cell {cid}) has no result with {key}")
+            paths[key] = str(store.cell_dir(cid) / art["file"])
+            entry.update(stage=ref.stage, cell=cid, sha256=art["sha256"][:16],
+                         stage_test_accuracy=rec["metrics"]["accuracy"])
+        started[key] = entry
+    return paths, started
+
+
+def _load_data(cell: Cell, decode_size: int):
+    from harness.data import load_dataset
+
+    return load_dataset(cell.dataset, cell.data_root, protocol=cell.protocol, decode_size=decode_size,
+                        split_seed=0)
+
+
+def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "auto") -> dict[str, Any]:
+    """Train on ``device``, select on validation, test once, and write the record. Returns the record."""
+    from harness.data import build_transform, iterate_batches, num_batches
+    from harness.run.train.flops import count_flops
+    from harness.run.train.priors import resolve_loss_kwargs
+    from methods.losses import build_loss
+
+    t_start = time.time()
+    dev = resolve_device(device)
+    torch.set_num_threads(threads)
+    seed_everything(cell.seed)
+    fault = _injected_fault(cell.id)
+
+    weight_paths, started_from = resolve_start(cell, store)
+    model_o = {**cell.model, **weight_paths}
+    model = build_model(cell.method, cell.scale, model_o)
+    recipe = apply_train_overrides(get_recipe(model, cell.dataset), cell.train)
+    data = _load_data(cell, recipe.img_size)
+    if model.num_classes != data.num_classes:
+        model = build_model(cell.method, cell.scale, model_o, num_classes=data.num_classes)
+    for key, report in getattr(model, "weight_reports", {}).items():
+        started_from.setdefault(key, {})["load"] = report.summary()
+    train_split, val_split, test_split = (data.splits[k] for k in ("train", "val", "test"))
+    train_tf = on_device(build_transform(recipe.augment, recipe.img_size, train=True, mean=recipe.mean,
+                                         std=recipe.std), dev)
+    eval_tf = build_transform(recipe.augment, recipe.img_size, train=False, mean=recipe.mean, std=recipe.std)
+    amp = amp_dtype(recipe.amp, dev)
+    where = {"device": dev, "amp": amp}
+    model.to(dev)
+    loss_kwargs, loss_prior = resolve_loss_kwargs(recipe, data)  # prior: votes / file: -> the [K, K] matrix
+    loss_fn = build_loss(recipe.loss, **loss_kwargs).to(dev)  # a prior is a buffer of the loss
+    steps_per_epoch = max(num_batches(train_split, batch_size=recipe.batch_size, sampler=recipe.sampler,
+                                      drop_last=True), 1)
+    stepper = Stepper(model, recipe, steps_per_epoch)
+
+    state = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": -1, "best_state": None,
+             "history": [], "train_s": 0.0, "resumed_from_epoch": None}
+    ck = store.resume_checkpoint(cell.id, _load_checkpoint)  # a corrupt one is discarded and logged
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        stepper.load_state_dict(ck["optim"])
+        state = ck["state"]
+        state["resumed_from_epoch"] = state["epoch"]
+    setup_s = time.time() - t_start
+
+    epochs, total_steps = training_length(recipe, steps_per_epoch)
+    last_loss = float("nan")
+    while state["epoch"] < epochs:
+        epoch = state["epoch"]
+        t0 = time.time()
+        store.write_progress(cell.id, epoch=epoch, epochs=epochs)
+        if fault and epoch == min(1, epochs - 1):
+            if fault == "raise":
+                raise InjectedFault(f"injected failure in cell {cell.id} at epoch {epoch}")
+            if fault == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "preempt" and state["resumed_from_epoch"] is None:
+                os.kill(os.getpid(), signal.SIGUSR2)  # submitit's preemption signal
+                time.sleep(30)  # the handler checkpoints and exits before this returns
+        torch.manual_seed(_epoch_seed(cell.seed, epoch))  # anything in the model that draws randomness
+        model.train()
+        sums: dict[str, float] = {}
+        n_steps = 0
+        for x, y, _ in iterate_batches(train_split, batch_size=recipe.batch_size, transform=train_tf,
+                                       seed=cell.seed, epoch=epoch, shuffle=True, sampler=recipe.sampler,
+                                       drop_last=True):
+            set_progress(model, state["step"] / max(total_steps, 1))
+            with autocast(dev, amp):
+                terms = training_step(model, x, y.to(dev, non_blocking=True), loss_fn)
+            values = {k: float(v.detach()) for k, v in terms.items()}  # one host sync per step
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteLoss(f"training loss is {values[bad[0]]} (term {bad[0]!r}) at epoch {epoch}, step "
+                                    f"{state['step']} (lr {stepper.lr():.3g}); the cell is failed, not recorded")
+            stepper.step(terms)
+            state["step"] += 1
+            n_steps += 1
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if state["step"] >= total_steps:
+                break  # recipe.iterations reached inside the last epoch
+        epoch_losses = {k: v / max(n_steps, 1) for k, v in sums.items()}
+        last_loss = sum(epoch_losses.values()) if epoch_losses else float("nan")
+        set_progress(model, 1.0)  # validate what will be tested: a keep schedule's final k and r
+        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2, **where)
+        val_acc = float((val_logits.argmax(1) == val_y).mean() * 100)
+        if val_acc > state["best_val"]:
+            state.update(best_val=val_acc, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
+        state["train_s"] += time.time() - t0
+        state["history"].append({"epoch": epoch, "train_loss": last_loss, "losses": epoch_losses,
+                                 "val_accuracy": val_acc,
+                                 "test_accuracy": None if cell.stage else
+                                 epoch_test_accuracy(model, test_split, eval_tf, recipe.batch_size * 2, **where)})
+        state["epoch"] = epoch + 1
+        _save_checkpoint(store, cell.id, model, stepper, state)
+
+    if state["best_state"] is None:  # nothing trained (train.epochs 0): the loaded weights are the model
+        set_progress(model, 1.0)
+        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2, **where)
+        state.update(best_val=float((val_logits.argmax(1) == val_y).mean() * 100),
+                     best_state=copy.deepcopy(model.state_dict()))
+    t_eval = time.time()
+    model.load_state_dict(state["best_state"])
+    set_progress(model, 1.0)
+    logits, y_true = predict(model, test_split, eval_tf, recipe.batch_size * 2, **where)
+    y_pred = logits.argmax(1)
+    eval_s = time.time() - t_eval
+    flops = count_flops(model.cpu(), recipe.img_size)
+    metrics = classification_metrics(y_true, y_pred, data.class_names)
+    metrics.update(val_accuracy=state["best_val"], selected_epoch=state["best_epoch"],
+                   selection="val" if state["history"] else "none",
+                   **selection_on_test(state["history"]))
+    record = {
+        "cell": cell.to_dict(),
+        "metrics": metrics,
+        "class_names": list(data.class_names),
+        "cost": {k: flops.get(k) for k in ("gflops", "params_m", "tokens_per_block", "tokens_before_head",
+                                           "flop_convention")},
+        "timing": {"train_s": state["train_s"], "eval_s": eval_s, "setup_s": setup_s,
+                   "epochs": epochs, "steps": state["step"], "final_train_loss": last_loss,
+                   "history": state["history"]},
+        "recipe": {**recipe.to_dict(), "loss_prior": loss_prior},  # the prior's source and the matrix D
+        "data": {"fingerprint": data.fingerprint, "split_info": data.split_info, "skipped": data.skipped,
+                 "synthetic": data.synthetic, "sizes": {k: len(v.labels) for k, v in data.splits.items()}},
+        "resumed_from_epoch": state["resumed_from_epoch"],
+        "started_from": started_from,
+        "provenance": {**provenance(threads, dev, amp), "dataset_fingerprint": data.fingerprint},
+    }
+    record["timing"].update(wall_s=time.time() - t_start, finished_at=time.time())
+    store.write_result(cell.id, record, {"y_true": y_true.astype(np.int16), "y_pred": y_pred.astype(np.int16),
+                                         "logits": logits.astype(np.float32)},
+                       artifacts={k: _tensor_bytes(v) for k, v in get_exports(model).items()})
+    return record
+
+
+def _tensor_bytes(obj: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _save_checkpoint(store: Store, cell_id: str, model: nn.Module, stepper: Stepper, state: dict) -> None:
+    store.save_checkpoint(cell_id, _tensor_bytes({"model": model.state_dict(), "optim": stepper.state_dict(),
+                                                  "state": state}))
+
+
+def _load_checkpoint(blob: bytes) -> dict[str, Any]:
+    """Decode an epoch checkpoint; raise if it is not one (the store then discards it)."""
+    import io
+
+    ck = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or not {"model", "optim", "state"} <= set(ck) \
+            or not isinstance(ck["state"].get("epoch"), int):
+        raise ValueError("not an epoch checkpoint (keys model, optim, state)")
+    return ck
+
+
+def job_log_path() -> str | None:
+    """The stderr log of the submitit job running this code, if any."""
+    try:
+        return str(submitit.JobEnvironment().paths.stderr)
+    except RuntimeError:
+        return None
+
+
+def run_and_record(cell: Cell, store: Store, *, threads: int = 1, device: str = "auto") -> dict[str, Any] | None:
+    """Train a cell; on an exception write its ledger entry (and return None) instead of raising.
+
+    Recording in the worker keeps the ledger complete when the submitting process has detached.
+    A process killed outright cannot record anything: the executor does it for it.
+    """
+    try:
+        return train_cell(cell, store, threads=threads, device=device)
+    except Exception as err:
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        store.record_failure(cell.id, error_type=type(err).__name__, message=str(err), traceback_tail=tb,
+                             log_path=job_log_path())
+        return None
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """Run one cell as one job: ``CellJob()(cell_dict, results_dir, threads, device)`` (SLURM arrays).
+
+    On preemption or timeout submitit calls :meth:`checkpoint`, which re-submits the same call;
+    training state is already on disk (one checkpoint per epoch), so the new job resumes.
+    """
+
+    def __call__(self, cell: dict[str, Any], results_dir: str, threads: int = 1, device: str = "auto") -> bool:
+        return run_and_record(Cell.from_dict(cell), Store(results_dir), threads=threads, device=device) is not None

@@ -1,0 +1,53 @@
+"""The runner's schedule: step milestones and iteration-based training length (Recipe.milestones / .iterations)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.run.train.optim import build_scheduler, training_length
+from methods.interface import Recipe
+
+
+def _lrs(recipe: Recipe, steps_per_epoch: int) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = build_scheduler(opt, recipe, steps_per_epoch)
+    lrs = []
+    for _ in range(training_length(recipe, steps_per_epoch)[1]):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_step_milestones_are_fractions_of_training():
+    # TransFER: 40 epochs, x0.1 at epochs 15 and 30
+    lrs = _lrs(Recipe(lr=1.0, epochs=40, schedule="step", milestones=(0.375, 0.75)), steps_per_epoch=2)
+    assert lrs[29] == 1.0 and lrs[30] == pytest.approx(0.1) and lrs[59] == pytest.approx(0.1)
+    assert lrs[60] == pytest.approx(0.01) and len(lrs) == 80
+
+
+def test_iterations_set_the_length_and_the_schedule():
+    # TransFER on AffectNet: 20K iterations, x0.1 at 9.6K and 19.2K (here scaled by 1/100)
+    recipe = Recipe(lr=1.0, epochs=999, schedule="step", iterations=200, milestones=(0.48, 0.96))
+    assert training_length(recipe, 30) == (7, 200)  # ceil(200 / 30) epochs, the last one cut short
+    lrs = _lrs(recipe, 30)
+    assert len(lrs) == 200 and lrs[95] == 1.0 and lrs[96] == pytest.approx(0.1) and lrs[192] == pytest.approx(0.01)
+    cosine = Recipe(lr=1.0, schedule="cosine", iterations=50)
+    assert _lrs(cosine, 7)[-1] == pytest.approx(0.0, abs=1e-3)  # the cosine ends where training ends
+
+
+def test_without_milestones_step_keeps_three_equal_steps():
+    lrs = _lrs(Recipe(lr=1.0, epochs=3, schedule="step"), steps_per_epoch=1)
+    assert lrs == pytest.approx([1.0, 0.1, 0.01])
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"milestones": (0.75, 0.375)}, "train.milestones"),
+    ({"milestones": (0.5, 1.5)}, "train.milestones"),
+    ({"milestones": 0.5}, "train.milestones"),
+    ({"iterations": 0}, "train.iterations"),
+    ({"iterations": 2.5}, "train.iterations"),
+])
+def test_bad_schedule_fields_are_rejected(kwargs, key):
+    with pytest.raises(ValueError, match=f"{key}.*allowed values"):
+        Recipe(**kwargs)
