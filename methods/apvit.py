@@ -544,7 +544,7 @@ _PAPER_RECIPE = Recipe(
 # Like the paper, the tiny model fine-tunes pre-trained parts: the IR-50 from the synthetic
 # ``faceid_ir50`` stage, the ViT from ``sup_generic_apvit`` (the same ViT trained on the
 # generic-image stand-in, as the paper's comes from ImageNet). Measured on the synthetic RAF-DB
-# stand-in, ABS / SUM, 3 seeds (README for the full table): from scratch, 47-62%; IR-50 stage
+# stand-in, ABS / SUM, 3 seeds (docs/measurements.md for the full table): from scratch, 47-62%; IR-50 stage
 # only, 60-65% (lr 5e-4, no warm-up); both stages with lr 1e-3 and one warm-up epoch, 76-79% in
 # the trial and 67-78% in the full table run (seeds leave the first epochs' plateau at different
 # times). Without the ViT stage, lr 1e-3 gives 67-70%; lr 2e-3 sends two seeds of three to the

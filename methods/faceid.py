@@ -12,7 +12,7 @@ Differences from face.evoLVe, all deliberate and stated in the report's methods 
 * the embedding is face.evoLVe's ``output_layer`` shape (BN -> dropout -> flatten -> Linear ->
   BN1d) on the last stage's map, so identity must be read from *where* things are on the face, as in
   the real model (a global average pool instead let the tiny stage identify people by skin and
-  hair colour, which does not transfer to expressions: measured, see the README); the classifier
+  hair colour, which does not transfer to expressions: measured on the synthetic faces); the classifier
   on top is a plain Linear with softmax cross-entropy, not ArcFace's margin: with a few hundred
   identities a margin buys nothing and costs a tuned schedule.
 
@@ -64,7 +64,7 @@ _PAPER_RECIPE = Recipe(
     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
 )
 # Sized to take about 1.5-2 minutes on 2 CPU cores with 2 threads (4k images, 48x48), which is
-# where identity accuracy stops rising on the synthetic identity set (measured: see the README).
+# where identity accuracy stops rising on the synthetic identity set (measured on the synthetic identity set).
 _TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=2e-3, weight_decay=0.05, epochs=12, batch_size=64,
                        img_size=48, warmup_epochs=0)
 

@@ -379,7 +379,7 @@ _PAPER_RECIPE = Recipe(
 # ran ~33 min on an idle 2-core Intel Xeon VM (extrapolated from 5 of 18 cells); with 4x4, 25 min
 # 44 s there. The learned resizer was then most of a cell; with the tiny preset's n = 8 and the
 # longest-first queue, nr_tab2 took 12 min 58 s on a 2-core AMD EPYC VM (16 min 34 s at n = 16).
-# See the README.
+# See docs/measurements.md.
 _TINY_RECIPE = replace(_PAPER_RECIPE, lr=1e-3, epochs=12, batch_size=16, img_size=24, augment="none")
 
 # The SR stage: L1 training of the SR network (and the probe) on synthetic faces, Adam, cosine.

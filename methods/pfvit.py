@@ -114,7 +114,7 @@ MAE-ViT baseline's augmentation. ``tiny`` = MAE-ViT-B's tiny encoder (48x48, 8x8
 MAE-ViT (Adam 1e-3 for E, S, G and C, 20 epochs, batch 32; the paper's PF-ViT lr is 5x below its
 MAE-ViT's, ours is equal, so the headline's two rows differ only in PF-ViT's parts) and Adam 1e-3
 for D (10x the paper's 1e-4), with h-flip as the only augmentation (tiny MAE-ViT's; under the
-paper's pipeline the 48-pixel ViT never leaves the majority class). See the README for what it measures and what it costs.
+paper's pipeline the 48-pixel ViT never leaves the majority class). See docs/methods/pfvit.md for what it measures and what it costs.
 """
 from __future__ import annotations
 
