@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.errors import UserError, env
 
 SCHEMA_VERSION = 1
 CLAIM_GRACE_S = 10.0  # an unreadable claim younger than this may be being written right now
@@ -85,7 +85,7 @@ def schema_problem(obj: Any, schema: dict[str, Any], where: str = "") -> str | N
 
 def default_results_dir() -> Path:
     """``$FERBENCH_RESULTS`` or ``results/`` in the current directory."""
-    return Path(os.environ.get("FERBENCH_RESULTS", "results"))
+    return Path(env("FERBENCH_RESULTS", "results"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

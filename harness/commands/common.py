@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+
+from harness.errors import env
 
 
 def add_results_flag(p: argparse.ArgumentParser) -> None:
     """``--results DIR`` (default ``$FERBENCH_RESULTS`` or ``results``)."""
-    p.add_argument("--results", default=os.environ.get("FERBENCH_RESULTS", "results"),
+    p.add_argument("--results", default=env("FERBENCH_RESULTS", "results"),
                    help="results store (default: $FERBENCH_RESULTS or ./results)")
 
 

@@ -25,7 +25,7 @@ from harness.errors import UserError
 from harness.run.weights import WeightRef
 from harness.run.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
 from harness.run.interrupts import Cancelled, cancel_on_signals
-from harness.run.plan import DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
+from harness.run.plan import MAX_CELLS, DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
 from harness.specs import load_spec
 from harness.store import Store, atomic_write_json
 
@@ -60,6 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-retries", type=nonnegative_int, default=None, help="automatic retries of a failing cell")
     p.add_argument("--detach", action="store_true", help="submit and return; `status`/`collect` later")
     p.add_argument("--dry-run", action="store_true", help="plan and validate, run nothing")
+    p.add_argument("--yes", action="store_true",
+                   help=f"plan a table of more than {MAX_CELLS} cells (refused without it, to catch typos)")
     p.add_argument("--until-ci", type=float, default=None, metavar="W",
                    help="add seeds in rounds to rows whose delta CI half-width is above W points")
     p.add_argument("--max-seeds", type=int, default=None, metavar="N",
@@ -108,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:  # plan and print; write nothing, not even to the synthetic-data cache
         source = DataSource(source.root, source.cache_dir, dry_run=True)
     weights = WeightsSource.from_args(args.weights_dir, args.stand_ins)
-    planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=extra, weights=weights)
+    planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=extra, weights=weights,
+                         max_cells=_max_cells(args))
     cells = with_upstream(planned)
     if not planned:
         raise UserError(f"{spec.path}: the table plans no cell to run")
@@ -181,7 +184,7 @@ def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: E
         print(f"{spec.id}: round {len(rounds)}: delta CI above ±{args.until_ci:g} -> "
               + "; ".join(f"{r} / {d}: {n} seeds" for (r, d), n in need.items()), file=sys.stderr)
         planned = plan_table(spec, scale=args.scale, seeds=args.seeds, source=source, extra=extra, row_seeds=counts,
-                             weights=weights)
+                             weights=weights, max_cells=_max_cells(args))
         failed += len(run_cells(with_upstream(planned), store, cfg).failed)
     atomic_write_json(budget_path(store.root, spec.id),
                       {"width": args.until_ci, "max_seeds": args.max_seeds, "scale": args.scale,
@@ -219,3 +222,7 @@ def _detach_local(args: argparse.Namespace) -> int:
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=os.getcwd())
     print(f"detached (pid {proc.pid}); log: {log}\n  follow with: python -m harness status --table {args.table}")
     return 0
+
+
+def _max_cells(args: argparse.Namespace) -> int:
+    return sys.maxsize if args.yes else MAX_CELLS

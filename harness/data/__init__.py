@@ -14,7 +14,6 @@ Every loader reads its dataset's official files; labels are mapped to
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from harness.data import affectnet, expw, faceid, ferplus, folder, imagenet, rafdb, sfew
@@ -23,7 +22,7 @@ from harness.data.batches import iterate_batches, num_batches, repeat_factors
 from harness.data.labels import CANONICAL_CLASSES
 from harness.data.synth import synthetic_root
 from harness.data.transforms import build_transform
-from harness.errors import UserError
+from harness.errors import UserError, env
 
 DATASETS: tuple[str, ...] = ("rafdb", "ferplus", "affectnet", "sfew", "expw", "folder", "faceid", "imagenet")
 _LOADERS = {"rafdb": rafdb, "ferplus": ferplus, "affectnet": affectnet, "sfew": sfew,
@@ -43,7 +42,7 @@ def protocols(name: str) -> tuple[str, ...]:
 def resolve_root(name: str, root: str | Path | None) -> Path:
     """``root`` if given, else ``$FERBENCH_DATA_ROOT/<name>``; raise UserError if neither."""
     if root is None or str(root) == "":
-        base = os.environ.get(DATA_ROOT_ENV)
+        base = env(DATA_ROOT_ENV)
         if not base:
             raise UserError(f"no data root for {name}: pass --root DIR or set {DATA_ROOT_ENV} "
                             f"(the loader then reads ${DATA_ROOT_ENV}/{name})")

@@ -45,11 +45,18 @@ def apply_train_overrides(recipe: Recipe, train: dict[str, Any]) -> Recipe:
     return dataclasses.replace(recipe, **values)
 
 
-def build_model(method: str, scale: str, model_overrides: dict[str, Any], **kwargs: Any) -> torch.nn.Module:
-    """Build a registered model at a preset; the single place the harness calls timm."""
+def build_model(method: str, scale: str, model_overrides: dict[str, Any], *, check_every_key: bool = False,
+                **kwargs: Any) -> torch.nn.Module:
+    """Build a registered model at a preset; the single place the harness calls timm.
+
+    ``check_every_key`` calls the model's entry point itself: ``timm.create_model`` drops keys
+    whose value is None, so a ``weights.<typo>: none`` would never reach the model's own check.
+    """
     if method not in timm.list_models():
         near = [m for m in timm.list_models() if m.split("_")[0] == method.split("_")[0]]
         raise UserError(f"unknown method {method!r}; FERbench models: {sorted(near) or 'see timm.list_models()'}")
+    if check_every_key:
+        return timm.models.model_entrypoint(method)(preset=scale, **model_overrides, **kwargs)
     return timm.create_model(method, preset=scale, **model_overrides, **kwargs)
 
 
@@ -79,7 +86,7 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
 @lru_cache(maxsize=256)
 def _recipe(method: str, scale: str, model_json: str, train_json: str, dataset: str | None = None) -> Recipe:
     with torch.device("meta"):
-        model = build_model(method, scale, json.loads(model_json))
+        model = build_model(method, scale, json.loads(model_json), check_every_key=True)
     recipe = apply_train_overrides(get_recipe(model, dataset), json.loads(train_json))
     problem = loss_problem(recipe.loss, recipe.loss_kwargs, dataset)  # alpha, gamma, the prior's source
     if problem:

@@ -7,7 +7,6 @@ cell, a checkpoint file is found and hashed, and a missing one is refused with i
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,13 +15,15 @@ from typing import Any
 from harness.run.cells import SCALES, Cell, PlannedCell, is_weights_key, split_overrides
 from harness.run.codeversion import code_version
 from harness.run.overrides import check_overrides
-from harness.errors import UserError
+from harness.errors import UserError, env
 from harness.run.train.priors import pin_prior_file
 from harness.specs import TableSpec
 from harness.stages import load_stage
 from harness.run.weights import WeightRef, file_digest
 from methods.interface import Recipe
 
+MAX_CELLS = 5_000  # a plan larger than this needs --yes
+MAX_SEEDS = 1_000
 SYNTHETIC_SEED = 0  # the stand-in data is one fixed dataset; training seeds vary, the data does not
 SYNTHETIC_SCALE = {"tiny": "tiny", "paper": "medium"}  # stand-in size per scale preset
 
@@ -43,7 +44,7 @@ class DataSource:
     @classmethod
     def from_args(cls, data_root: str | None, cache_dir: str | None = None) -> "DataSource":
         """``--data-root`` or ``$FERBENCH_DATA_ROOT``; neither means synthetic stand-ins."""
-        root = data_root or os.environ.get("FERBENCH_DATA_ROOT")
+        root = data_root or env("FERBENCH_DATA_ROOT")
         if root is not None and not Path(root).is_dir():
             raise UserError(f"data root {root!r} does not exist or is not a directory")
         return cls(Path(root) if root else None, Path(cache_dir) if cache_dir else None)
@@ -62,7 +63,7 @@ class WeightsSource:
     @classmethod
     def from_args(cls, weights_dir: str | None, stand_ins: bool = False) -> "WeightsSource":
         """``--weights-dir`` or ``$FERBENCH_WEIGHTS``; a folder that does not exist is an error."""
-        root = weights_dir or os.environ.get(WEIGHTS_ENV)
+        root = weights_dir or env(WEIGHTS_ENV)
         if root is not None and not Path(root).is_dir():
             raise UserError(f"weights folder {root!r} does not exist or is not a directory")
         return cls(Path(root) if root else None, stand_ins)
@@ -92,6 +93,13 @@ def _find_file(name: str, weights: WeightsSource) -> Path | None:
     if weights.root is not None and (weights.root / name).is_file():
         return weights.root / name
     return None
+
+
+def _canonical(path: Path, weights: WeightsSource) -> str:
+    """One spelling per file: its name in the weights folder, else its resolved path (so ``./w.pth``,
+    ``w.pth`` and ``file:w.pth`` in the weights folder are one cell, not three)."""
+    root = weights.root.resolve() if weights.root is not None else None
+    return path.relative_to(root).as_posix() if root is not None and path.is_relative_to(root) else str(path)
 
 
 def resolve_weights(declared: dict[str, str], stand_in: dict[str, str], scale: str, source: "DataSource",
@@ -141,12 +149,32 @@ def resolve_weights(declared: dict[str, str], stand_in: dict[str, str], scale: s
     return ids, paths, stages
 
 
+@lru_cache(maxsize=None)
+def export_keys(method: str) -> tuple[str, ...]:
+    """The weights keys ``method``'s model hands on when it is a pre-training stage (built at tiny)."""
+    import torch
+
+    from harness.run.overrides import build_model
+    from methods.interface import get_exports
+
+    with torch.random.fork_rng():
+        return tuple(sorted(get_exports(build_model(method, "tiny", {}))))
+
+
 def stage_cell(stage_id: str, scale: str, source: "DataSource") -> Cell:
     """The cell of a pre-training stage at a scale (its data is always the synthetic generator's)."""
     spec = load_stage(stage_id)
     where = f"stage {stage_id}"
-    check_overrides(spec.method, scale, spec.set, where)
+    recipe = check_overrides(spec.method, scale, spec.set, where)
     model_o, train_o, data_o = split_overrides(spec.set)
+    starts = {k: v for k, v in declared_weights(model_o, recipe.init).items() if v.startswith("stage:")}
+    if starts:  # a stage's weights are resolved by nobody: a stage cannot start from a stage (nor itself)
+        raise UserError(f"{where}: {', '.join(f'{k}={v}' for k, v in sorted(starts.items()))}: a pre-training "
+                        "stage starts from a file or from scratch (none), never from a stage")
+    missing = sorted(set(spec.provides) - set(export_keys(spec.method)))
+    if missing:
+        raise UserError(f"{where}: provides {', '.join(missing)}, which {spec.method} does not export "
+                        f"(it exports {', '.join(export_keys(spec.method)) or 'nothing'})")
     synthetic = DataSource(None, source.cache_dir, dry_run=source.dry_run)
     root, fingerprint, _ = _resolve_dataset(synthetic, spec.dataset, spec.dataset, spec.protocol, scale,
                                             tuple(sorted(data_o.items())))
@@ -191,9 +219,12 @@ def declared_model(method: str, scale: str, overrides: dict[str, Any], where: st
 def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None,
                source: DataSource = DataSource(), extra: dict[str, Any] | None = None,
                weights: WeightsSource = WeightsSource(),
-               row_seeds: dict[tuple[str, str], int] | None = None) -> list[PlannedCell]:
+               row_seeds: dict[tuple[str, str], int] | None = None,
+               max_cells: int = MAX_CELLS) -> list[PlannedCell]:
     """Every cell of a table, validated. ``extra`` overrides apply to every row (``--set``);
     ``row_seeds`` gives some (row label, dataset) cells more seeds than ``seeds`` (``--until-ci``).
+    More than ``max_cells`` cells or :data:`MAX_SEEDS` seeds a cell is refused before anything is
+    planned (a typo such as ``--seeds 1000000`` would otherwise plan for minutes).
 
     A cell that starts from a pre-training stage lists the stage's cell id in ``upstream``;
     :func:`with_upstream` adds the stage cells themselves to a list of cells to run.
@@ -201,6 +232,13 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
     if scale not in SCALES:
         raise UserError(f"unknown scale {scale!r}; allowed: {', '.join(SCALES)}")
     n_seeds = seeds or spec.seeds
+    most_seeds = max([n_seeds, *(row_seeds or {}).values()])
+    if most_seeds > MAX_SEEDS:
+        raise UserError(f"{most_seeds} seeds: at most {MAX_SEEDS} seeds a cell (a seed is one training run)")
+    n_cells = sum(not r.reference for r in spec.rows) * len(spec.datasets) * most_seeds
+    if n_cells > max_cells:
+        raise UserError(f"{spec.path}: the plan would have up to {n_cells} cells, more than {max_cells}; "
+                        "pass --yes to plan it anyway")
     planned: list[PlannedCell] = []
     columns: dict[tuple, str] = {}  # one dataset as two columns must differ in its data (data.align)
     for col in spec.datasets:
@@ -221,6 +259,7 @@ def plan_table(spec: TableSpec, *, scale: str = "tiny", seeds: int | None = None
             train_o = pin_prior_file(train_o)  # a prior file's content is part of the cell's id
             ids, paths, stages = resolve_weights({k: v for k, v in model_o.items() if is_weights_key(k)},
                                                  recipe.stand_in, scale, source, weights, where)
+            model_o = {**model_o, **{k: f"file:{_canonical(Path(path), weights)}" for k, path in paths.items()}}
             root, fingerprint, synthetic = _resolve_dataset(source, col.key, col.loader, col.protocol, scale,
                                                             tuple(sorted(data_o.items())))
             for seed in range((row_seeds or {}).get((row.label, col.key), n_seeds)):

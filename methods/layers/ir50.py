@@ -138,8 +138,19 @@ class LoadReport:
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """Load a local checkpoint file and unwrap the usual ``state_dict``/``model`` containers."""
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    """Load a local checkpoint file and unwrap the usual ``state_dict``/``model`` containers.
+
+    Only tensors and plain containers are read (``weights_only``): a file that needs anything else
+    to unpickle (code, in a planted file) is refused with its name, as is a truncated or empty one.
+    """
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint {path}: no such file") from None
+    except Exception as err:  # noqa: BLE001 - pickle, zip and EOF errors all mean "not a weights file"
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise ValueError(f"checkpoint {path}: not a file of tensors FERbench can load safely "
+                         f"({type(err).__name__}{': ' + first if first else ''})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and wrapper in obj and isinstance(obj[wrapper], dict):
             obj = obj[wrapper]

@@ -6,6 +6,7 @@ its allowed values, which the harness passes on with the spec file and row.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -63,7 +64,9 @@ def validate(overrides: dict[str, Any], keys: dict[str, OverrideKey]) -> dict[st
     """Check dotted override keys and values against ``keys``; return them normalised."""
     unknown = sorted(set(overrides) - set(keys))
     if unknown:
-        raise ValueError(f"unknown override key(s) {', '.join(unknown)}; allowed keys: {', '.join(keys)}")
+        near = [m for k in unknown for m in difflib.get_close_matches(k, list(keys), n=1)]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise ValueError(f"unknown override key(s) {', '.join(unknown)}{hint}; allowed keys: {', '.join(keys)}")
     return {key: keys[key].check(value) for key, value in overrides.items()}
 
 

@@ -436,7 +436,8 @@ def _load_checkpoint(blob: bytes) -> dict[str, Any]:
     """Decode an epoch checkpoint; raise if it is not one (the store then discards it)."""
     import io
 
-    ck = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    # weights_only: tensors and plain containers only, so a planted file cannot run code
+    ck = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or not {"model", "optim", "state"} <= set(ck) \
             or not isinstance(ck["state"].get("epoch"), int):
         raise ValueError("not an epoch checkpoint (keys model, optim, state)")
@@ -444,10 +445,11 @@ def _load_checkpoint(blob: bytes) -> dict[str, Any]:
 
 
 def job_log_path() -> str | None:
-    """The stderr log of the submitit job running this code, if any."""
+    """The stderr log of the submitit job running this code, if any (None outside a job, and under
+    the debug executor, whose environment lacks ``SUBMITIT_FOLDER``)."""
     try:
         return str(submitit.JobEnvironment().paths.stderr)
-    except RuntimeError:
+    except Exception:  # a log path is never worth losing the error being recorded
         return None
 
 
