@@ -12,7 +12,7 @@ Layout under the results directory (``results/`` by default, ``$FERBENCH_RESULTS
     cells/<cell id>/claim.json        who is computing the cell now (created with O_EXCL): the
                                       invocation's pid and host, and the pids of its local workers
     cells/<cell id>/failure.json      the ledger entry of the last failure, with an attempt count
-    cells/<cell id>/progress.json     the worker's pid, host and epoch while it trains
+    cells/<cell id>/progress.json     the worker's heartbeat while it trains: pid, host, epoch, step, time
     cells/<cell id>/history.jsonl     one line per training start, discarded checkpoint, finish
     runs/<table id>.json              the last ``reproduce`` invocation of a table (overrides, seeds)
     logs/                             executor logs (submitit folders)
@@ -43,6 +43,7 @@ import numpy as np
 from harness.errors import UserError, env
 
 SCHEMA_VERSION = 1
+STALL_S = 600.0  # a running worker silent for longer (no heartbeat) is reported as stalled
 CLAIM_GRACE_S = 10.0  # an unreadable claim younger than this may be being written right now
 MIN_FREE_BYTES = 64 * 2**20  # below this, a store is "full" before anything trains
 log = logging.getLogger("ferbench.store")
@@ -188,6 +189,22 @@ def pid_alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat``), or None where there
+    is no ``/proc``: with the pid it names one process, so a reused pid is not taken for its owner."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: Any, start: Any = None) -> bool:
+    """Whether ``pid`` runs on this host and, when ``start`` is known, is the process that started then."""
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return False
+    return start is None or process_start(pid) in (None, start)
 
 
 def slurm_job_alive(job_id: str) -> bool:
@@ -385,16 +402,17 @@ class Store:
         return out
 
     # -- claims ----------------------------------------------------------------------------
-    def claim(self, cell_id: str, owner: dict[str, Any]) -> bool:
-        """Atomically claim a cell for computing; False when someone alive holds it."""
+    def claim(self, cell_id: str, owner: dict[str, Any], *, take_unverifiable: bool = False) -> bool:
+        """Atomically claim a cell for computing; False when someone alive holds it (or, unless
+        ``take_unverifiable``, someone this host cannot check: another machine's process)."""
         path = self.cell_dir(cell_id) / "claim.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        owner = {**owner, "host": socket.gethostname(), "time": time.time()}
+        owner = {**owner, "host": socket.gethostname(), "time": time.time(), "start": process_start(os.getpid())}
         for _ in range(2):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                if self.claim_alive(cell_id):
+                if self.claim_alive(cell_id, take_unverifiable=take_unverifiable):
                     return False
                 try:  # break a dead claim; the rename is atomic, so only one breaker wins
                     path.rename(path.with_name(f"claim.broken-{os.getpid()}-{time.time_ns()}"))
@@ -427,29 +445,50 @@ class Store:
             if owner is None or owner.get("pid") != os.getpid() or owner.get("host") != host:
                 continue
             workers = [w for w in owner.get("workers", []) if isinstance(w, dict)]
-            workers.append({"pid": int(pid), "host": host})
+            workers.append({"pid": int(pid), "host": host, "start": process_start(int(pid))})
             atomic_write_json(self.cell_dir(cid) / "claim.json", {**owner, "workers": workers})
 
-    def claim_alive(self, cell_id: str) -> bool:
-        """A claim is alive while its SLURM job is queued, or its owner or one of its workers runs."""
+    def claim_alive(self, cell_id: str, *, take_unverifiable: bool = False) -> bool:
+        """A claim is alive while its SLURM job is queued, or its owner or one of its workers runs
+        (the same pid *and* start time: a reused pid is not the owner). Another machine's process
+        cannot be checked: its claim counts as alive unless ``take_unverifiable``."""
         path = self.cell_dir(cell_id) / "claim.json"
         owner = self.claim_owner(cell_id)
         if owner is None:
             return path.exists()  # being written right now (a settled malformed claim was moved aside)
         if owner.get("slurm_job_id"):
             return slurm_job_alive(owner["slurm_job_id"])
+        state = self._claim_processes(cell_id, owner)
+        return state["alive"] or (state["unverifiable"] and not take_unverifiable)
+
+    def _claim_processes(self, cell_id: str, owner: dict[str, Any]) -> dict[str, Any]:
         here = socket.gethostname()
-        procs = [(owner.get("host"), owner.get("pid"))]
-        procs += [(w.get("host"), w.get("pid")) for w in owner.get("workers", []) if isinstance(w, dict)]
+        procs = [owner, *(w for w in owner.get("workers", []) if isinstance(w, dict))]
         progress = self.progress(cell_id)
         if progress and progress.get("time", 0) >= owner.get("time", 0):
-            procs.append((progress.get("host", here), progress.get("pid")))
-        for host, pid in procs:
-            if host != here:
-                return True  # another machine's process: can't check, don't steal
-            if isinstance(pid, int) and pid_alive(pid):
-                return True
-        return False
+            procs.append(progress)
+        mine = [p for p in procs if p.get("host", here) == here]
+        return {"alive": any(process_alive(p.get("pid"), p.get("start")) for p in mine),
+                "unverifiable": len(mine) < len(procs), "progress": progress}
+
+    def claim_state(self, cell_id: str) -> dict[str, Any] | None:
+        """Who holds a cell's claim and how it stands, for people: ``owner``, ``age_s`` (since it
+        was claimed), ``heartbeat_age_s`` (since the worker last wrote progress; None before),
+        ``state`` (``alive``, ``slurm``, ``unverifiable``: another host's, or ``dead``) and
+        ``stalled`` (alive but silent for more than :data:`STALL_S`: a stopped worker, say)."""
+        owner = self.claim_owner(cell_id)
+        if owner is None:
+            return None
+        now = time.time()
+        if owner.get("slurm_job_id"):
+            state, progress = ("slurm" if slurm_job_alive(owner["slurm_job_id"]) else "dead"), self.progress(cell_id)
+        else:
+            procs = self._claim_processes(cell_id, owner)
+            progress = procs["progress"]
+            state = "alive" if procs["alive"] else "unverifiable" if procs["unverifiable"] else "dead"
+        beat = now - progress["time"] if progress and isinstance(progress.get("time"), (int, float)) else None
+        return {"owner": owner, "age_s": now - float(owner.get("time", now)), "heartbeat_age_s": beat,
+                "state": state, "stalled": state == "alive" and beat is not None and beat > STALL_S}
 
     def release(self, cell_id: str) -> None:
         """Drop this process's claim (a claim naming a SLURM job that still runs is kept)."""
@@ -480,7 +519,8 @@ class Store:
     def write_progress(self, cell_id: str, **fields: Any) -> None:
         """The worker's heartbeat: pid, host, epoch, time."""
         atomic_write_json(self.cell_dir(cell_id) / "progress.json",
-                          {**fields, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()})
+                          {**fields, "pid": os.getpid(), "start": process_start(os.getpid()),
+                           "host": socket.gethostname(), "time": time.time()})
 
     def progress(self, cell_id: str) -> dict[str, Any] | None:
         """The last heartbeat of a running cell."""

@@ -27,24 +27,44 @@ def run(args: argparse.Namespace) -> int:
     df = collect_tables(tables, args.results, configs=run_configs(args.results, tables, args))
     df = df[df["status"] != "reference"]
     pending = df.loc[df["status"].isin(["missing", "failed"]), "cell_id"].dropna().unique()
-    running = {cid: store.progress(cid) for cid in pending
-               if store.claim_owner(cid) is not None and store.claim_alive(cid)}
+    claims = {cid: store.claim_state(cid) for cid in pending}
+    claims = {cid: c for cid, c in claims.items() if c is not None and c["state"] != "dead"}
+    running = {cid: store.progress(cid) for cid in claims}
     counts = {t: g["status"].value_counts().to_dict() for t, g in df.groupby("table_id")}
     ledger = [f for f in store.ledger() if f["cell_id"] in set(df["cell_id"].dropna())]
     if args.json:
-        print(json.dumps({"counts": counts, "running": running, "failures": ledger}, default=str))
+        print(json.dumps({"counts": counts, "running": running, "claims": claims, "failures": ledger}, default=str))
         return 0
     for t, c in counts.items():
         line = ", ".join(f"{n} {k}" for k, n in sorted(c.items()))
         print(f"{t}: {line}")
     training = {cid: p for cid, p in running.items() if p}
     for cid, prog in training.items():
-        print(f"  training {cid}: epoch {prog['epoch'] + 1}/{prog['epochs']}")
-    if len(running) > len(training):
-        print(f"  queued: {len(running) - len(training)} cells")
+        c = claims[cid]
+        note = (f"no heartbeat for {_age(c['heartbeat_age_s'])}: stopped?" if c["stalled"] else
+                f"heartbeat {_age(c['heartbeat_age_s'])} ago" if c["heartbeat_age_s"] is not None else "")
+        print(f"  training {cid}: epoch {prog['epoch'] + 1}/{prog['epochs']}" + (f" ({note})" if note else ""))
+    for cid, c in claims.items():
+        if c["state"] == "unverifiable" and cid not in training:
+            o = c["owner"]
+            print(f"  claimed {cid}: by pid {o.get('pid')} on host {o.get('host')} for {_age(c['age_s'])}; this host "
+                  "cannot check it (reproduce --break-stale-claims takes such claims over)")
+    queued = [cid for cid, c in claims.items() if cid not in training and c["state"] != "unverifiable"]
+    if queued:
+        print(f"  queued: {len(queued)} cells")
     if ledger:
         print("failure ledger:")
         for f in ledger:
             print(f"  {f['cell_id']}  {f['error_type']}: {f['message'][:120]}  (attempts {f['attempts']}, "
                   f"log {f['log_path']})")
     return 0
+
+
+def _age(seconds: float | None) -> str:
+    """``42 s``, ``12 min``, ``3 h 5 min``."""
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"

@@ -114,3 +114,44 @@ def test_malformed_claim_is_respected_briefly_then_moved_aside(tmp_path):
     assert s.claim_alive("c1")  # may be being written right now
     os.utime(path, (0, 0))
     assert not s.claim_alive("c1") and list(path.parent.glob("claim.json.corrupt-*"))
+
+
+def _write_claim(s: Store, cid: str, **owner) -> None:
+    s.cell_dir(cid).mkdir(parents=True, exist_ok=True)
+    (s.cell_dir(cid) / "claim.json").write_text(json.dumps({"time": 0.0, **owner}))
+
+
+def test_a_reused_pid_is_not_the_claims_owner(tmp_path):
+    """The claim names this pid, but a process that started at another time: not alive, taken over."""
+    from harness.store import process_start
+
+    s = Store(tmp_path)
+    me = os.getpid()
+    _write_claim(s, "c1", pid=me, host=os.uname().nodename, start=(process_start(me) or 0) + 12345)
+    assert not s.claim_alive("c1")
+    assert s.claim("c1", {"pid": me})
+    assert s.claim_alive("c1")  # our own claim, with our start time
+
+
+def test_another_hosts_claim_is_reported_and_taken_over_only_when_asked(tmp_path, capsys):
+    from harness.cli import main
+
+    s = Store(tmp_path)
+    _write_claim(s, "c2", pid=123, host="elsewhere-node-7")
+    assert s.claim_alive("c2") and not s.claim("c2", {"pid": os.getpid()})
+    state = s.claim_state("c2")
+    assert state["state"] == "unverifiable" and state["age_s"] > 1e6 and state["owner"]["host"] == "elsewhere-node-7"
+    assert s.claim("c2", {"pid": os.getpid()}, take_unverifiable=True)
+    assert s.claim_owner("c2")["pid"] == os.getpid()
+
+
+def test_a_silent_worker_is_reported_as_stalled(tmp_path):
+    import time
+
+    s = Store(tmp_path)
+    assert s.claim("c3", {"pid": os.getpid()})
+    s.write_progress("c3", epoch=2, epochs=6)
+    progress = json.loads((s.cell_dir("c3") / "progress.json").read_text())
+    (s.cell_dir("c3") / "progress.json").write_text(json.dumps({**progress, "time": time.time() - 3600}))
+    state = s.claim_state("c3")
+    assert state["state"] == "alive" and state["stalled"] and state["heartbeat_age_s"] > 3000

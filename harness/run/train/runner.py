@@ -48,6 +48,7 @@ from harness.run.train.optim import build_optimizers, build_scheduler, optimizer
 from harness.run.weights import WeightRef, file_digest
 from methods.interface import Recipe, get_exports, get_recipe, set_progress, training_step
 
+HEARTBEAT_S = 60.0  # seconds between progress heartbeats inside an epoch
 PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
 
 
@@ -334,7 +335,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
     while state["epoch"] < epochs:
         epoch = state["epoch"]
         t0 = time.time()
-        store.write_progress(cell.id, epoch=epoch, epochs=epochs)
+        store.write_progress(cell.id, epoch=epoch, epochs=epochs, step=state["step"])
+        beat = time.time()
         if fault and epoch == min(1, epochs - 1):
             if fault == "raise":
                 raise InjectedFault(f"injected failure in cell {cell.id} at epoch {epoch}")
@@ -361,6 +363,9 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
             stepper.step(terms)
             state["step"] += 1
             n_steps += 1
+            if time.time() - beat > HEARTBEAT_S:  # so that a long epoch is not taken for a stopped worker
+                store.write_progress(cell.id, epoch=epoch, epochs=epochs, step=state["step"])
+                beat = time.time()
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             if state["step"] >= total_steps:
