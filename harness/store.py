@@ -191,6 +191,11 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _event(event: str, **fields: Any) -> dict[str, Any]:
+    """One line of a cell's training log."""
+    return {"event": event, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), **fields}
+
+
 def process_start(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat``), or None where there
     is no ``/proc``: with the pid it names one process, so a reused pid is not taken for its owner."""
@@ -297,13 +302,14 @@ class Store:
         for key, data in (artifacts or {}).items():
             atomic_write_bytes(d / f"{key}.pt", data)
             files[key] = {"file": f"{key}.pt", "sha256": hashlib.sha256(data).hexdigest()}
-        self.log_event(cell_id, "finish")
-        history = self.history(cell_id)
+        finish = _event("finish")
+        history = [*self.history(cell_id), finish]
         record = {**record, "schema": SCHEMA_VERSION, "cell_id": cell_id, "artifacts": files,
                   "predictions": {"file": "predictions.npz", "sha256": hashlib.sha256(blob).hexdigest()},
                   "training_log": history,
                   "checkpoints_discarded": [e for e in history if e["event"] == "checkpoint_discarded"]}
         atomic_write_json(d / "record.json", record)
+        self._append_event(cell_id, finish)  # only once the record is there (a full disk leaves no "finish")
         (d / "failure.json").unlink(missing_ok=True)
         self.checkpoint_path(cell_id).unlink(missing_ok=True)
         self._prev_checkpoint(cell_id).unlink(missing_ok=True)
@@ -378,8 +384,10 @@ class Store:
 
     def log_event(self, cell_id: str, event: str, **fields: Any) -> None:
         """Append one line to the cell's training log (starts, discarded checkpoints, finishes)."""
-        line = json.dumps({"event": event, "pid": os.getpid(), "host": socket.gethostname(),
-                           "time": time.time(), **fields}, default=str)
+        self._append_event(cell_id, _event(event, **fields))
+
+    def _append_event(self, cell_id: str, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, default=str)
         path = self.cell_dir(cell_id) / "history.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as f:  # one short O_APPEND write per event

@@ -155,3 +155,30 @@ def test_a_silent_worker_is_reported_as_stalled(tmp_path):
     (s.cell_dir("c3") / "progress.json").write_text(json.dumps({**progress, "time": time.time() - 3600}))
     state = s.claim_state("c3")
     assert state["state"] == "alive" and state["stalled"] and state["heartbeat_age_s"] > 3000
+
+
+def test_a_full_disk_leaves_no_finish_without_a_record(tmp_path, monkeypatch):
+    import errno
+
+    import harness.store as store_mod
+
+    s = Store(tmp_path)
+    real = store_mod.atomic_write_bytes
+
+    def full(path, data):
+        if path.name == "record.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(store_mod, "atomic_write_bytes", full)
+    s.log_event("c9", "start")
+    try:
+        s.write_result("c9", _record("c9"), _arrays())
+    except OSError as err:
+        assert err.errno == errno.ENOSPC
+    assert s.record("c9") is None
+    assert [e["event"] for e in s.history("c9")] == ["start"]
+    monkeypatch.setattr(store_mod, "atomic_write_bytes", real)
+    s.write_result("c9", _record("c9"), _arrays())
+    assert [e["event"] for e in s.history("c9")] == ["start", "finish"]
+    assert s.record("c9")["training_log"][-1]["event"] == "finish"

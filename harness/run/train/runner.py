@@ -469,8 +469,12 @@ def run_and_record(cell: Cell, store: Store, *, threads: int = 1, device: str = 
     except Exception as err:
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
-        store.record_failure(cell.id, error_type=type(err).__name__, message=str(err), traceback_tail=tb,
-                             log_path=job_log_path())
+        try:
+            store.record_failure(cell.id, error_type=type(err).__name__, message=str(err), traceback_tail=tb,
+                                 log_path=job_log_path())
+        except OSError as disk:  # a full or read-only disk: say so in one line, keep the cause
+            print(f"cell {cell.id} failed ({type(err).__name__}: {err}) and its failure could not be written to "
+                  f"{store.root}: {disk.strerror or disk}", file=sys.stderr, flush=True)
         return None
 
 

@@ -51,3 +51,26 @@ def test_without_milestones_step_keeps_three_equal_steps():
 def test_bad_schedule_fields_are_rejected(kwargs, key):
     with pytest.raises(ValueError, match=f"{key}.*allowed values"):
         Recipe(**kwargs)
+
+
+def test_a_failure_that_cannot_be_written_is_one_line_with_its_cause(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from harness.run.cells import Cell
+    from harness.run.train import runner
+    from harness.store import Store
+
+    def boom(*a, **k):
+        raise RuntimeError("the real cause")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = Store(tmp_path)
+    monkeypatch.setattr(runner, "train_cell", boom)
+    monkeypatch.setattr(store, "record_failure", full)
+    cell = Cell(method="apvit", model={}, train={}, data={}, dataset="rafdb", protocol=None, scale="tiny", seed=0,
+                fingerprint="f", code_version="v", synthetic=True, data_root="/d")
+    assert runner.run_and_record(cell, store) is None
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the real cause" in last and "No space left on device" in last and cell.id in last
