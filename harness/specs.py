@@ -35,6 +35,13 @@ PaperValue = Annotated[float, Field(allow_inf_nan=False)] | Literal["not reporte
 TABLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # A plain format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type], nothing nested.
 _PLAIN_FORMAT_SPEC = re.compile(r"(?:[^{}]?[<>=^])?[+\- ]?z?#?0?\d*[,_]?(?:\.\d+)?[bcdeEfFgGnosxX%]?")
+# C0 and C1 controls (newline and tab excepted), DEL and the bidirectional controls: invisible in an
+# editor, they corrupt terminals and can reorder what a caption or label appears to say.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What a spec's YAML may contain: deep nesting overflows the parser's recursion, and aliases can
+# expand a few lines into billions of nodes ("billion laughs").
+MAX_YAML_DEPTH = 20
+MAX_YAML_NODES = 100_000
 
 
 class _Strict(BaseModel):
@@ -125,6 +132,31 @@ class Generate(_Strict):
         return self
 
 
+class Figure(_Strict):
+    """A figure the table asks for beyond the default ones.
+
+    ``cost``: accuracy against GFLOPs. ``heatmap``: our mean accuracy over the grid of two
+    override keys, ``x`` (columns) by ``y`` (rows), on ``dataset`` (default: the first column).
+    """
+
+    kind: Literal["cost", "heatmap"]
+    x: str | None = None
+    y: str | None = None
+    dataset: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> "Figure":
+        given = [k for k in ("x", "y", "dataset") if getattr(self, k) is not None]
+        if self.kind == "heatmap":
+            missing = [k for k in ("x", "y") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"a heatmap needs {' and '.join(map(repr, missing))}: the override keys "
+                                 "of its columns (x) and rows (y), e.g. {kind: heatmap, x: atp.r, y: app.k}")
+        elif given:
+            raise ValueError(f"a {self.kind} figure takes no {', '.join(map(repr, given))}")
+        return self
+
+
 class RowEntry(_Strict):
     """Either a plain row or a ``generate`` block (YAML: ``- generate: {...}``)."""
 
@@ -147,7 +179,7 @@ class RawSpec(_Strict):
     # Equivalence margin (points) for "reproduced": our mean within paper +- margin (TOST).
     margin: float = Field(1.0, gt=0)
     columns_extra: list[str] = Field(default_factory=list)
-    figures: list[dict[str, Any]] = Field(default_factory=list)
+    figures: list[Figure] = Field(default_factory=list)
     rows: list[Row | RowEntry] = Field(min_length=1)
 
     @field_validator("datasets")
@@ -305,6 +337,10 @@ def _format_validation(err: ValidationError, path: Path, data: dict, node: yaml.
             raw_row = (data.get("rows") or [None] * (loc[1] + 1))[loc[1]]
             label = raw_row.get("label") if isinstance(raw_row, dict) else None
             where += f" (row {loc[1] + 1}{', ' + repr(label) if label else ''})"
+        if len(loc) >= 2 and loc[0] == "figures" and isinstance(loc[1], int):
+            raw_fig = (data.get("figures") or [None] * (loc[1] + 1))[loc[1]]
+            kind = raw_fig.get("kind") if isinstance(raw_fig, dict) else None
+            where += f" (figure {loc[1] + 1}{', ' + repr(kind) if isinstance(kind, str) else ''})"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -322,11 +358,46 @@ def _format_validation(err: ValidationError, path: Path, data: dict, node: yaml.
     return "\n".join(lines)
 
 
+def _check_text(value: Any, path: Path, node: yaml.Node | None, loc: list) -> None:
+    """Refuse a control character (C0/C1 except newline and tab, DEL, bidi) in any key or string."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        for text, what in ((k, "key"), (v, "value")):
+            if isinstance(text, str) and (bad := _CONTROL.search(text)):
+                line = _line_of(node, [*loc, k])
+                where = ".".join(str(x).encode("unicode_escape").decode() for x in [*loc, k]) + \
+                    (f" (line {line})" if line else "")
+                raise UserError(f"{path}: {where}: the {what} contains the control character "
+                                f"U+{ord(bad.group()):04X} at position {bad.start()} ({text[:40]!r}); "
+                                "write plain text (newlines and tabs are allowed)")
+        _check_text(v, path, node, [*loc, k])
+
+
+def _check_figures(raw: RawSpec, rows: list[Row], path: Path, node: yaml.Node | None) -> None:
+    """A heatmap's dataset is a column of the table and its ``x``/``y`` are keys that some row sets."""
+    keys = [d.key for d in raw.datasets]
+    scales = [None, *raw.scale_set]
+    set_keys = {k for r in rows for col in raw.datasets for sc in scales
+                for k in {**raw.base, **raw.scale_set.get(sc, {}), **col.set, **r.set,
+                          **r.per_dataset.get(col.key, {})}}
+    for i, fig in enumerate(raw.figures):
+        line = _line_of(node, ["figures", i])
+        where = f"{path}: figures.{i}{f' (line {line})' if line else ''} (figure {i + 1}, {fig.kind!r})"
+        if fig.dataset is not None and fig.dataset not in keys:
+            raise UserError(f"{where}: dataset {fig.dataset!r} is not a column; the table's datasets are {keys}")
+        for axis in ("x", "y"):
+            key = getattr(fig, axis)
+            if key is not None and key not in set_keys:
+                raise UserError(f"{where}: {axis} {key!r} is not an override key of any row; "
+                                f"keys the rows set: {', '.join(sorted(set_keys)) or 'none'}")
+
+
 def parse_spec(data: dict, path: Path, node: yaml.Node | None = None) -> TableSpec:
     """Validate the shape of a spec's YAML data and expand generated rows.
 
     ``node`` (the composed YAML document) lets messages name the line of the offending entry.
     """
+    _check_text(data, path, node, [])
     try:
         raw = RawSpec.model_validate(data)
     except ValidationError as err:
@@ -359,9 +430,11 @@ def parse_spec(data: dict, path: Path, node: yaml.Node | None = None) -> TableSp
             if ds not in keys:
                 raise UserError(f"{path}: row {r.label!r}: per_dataset overrides for unknown dataset {ds!r}; "
                                 f"the table's datasets are {keys}")
+    _check_figures(raw, rows, path, node)
     if raw.id != path.stem:
         raise UserError(f"{path}: id {raw.id!r} does not match the file name {path.stem!r}")
-    return TableSpec(**{k: v for k, v in raw.__dict__.items() if k != "rows"}, rows=rows,
+    return TableSpec(**{k: v for k, v in raw.__dict__.items() if k not in ("rows", "figures")}, rows=rows,
+                     figures=[f.model_dump(exclude_none=True) for f in raw.figures],
                      excluded=excluded, path=str(path))
 
 
@@ -372,8 +445,27 @@ class DuplicateKey(yaml.YAMLError):
         super().__init__(f"duplicate key {key!r} at line {line} (first at line {first_line})")
 
 
+class YAMLTooLarge(yaml.YAMLError):
+    """A YAML document nested deeper than :data:`MAX_YAML_DEPTH` or expanding (through aliases)
+    to more than :data:`MAX_YAML_NODES` nodes."""
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects a key repeated in one mapping (merge keys ``<<`` excepted)."""
+    """``yaml.SafeLoader`` that rejects a key repeated in one mapping (merge keys ``<<`` excepted)
+    and a document nested deeper than :data:`MAX_YAML_DEPTH` while composing it (PyYAML's composer
+    recurses once per level, so a deep one would end in ``RecursionError``)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise YAMLTooLarge(f"nested deeper than {MAX_YAML_DEPTH} levels at line {line}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -390,22 +482,82 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a composed document that, with every alias expanded, is deeper than
+    :data:`MAX_YAML_DEPTH` or has more than :data:`MAX_YAML_NODES` nodes.
+
+    An alias is the same node object as its anchor, so each node is measured once (linear in the
+    file) while the totals count it at every place it is used; a recursive alias is infinitely deep.
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, height)
+    open_: set[int] = set()  # the nodes being measured: reaching one again is a recursive alias
+
+    def measure(node: yaml.Node, level: int) -> tuple[int, int]:
+        if id(node) in open_:
+            raise YAMLTooLarge(f"an alias at or below line {node.start_mark.line + 1} refers to its own "
+                               "anchor (a recursive structure)")
+        if id(node) in measured:
+            count, height = measured[id(node)]
+        else:
+            if level > MAX_YAML_DEPTH:
+                raise YAMLTooLarge(f"nested deeper than {MAX_YAML_DEPTH} levels through aliases "
+                                   f"(at line {node.start_mark.line + 1})")
+            children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                        else node.value if isinstance(node, yaml.SequenceNode) else [])
+            count, height = 1, 1
+            open_.add(id(node))
+            for child in children:
+                c, h = measure(child, level + 1)
+                count, height = count + c, max(height, h + 1)
+                if count > MAX_YAML_NODES:
+                    raise YAMLTooLarge(f"expands to more than {MAX_YAML_NODES} nodes through aliases "
+                                       f"(&anchor/*alias; the mapping or list at line {node.start_mark.line + 1})")
+            open_.discard(id(node))
+            measured[id(node)] = count, height
+        if level + height - 1 > MAX_YAML_DEPTH:
+            raise YAMLTooLarge(f"nested deeper than {MAX_YAML_DEPTH} levels through aliases "
+                               f"(at line {node.start_mark.line + 1})")
+        return count, height
+
+    measure(root, 1)
+
+
 def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
-    """Parse a YAML file with :class:`UniqueKeyLoader`: ``(data, composed node)``; errors name the file."""
+    """Parse a YAML file with :class:`UniqueKeyLoader`: ``(data, composed node)``; errors name the file.
+
+    Refused with a :class:`UserError`: a file that cannot be read or is not UTF-8, invalid YAML,
+    a repeated key, nesting deeper than :data:`MAX_YAML_DEPTH`, more than :data:`MAX_YAML_NODES`
+    nodes once aliases are expanded.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror or err})") from None
     loader = UniqueKeyLoader(text)
     try:
         node = loader.get_single_node()
-        return (loader.construct_document(node) if node is not None else None), node
-    except DuplicateKey as err:
+        if node is None:
+            return None, None
+        _check_expansion(node)
+        return loader.construct_document(node), node
+    except (DuplicateKey, YAMLTooLarge) as err:
         raise UserError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise UserError(f"{path}: not valid YAML: {err}") from None
     finally:
         loader.dispose()
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    """Parse one YAML file safely for any of the harness's own YAML (table specs, stages).
+
+    The data of :func:`read_yaml`: plain YAML types only (``SafeLoader``), a repeated key refused,
+    nesting at most :data:`MAX_YAML_DEPTH` levels and at most :data:`MAX_YAML_NODES` nodes with
+    aliases expanded. Every problem is a :class:`UserError` naming the file (and the line).
+    """
+    return read_yaml(Path(path))[0]
 
 
 def load_spec(table_id: str, directory: Path | None = None) -> TableSpec:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from harness.errors import UserError
 
@@ -73,14 +74,29 @@ def _knobs(items: list[str]) -> dict:
     return out
 
 
+def _check_out_folder(out: Path) -> None:
+    """``--out`` must be a folder or a path one can create: neither it nor a parent a non-folder."""
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                what = "it exists" if p == out else f"{p} (a parent of it) exists"
+                raise UserError(f"--out {out}: {what} and is not a folder; name a new or existing folder")
+            return
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch ``data check`` / ``data synth`` / ``data align``."""
     if args.data_command == "align":
         return _align(args)
     if args.data_command == "synth":
         from harness.data.synth import write_synthetic
+        knobs = _knobs(args.knob)
+        _check_out_folder(Path(args.out))
         t0 = time.perf_counter()
-        out = write_synthetic(args.dataset, args.out, scale=args.scale, seed=args.seed, **_knobs(args.knob))
+        try:
+            out = write_synthetic(args.dataset, args.out, scale=args.scale, seed=args.seed, **knobs)
+        except OSError as err:
+            raise UserError(f"--out {args.out}: cannot write the stand-in there ({err})") from None
         print(f"wrote synthetic {args.dataset} ({args.scale}, seed {args.seed}) to {out} "
               f"in {time.perf_counter() - t0:.1f}s")
         return 0

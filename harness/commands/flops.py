@@ -3,7 +3,9 @@
 Builds ``MODEL`` with ``timm.create_model(MODEL, preset=..., **overrides)`` and counts its FLOPs
 with :func:`harness.run.train.flops.count_flops` (fvcore, eval mode, batch 1, one multiply-add = one FLOP).
 ``--set`` values are parsed with ``yaml.safe_load`` so ``app.k=120`` is an int, ``atp.r=0.9`` a
-float and ``atp.blocks=[6,7]`` a list. ``--input-size`` defaults to the model's recipe image size.
+float and ``atp.blocks=[6,7]`` a list. ``--input-size`` defaults to the model's recipe image size;
+it must be at least the smallest one a recipe allows, and a size the model cannot run at (most
+accept only the size they are built for) is refused naming that size.
 With ``--json`` the output is one JSON object (model, preset, overrides, plus every field of
 ``count_flops``); without it, a short human-readable summary.
 """
@@ -44,13 +46,21 @@ def run(args: argparse.Namespace) -> int:
         model = timm.create_model(args.model, preset=args.preset, **overrides)
     except (ValueError, TypeError) as err:
         raise UserError(f"{args.model} ({args.preset}): {err}") from None
-    size = args.input_size if args.input_size is not None else get_recipe(model).img_size
-    if size < 1:
-        raise UserError(f"--input-size {size}: must be a positive integer")
+    native = get_recipe(model).img_size
+    size = args.input_size if args.input_size is not None else native
+    smallest = _smallest_img_size()
+    if size < smallest:
+        raise UserError(f"--input-size {size}: must be at least {smallest} (the smallest img_size a recipe "
+                        f"allows); {args.model} ({args.preset}) is built for {native}x{native}")
     try:
         result = count_flops(model, size)
-    except RuntimeError as err:
-        raise UserError(f"{args.model}: cannot trace at input size {size} ({err})") from None
+    except (RuntimeError, ValueError, AssertionError) as err:
+        if size == native and not isinstance(err, RuntimeError):
+            raise  # the model fails at its own size: a bug, not bad input
+        hint = "" if size == native else (f"; {args.model} ({args.preset}) is built for {native}x{native}, and "
+                                          "most models accept only that size (omit --input-size to count at it)")
+        reason = str(err) or type(err).__name__
+        raise UserError(f"{args.model}: cannot trace at input size {size} ({reason}){hint}") from None
     record = {"model": args.model, "preset": args.preset, "overrides": overrides, **result}
     if args.json:
         print(json.dumps(record))
@@ -61,3 +71,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"tokens entering each block: {result['tokens_per_block']}; before head: {result['tokens_before_head']}")
         print(f"uncounted ops: {result['uncounted_ops']} (~{100 * result['uncounted_share']:.2f}% of FLOPs)")
     return 0
+
+
+def _smallest_img_size() -> int:
+    """The lower bound the training interface puts on ``Recipe.img_size``."""
+    from dataclasses import fields
+
+    from methods.interface import Recipe
+
+    return next(f.metadata["allowed"]["ge"] for f in fields(Recipe) if f.name == "img_size")

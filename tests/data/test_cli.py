@@ -41,3 +41,13 @@ def test_synth_writes_official_layout(tmp_path, capsys):
     assert main(["data", "check", "rafdb", "--root", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["synthetic"] is True
     assert main(["data", "synth", "rafdb", "--out", str(out), "--knob", "sparkle=1"]) == 2
+
+
+def test_synth_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me\n")
+    assert main(["data", "synth", "rafdb", "--out", str(existing)]) == 2
+    assert f"--out {existing}: it exists and is not a folder" in capsys.readouterr().err
+    assert main(["data", "synth", "rafdb", "--out", str(existing / "sub")]) == 2
+    assert f"{existing} (a parent of it) exists and is not a folder" in capsys.readouterr().err
+    assert existing.read_text() == "keep me\n"

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from harness.errors import UserError
-from harness.specs import NOT_REPORTED, list_specs, load_spec
+from harness.specs import NOT_REPORTED, list_specs, load_spec, load_yaml
 
 
 def _write(tmp_path: Path, data: dict, name: str = "t_tab1") -> Path:
@@ -131,3 +131,74 @@ def test_transfer_specs_read_from_the_prose():
     assert tab7.resolved(tab7.row("TransFER*"), tab7.datasets[1]) == ("transfer", full)
     fig3 = load_spec("transfer_fig3")
     assert fig3.paper_value("B=2", "rafdb") == 90.91 and fig3.paper_value("B=5", "rafdb") is None
+
+
+_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("text, needle", [
+    (_LAUGHS, "expands to more than"),  # "billion laughs": 9**9 strings through aliases
+    ("id: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 20 levels at line 1"),
+    ("a: &a [1]\n" + "b: " + "[" * 15 + "*a" + "]" * 15 + "\n" + "c: &c " + "[" * 10 + "1" + "]" * 10 + "\n"
+     + "d: " + "[" * 15 + "*c" + "]" * 15 + "\n", "nested deeper than 20 levels through aliases"),
+    ("a: &a [*a]\n", "refers to its own anchor"),
+])
+def test_yaml_bombs_are_refused_naming_the_file(tmp_path, text, needle):
+    (tmp_path / "t_tab1.yaml").write_text(text)
+    with pytest.raises(UserError) as err:
+        load_spec("t_tab1", tmp_path)
+    assert str(err.value).startswith(str(tmp_path / "t_tab1.yaml")) and needle in str(err.value)
+
+
+def test_load_yaml_is_safe_and_rejects_repeated_keys(tmp_path):
+    path = tmp_path / "stage.yaml"
+    path.write_text("model: apvit\nbase: &b {app.k: 160}\nrows: [*b, *b]\n")
+    assert load_yaml(path) == {"model": "apvit", "base": {"app.k": 160}, "rows": [{"app.k": 160}] * 2}
+    path.write_text("model: apvit\nset: {}\nmodel: transfer\n")
+    with pytest.raises(UserError, match=r"stage.yaml: duplicate key 'model' at line 3 \(first at line 1\)"):
+        load_yaml(path)
+    path.write_text("x: !!python/object/apply:os.system [echo hi]\n")
+    with pytest.raises(UserError, match="stage.yaml: not valid YAML"):
+        load_yaml(path)
+
+
+@pytest.mark.parametrize("figures, needle", [
+    ([{"kind": "heatmap", "y": "app.k"}], "figures.0 (line 23) (figure 1, 'heatmap'): a heatmap needs 'x'"),
+    ([{"kind": "cost"}, {"kind": "heatmap"}], "figure 2, 'heatmap'): a heatmap needs 'x' and 'y'"),
+    ([{"kind": "pie"}], "figures.0.kind"),
+    ([{"kind": "cost", "x": "app.k"}], "a cost figure takes no 'x'"),
+    ([{"kind": "heatmap", "x": "atp.r", "y": "app.k"}],
+     "figures.0 (line 23) (figure 1, 'heatmap'): x 'atp.r' is not an override key of any row"),
+    ([{"kind": "heatmap", "x": "head", "y": "app.k", "dataset": "ferplus"}], "dataset 'ferplus' is not a column"),
+])
+def test_bad_figures_are_refused_at_load(tmp_path, figures, needle):
+    with pytest.raises(UserError) as err:
+        load_spec("t_tab1", _write(tmp_path, _spec(figures=figures)))
+    assert "t_tab1.yaml" in str(err.value) and needle in str(err.value)
+
+
+def test_a_heatmap_over_row_keys_loads(tmp_path):
+    spec = load_spec("t_tab1", _write(tmp_path, _spec(figures=[{"kind": "heatmap", "x": "head", "y": "app.k"}])))
+    assert spec.figures == [{"kind": "heatmap", "x": "head", "y": "app.k"}]
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda d: d.update(caption="a\x1b[2Jb"), "caption (line 2): the value contains the control character U+001B"),
+    (lambda d: d.update(reading="nul\x00"), "reading (line "),
+    (lambda d: d["rows"][1].update(label="\u202eevil"), "rows.1.label (line "),
+    (lambda d: d["rows"][0].update(note="c1 \x9b"), "rows.0.note"),
+    (lambda d: d["datasets"][0].update(label="RAF\u2066-DB"), "datasets.0.label"),
+    (lambda d: d["base"].update({"app\rk": 1}), "base.app\\rk (line 10): the key contains"),
+])
+def test_control_characters_are_refused_naming_the_field(tmp_path, mutate, needle):
+    data = _spec()
+    mutate(data)
+    with pytest.raises(UserError) as err:
+        load_spec("t_tab1", _write(tmp_path, data))
+    assert "t_tab1.yaml" in str(err.value) and needle in str(err.value)
+
+
+def test_newlines_and_tabs_are_plain_text(tmp_path):
+    spec = load_spec("t_tab1", _write(tmp_path, _spec(caption="two\nlines", reading="a\tb")))
+    assert spec.caption == "two\nlines" and spec.reading == "a\tb"
