@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import UserError
+from harness.errors import UserError, env
 
 TABLES_DIR = Path(__file__).resolve().parent.parent / "tables"
 NOT_REPORTED = "not reported"
@@ -40,6 +40,7 @@ _PLAIN_FORMAT_SPEC = re.compile(r"(?:[^{}]?[<>=^])?[+\- ]?z?#?0?\d*[,_]?(?:\.\d+
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # What a spec's YAML may contain: deep nesting overflows the parser's recursion, and aliases can
 # expand a few lines into billions of nodes ("billion laughs").
+MAX_GENERATED_ROWS = 10_000  # one generate block; more is a typo (plan_table caps cells too)
 MAX_YAML_DEPTH = 20
 MAX_YAML_NODES = 100_000
 
@@ -238,7 +239,7 @@ class TableSpec(_Strict):
 
 def tables_dir() -> Path:
     """The directory holding table specs (``$FERBENCH_TABLES`` overrides the repository's)."""
-    return Path(os.environ.get("FERBENCH_TABLES", TABLES_DIR))
+    return Path(env("FERBENCH_TABLES") or TABLES_DIR)
 
 
 def list_specs(directory: Path | None = None) -> list[str]:
@@ -272,6 +273,15 @@ def _format_label(template: str, setting: dict[str, Any], where: str) -> str:
 def _expand(gen: Generate, where: str) -> tuple[list[Row], list[dict[str, Any]]]:
     factors = gen.zip if gen.zip is not None else gen.product
     keys = list(factors)
+    size = min(map(len, factors.values())) if gen.zip is not None else math.prod(map(len, factors.values()))
+    if size > MAX_GENERATED_ROWS:
+        raise UserError(f"{where}: the generate block makes {size} rows, more than {MAX_GENERATED_ROWS}")
+    for n, rule in enumerate(gen.exclude, 1):  # a rule that can match nothing would exclude nothing, silently
+        for k, v in rule.when.items():
+            if k not in factors:
+                raise UserError(f"{where}: exclude rule {n}: {k!r} is not a generated key ({', '.join(keys)})")
+            if not any(v == x and type(v) is type(x) for x in factors[k]):
+                raise UserError(f"{where}: exclude rule {n}: {k}={v!r} is none of its values {factors[k]}")
     combos = zip(*factors.values()) if gen.zip is not None else itertools.product(*factors.values())
     rows, excluded = [], []
     for i, values in enumerate(combos):
@@ -296,6 +306,12 @@ def _expand(gen: Generate, where: str) -> tuple[list[Row], list[dict[str, Any]]]
             elif label in vals:
                 paper[ds] = vals[label]
         rows.append(Row(label=label, set={**gen.set, **setting}, method=gen.method, paper=paper))
+    labels = {r.label for r in rows} | {e["label"] for e in excluded}
+    for ds, vals in gen.paper.items():
+        unknown = sorted(set(vals) - labels) if isinstance(vals, dict) else []
+        if unknown:
+            raise UserError(f"{where}: paper values for {ds!r} name {unknown}, which no generated row is "
+                            f"(labels: {sorted(labels)})")
     return rows, excluded
 
 

@@ -202,3 +202,39 @@ def test_control_characters_are_refused_naming_the_field(tmp_path, mutate, needl
 def test_newlines_and_tabs_are_plain_text(tmp_path):
     spec = load_spec("t_tab1", _write(tmp_path, _spec(caption="two\nlines", reading="a\tb")))
     assert spec.caption == "two\nlines" and spec.reading == "a\tb"
+
+
+def _generated(tmp_path: Path, **gen) -> Path:
+    block = {"generate": {"product": {"app.k": [120, 160], "atp.r": [0.8, 0.9]}, "label": "k={app_k} r={atp_r}", **gen}}
+    return _write(tmp_path, _spec(rows=[{"label": "a", "paper": {"rafdb": 90.0}}, block]))
+
+
+@pytest.mark.parametrize("rule, needle", [({"app.kk": 120}, "'app.kk' is not a generated key"),
+                                          ({"app.k": "120"}, "app.k='120' is none of its values"),
+                                          ({"app.k": 121}, "app.k=121 is none of its values")])
+def test_an_exclude_rule_that_can_match_nothing_is_refused(tmp_path, rule, needle):
+    _generated(tmp_path, exclude=[{"when": rule, "reason": "r"}])
+    with pytest.raises(UserError, match=f"exclude rule 1: {needle}"):
+        load_spec("t_tab1", tmp_path)
+
+
+def test_paper_values_for_labels_no_row_has_are_refused(tmp_path):
+    _generated(tmp_path, paper={"rafdb": {"k=120 r=0.8": 88.0, "k=999 r=0.8": 87.0}})
+    with pytest.raises(UserError, match=r"paper values for 'rafdb' name \['k=999 r=0.8'\]"):
+        load_spec("t_tab1", tmp_path)
+    _generated(tmp_path, paper={"rafdb": {"k=120 r=0.8": 88.0}})
+    assert load_spec("t_tab1", tmp_path).paper_value("k=120 r=0.8", "rafdb") == 88.0
+
+
+def test_a_giant_product_is_refused_before_expanding(tmp_path):
+    big = {"app.k": list(range(1, 201)), "atp.r": [i / 1000 for i in range(1, 101)]}
+    _write(tmp_path, _spec(rows=[{"label": "a"}, {"generate": {"product": big, "label": "{app_k} {atp_r}"}}]))
+    with pytest.raises(UserError, match="makes 20000 rows, more than 10000"):
+        load_spec("t_tab1", tmp_path)
+
+
+def test_an_empty_tables_variable_means_the_repositorys(monkeypatch):
+    from harness.specs import TABLES_DIR, tables_dir
+
+    monkeypatch.setenv("FERBENCH_TABLES", "")
+    assert tables_dir() == TABLES_DIR
