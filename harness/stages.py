@@ -18,6 +18,7 @@ checkpoints as files instead (``--weights-dir``).
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UserError
 from harness.specs import TABLES_DIR, tables_dir
+
+
+STAGE_ID = re.compile(r"[A-Za-z0-9_]+")  # a stage id is a file name in a stages folder, never a path
 
 
 class StageSpec(BaseModel):
@@ -50,8 +54,8 @@ def stages_dirs() -> list[Path]:
 
 
 def list_stages() -> list[str]:
-    """The ids of every declared stage, sorted."""
-    return sorted({p.stem for d in stages_dirs() for p in d.glob("*.yaml")})
+    """The ids of every declared stage, sorted (files whose name is no stage id are not stages)."""
+    return sorted({p.stem for d in stages_dirs() for p in d.glob("*.yaml") if STAGE_ID.fullmatch(p.stem)})
 
 
 @lru_cache(maxsize=None)
@@ -70,7 +74,15 @@ def _load(path: Path, mtime_ns: int, size: int) -> StageSpec:
 
 
 def load_stage(stage_id: str) -> StageSpec:
-    """Load ``tables/stages/<stage_id>.yaml``; an unknown id lists the known ones."""
+    """Load ``tables/stages/<stage_id>.yaml``; an unknown id lists the known ones.
+
+    A stage id is a name (letters, digits, ``_``) of a file in a stages folder, never a path: a
+    ``stage:../elsewhere/x`` reads nothing.
+    """
+    if not STAGE_ID.fullmatch(stage_id):
+        raise UserError(f"{stage_id!r} is not a pre-training stage name (letters, digits and _, the name of a "
+                        f"file in {', '.join(map(str, stages_dirs()))}, without .yaml); "
+                        f"known stages: {', '.join(list_stages()) or 'none'}")
     for d in stages_dirs():
         path = d / f"{stage_id}.yaml"
         if path.is_file():

@@ -79,7 +79,7 @@ def load_dataset(name: str, root: str | Path | None, *, protocol: str | None = N
     if decode_size < 8:
         raise UserError(f"decode_size must be at least 8, got {decode_size}")
     path = resolve_root(name, root)
-    bad = BadEntries(skip_bad)
+    bad = BadEntries(skip_bad, name, path)
     raw = module.read(path, protocol, bad)
     raw.skipped = bad.skipped
     return assemble(name, protocol, path, raw, decode_size=decode_size, val_fraction=val_fraction,

@@ -8,10 +8,9 @@ counted. The balanced validation set is the test set; val is carved from trainin
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from harness.data.base import BadEntries, Entry, RawDataset, require_file, utf8_errors
+from harness.data.base import BadEntries, Entry, RawDataset, RootGuard, csv_rows, require_file
 from harness.data.labels import (AFFECTNET_LABELS, AFFECTNET_NON_EXPRESSION, CANONICAL_CLASSES,
                                  CANONICAL_INDEX, SEVEN_CLASSES)
 from harness.errors import UserError
@@ -23,45 +22,41 @@ IMAGE_DIR = "Manually_Annotated_Images"
 
 
 def _read_csv(path: Path, image_dir: Path, protocol: str, bad: BadEntries,
-              dropped: dict[str, int]) -> list[Entry]:
+              dropped: dict[str, int], guard: RootGuard) -> list[Entry]:
     entries: list[Entry] = []
-    with open(path, newline="", encoding="utf-8-sig") as f, utf8_errors(path):
-        reader = csv.reader(f)
-        got = next(reader, None)
-        if got is None or [h.strip() for h in got] != HEADER:
-            raise UserError(f"{path}:1: wrong CSV header {got!r}, expected {HEADER!r}")
-        for row in reader:
-            if not row:
-                continue
-            where = f"{path}:{reader.line_num}"
-            if len(row) != len(HEADER):
-                bad.report(f"{where}: expected {len(HEADER)} columns, got {len(row)}")
-                continue
-            rel = row[0].strip()
-            try:
-                code = int(row[6])
-            except ValueError:
-                code = -1
-            if code in AFFECTNET_NON_EXPRESSION:
-                key = AFFECTNET_NON_EXPRESSION[code]
-                dropped[key] = dropped.get(key, 0) + 1
-                continue
-            if code not in AFFECTNET_LABELS:
-                bad.report(f"{where}: unknown expression {row[6]!r} for {rel} (AffectNet uses 0..10)")
-                continue
-            if code == 7 and protocol == "7class":
-                dropped["contempt (7class)"] = dropped.get("contempt (7class)", 0) + 1
-                continue
-            try:
-                x, y, w, h = (int(float(v)) for v in row[1:5])
-            except ValueError:
-                bad.report(f"{where}: face box {row[1:5]!r} is not numeric for {rel}")
-                continue
-            if w <= 0 or h <= 0:
-                bad.report(f"{where}: empty face box {row[1:5]!r} for {rel}")
-                continue
-            entries.append(Entry(name=rel, label=CANONICAL_INDEX[AFFECTNET_LABELS[code]],
-                                 source=image_dir / rel, where=where, box=(x, y, x + w, y + h)))
+    for line, row in csv_rows(path, HEADER):
+        where = f"{path}:{line}"
+        if len(row) != len(HEADER):
+            bad.report(f"{where}: expected {len(HEADER)} columns, got {len(row)}")
+            continue
+        rel = row[0].strip()
+        try:
+            code = int(row[6])
+        except ValueError:
+            code = -1
+        if code in AFFECTNET_NON_EXPRESSION:
+            key = AFFECTNET_NON_EXPRESSION[code]
+            dropped[key] = dropped.get(key, 0) + 1
+            continue
+        if code not in AFFECTNET_LABELS:
+            bad.report(f"{where}: unknown expression {row[6]!r} for {rel} (AffectNet uses 0..10)")
+            continue
+        if code == 7 and protocol == "7class":
+            dropped["contempt (7class)"] = dropped.get("contempt (7class)", 0) + 1
+            continue
+        try:
+            x, y, w, h = (int(float(v)) for v in row[1:5])
+        except (ValueError, OverflowError):  # OverflowError: inf, 1e400
+            bad.report(f"{where}: face box {row[1:5]!r} is not four finite numbers for {rel}")
+            continue
+        if w <= 0 or h <= 0:
+            bad.report(f"{where}: empty face box {row[1:5]!r} for {rel}")
+            continue
+        source = guard.image(image_dir, rel, where, bad)
+        if source is None:
+            continue
+        entries.append(Entry(name=rel, label=CANONICAL_INDEX[AFFECTNET_LABELS[code]],
+                             source=source, where=where, box=(x, y, x + w, y + h)))
     return entries
 
 
@@ -73,8 +68,9 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
     if not image_dir.is_dir():
         raise UserError(f"{image_dir}: missing AffectNet image folder ({IMAGE_DIR})")
     dropped: dict[str, int] = {}
-    official = {"train": _read_csv(train_csv, image_dir, protocol, bad, dropped),
-                "test": _read_csv(test_csv, image_dir, protocol, bad, dropped)}
+    guard = RootGuard(root)
+    official = {"train": _read_csv(train_csv, image_dir, protocol, bad, dropped, guard),
+                "test": _read_csv(test_csv, image_dir, protocol, bad, dropped, guard)}
     classes = SEVEN_CLASSES if protocol == "7class" else CANONICAL_CLASSES
     return RawDataset(class_names=list(classes), official=official,
                       annotation_files=[train_csv, test_csv],

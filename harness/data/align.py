@@ -60,7 +60,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from harness.data.base import ALIGNMENT_MARKER, SYNTHETIC_MARKER, BadEntries
+from harness.data.base import ALIGNMENT_MARKER, SYNTHETIC_MARKER, BadEntries, RootGuard
 from harness.errors import UserError
 
 ALIGN_VERSION = 2  # 2: the five-point fit is face.evoLVe's (reference -> source, inverted); ``fit``
@@ -257,6 +257,7 @@ class _Job:
     points: np.ndarray | None = None
     reason: str = ""  # why ``points`` is missing, for the landmarks method
     extra: dict[str, Any] = field(default_factory=dict)
+    where: str = ""  # the annotation file and line (or image) it comes from, for messages
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -288,13 +289,18 @@ def _jobs_rafdb(root: Path, method: str, bad: BadEntries) -> tuple[list[_Job], l
     """RAF-DB: detect in ``Image/original/<name>`` when it is there (the landmarks method needs
     it: the manual points are in its pixels), else in the official 100x100 aligned image."""
     entries, ann = _entries("rafdb", root, bad)
+    guard = RootGuard(root)
     jobs = []
     for e in entries:
         stem = e.name.rsplit(".", 1)[0]
-        original = root / "Image" / "original" / e.name
-        job = _Job(e.name, original if original.is_file() else e.source, _rel(e.source, root))
+        original = guard.image(root / "Image" / "original", e.name, e.where, bad)
+        if original is None:
+            continue
+        job = _Job(e.name, original if original.is_file() else e.source, _rel(e.source, root), where=e.where)
         if method == "landmarks":
-            lm = root / "Annotation" / "manual" / f"{stem}_manu_attri.txt"
+            lm = guard.image(root / "Annotation" / "manual", f"{stem}_manu_attri.txt", e.where, bad)
+            if lm is None:
+                continue
             if not original.is_file():
                 raise UserError(f"{original}: the landmarks method needs RAF-DB's original images "
                                 "(the manual points in Annotation/manual are in their pixels)")
@@ -309,7 +315,7 @@ def _jobs_rafdb(root: Path, method: str, bad: BadEntries) -> tuple[list[_Job], l
 def _jobs_folders(name: str):
     def jobs(root: Path, method: str, bad: BadEntries) -> tuple[list[_Job], list[Path]]:
         entries, ann = _entries(name, root, bad)
-        return [_Job(e.name, e.source, _rel(e.source, root)) for e in entries], ann
+        return [_Job(e.name, e.source, _rel(e.source, root), where=e.where) for e in entries], ann
     return jobs
 
 
@@ -324,7 +330,7 @@ def _jobs_affectnet(root: Path, method: str, bad: BadEntries) -> tuple[list[_Job
                     marks[row[0].strip()] = row[5]
     jobs = []
     for e in entries:
-        job = _Job(e.name, e.source, _rel(e.source, root), box=e.box)
+        job = _Job(e.name, e.source, _rel(e.source, root), box=e.box, where=e.where)
         if method == "landmarks":
             try:
                 job.points = five_from_68(np.array([float(v) for v in marks[e.name].split(";")]))
@@ -343,7 +349,7 @@ def _jobs_expw(root: Path, method: str, bad: BadEntries) -> tuple[list[_Job], li
         stem, dot, suffix = image.rpartition(".")
         out_name = f"{stem}_{face_id}.{suffix}" if dot else f"{image}_{face_id}"
         jobs.append(_Job(e.name, e.source, f"image/origin/{out_name}", box=e.box,
-                         extra={"out_name": out_name}))
+                         extra={"out_name": out_name}, where=e.where))
     return jobs, ann
 
 
@@ -467,8 +473,16 @@ def align_dataset(name: str, root: str | Path, out: str | Path, *, method: str =
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; choose a new --out folder")
 
-    bad = BadEntries(skip_bad)
+    bad = BadEntries(skip_bad, name, root)
     jobs, ann = JOBS[name](root, method, bad)
+    inside_out, kept = RootGuard(out), []  # every image is written under --out, or not at all
+    for job in jobs:
+        if job.out and not inside_out.inside(out / job.out):
+            bad.report(f"{job.where or job.name}: the aligned copy of {job.name} would be written to "
+                       f"{job.out!r}, which leads outside --out {out}")
+        else:
+            kept.append(job)
+    jobs = kept
     detector = MTCNNDetector() if method == "mtcnn" else None
     out.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict] = {}

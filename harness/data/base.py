@@ -17,9 +17,11 @@ dataset folder itself is never written to), and the stand-in's own folder for sy
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -114,16 +116,89 @@ class RawDataset:
 
 
 class BadEntries:
-    """Collects bad entries: raises at once, or records them when ``skip_bad`` is set."""
+    """Collects bad entries: raises at once, or records them when ``skip_bad`` is set.
 
-    def __init__(self, skip_bad: bool) -> None:
+    The error says where skipping applies: ``data check`` and ``data align`` take ``--skip-bad``,
+    training does not. ``dataset`` and ``root``, when known, make the advice a command to paste.
+    """
+
+    def __init__(self, skip_bad: bool, dataset: str | None = None, root: str | Path | None = None) -> None:
         self.skip_bad = skip_bad
         self.skipped: list[str] = []
+        self._check = (f"python -m harness data check {dataset or '<dataset>'} --root "
+                       f"{shlex.quote(str(root)) if root is not None else '<folder>'} --skip-bad")
 
     def report(self, message: str) -> None:
         if not self.skip_bad:
-            raise UserError(message + " (pass --skip-bad / skip_bad=True to skip bad entries)")
+            raise UserError(f"{message} (run `{self._check}` to list every bad entry; `data check` and "
+                            "`data align` take --skip-bad, load_dataset skip_bad=True, training does not: "
+                            "fix or remove the entries)")
         self.skipped.append(message)
+
+
+class RootGuard:
+    """Keeps paths inside a folder: the dataset root a loader reads, the ``--out`` folder
+    ``data align`` writes.
+
+    A path is inside when, resolved as the OS would open it (``..`` and symbolic links followed),
+    it lies in the folder, itself resolved. So an annotation naming ``../../x.jpg`` or an absolute
+    path, and a symbolic link to elsewhere, are refused. Callers keep the path as they built it,
+    unresolved (fingerprints and entry names do not change). A resolved folder is remembered for
+    the life of the object, one loader call: a file then costs one ``lstat``.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        real = os.path.realpath(root)
+        self._prefix = real.rstrip(os.sep) + os.sep  # "/" stays "/"
+        self._real_root = real
+        self._real_dirs: dict[str, str] = {}
+
+    def inside(self, path: Path) -> bool:
+        """Whether ``path`` (built on the root, or absolute) resolves inside the root."""
+        head, tail = os.path.split(os.fspath(path))
+        if tail in ("", ".", ".."):
+            real = os.path.realpath(path)
+        else:
+            real_dir = self._real_dirs.get(head)
+            if real_dir is None:
+                real_dir = self._real_dirs[head] = os.path.realpath(head)
+            real = os.path.join(real_dir, tail)
+            if os.path.islink(real):
+                real = os.path.realpath(real)
+        return real == self._real_root or real.startswith(self._prefix)
+
+    def image(self, folder: Path, name: str, where: str, bad: BadEntries) -> Path | None:
+        """``folder / name`` for the image an annotation names, or None after reporting a bad entry
+        (``where``: the annotation file and line) when ``name`` is absolute or leads out of the root."""
+        path = folder / name
+        if os.path.isabs(name):
+            bad.report(f"{where}: image path {name!r} is absolute; images are named relative to "
+                       f"{folder} and must lie inside the dataset root {self.root}")
+        elif not self.inside(path):
+            bad.report(f"{where}: image path {name!r} {self._leads_out}")
+        else:
+            return path
+        return None
+
+    def images(self, folder: Path, bad: BadEntries) -> list[Path]:
+        """The images of a class folder (:func:`list_images`) inside the root; the folder, or an
+        image, that a symbolic link takes out of it is a bad entry."""
+        if not self.inside(folder):
+            bad.report(f"{folder}: class folder {self._leads_out}")
+            return []
+        images = []
+        for img in list_images(folder):
+            if self.inside(img):
+                images.append(img)
+            else:
+                bad.report(f"{img}: image {self._leads_out}")
+        return images
+
+    @property
+    def _leads_out(self) -> str:
+        return (f"leads outside the dataset root {self.root} ('..' or a symbolic link leads out of it; "
+                "images must lie inside it)")
 
 
 @contextlib.contextmanager
@@ -141,6 +216,31 @@ def utf8_errors(path: Path) -> Iterator[None]:
             msg = (f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x} at offset {err.start}); "
                    "re-save the file as UTF-8")
         raise UserError(msg) from None
+
+
+def csv_rows(path: Path, header: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """The data rows of a UTF-8 CSV file as (line number, fields), once its first row is checked
+    against ``header``; empty rows are left out. A wrong header, a malformed row (a field over the
+    csv module's size limit: a huge field, or a stray double quote that runs a field on over the
+    rows below) or text that is not UTF-8 is a UserError naming the file and line."""
+    with open(path, newline="", encoding="utf-8-sig") as f, utf8_errors(path):
+        reader = csv.reader(f)
+        start = 1
+        try:
+            got = next(reader, None)
+            if got is None or [h.strip() for h in got] != header:
+                raise UserError(f"{path}:1: wrong CSV header {got!r}, expected {header!r}")
+            while True:
+                start = reader.line_num + 1
+                row = next(reader, None)
+                if row is None:
+                    return
+                if row:
+                    yield reader.line_num, row
+        except csv.Error as err:
+            why = (f"read on to line {reader.line_num}: a double quote without its closing one runs a field "
+                   "on over the rows below" if reader.line_num > start else "no entry has a field this long")
+            raise UserError(f"{path}:{start}: malformed CSV row ({err}; {why})") from None
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -297,7 +397,7 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
              val_fraction: float, split_seed: int, skip_bad: bool, cache: bool = True) -> FERDataset:
     """Decode, carve val, fingerprint: the part every loader shares. ``cache=False`` neither
     reads nor writes the decoded-image cache (``reproduce --dry-run`` writes nothing)."""
-    bad = BadEntries(skip_bad)
+    bad = BadEntries(skip_bad, name, root)
     bad.skipped.extend(raw.skipped)
     synthetic = (root / SYNTHETIC_MARKER).is_file()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.base import BadEntries, Entry, RawDataset, require_file, utf8_errors
+from harness.data.base import BadEntries, Entry, RawDataset, RootGuard, require_file, utf8_errors
 from harness.data.labels import CANONICAL_INDEX, EXPW_LABELS, SEVEN_CLASSES
 
 PROTOCOLS = ("default",)
@@ -21,6 +21,7 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
     ann = require_file(root / LABEL_FILE, "ExpW label file (label/label.lst)")
     image_dir = next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), root / IMAGE_DIRS[0])
     entries: list[Entry] = []
+    guard = RootGuard(root)
     with open(ann, encoding="utf-8-sig") as f, utf8_errors(ann):
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -34,8 +35,8 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
             name, face_id = parts[0], parts[1]
             try:
                 top, left, right, bottom = (int(float(v)) for v in parts[2:6])
-            except ValueError:
-                bad.report(f"{where}: face box {parts[2:6]!r} is not numeric")
+            except (ValueError, OverflowError):  # OverflowError: inf, 1e400
+                bad.report(f"{where}: face box {parts[2:6]!r} is not four finite numbers")
                 continue
             try:
                 label = EXPW_LABELS[int(parts[7])]
@@ -45,8 +46,11 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
             if right <= left or bottom <= top:
                 bad.report(f"{where}: empty face box {parts[2:6]!r} for {name}")
                 continue
+            source = guard.image(image_dir, name, where, bad)
+            if source is None:
+                continue
             entries.append(Entry(name=f"{name}#{face_id}", label=CANONICAL_INDEX[label],
-                                 source=image_dir / name, where=where,
+                                 source=source, where=where,
                                  box=(left, top, right, bottom)))
     return RawDataset(class_names=list(SEVEN_CLASSES), official={"all": entries},
                       annotation_files=[ann], label_map={str(k): v for k, v in EXPW_LABELS.items()},

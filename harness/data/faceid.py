@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.base import BadEntries, Entry, RawDataset, list_images
+from harness.data.base import BadEntries, Entry, RawDataset, RootGuard
 from harness.errors import UserError
 
 PROTOCOLS = ("default",)
@@ -35,6 +35,7 @@ def read_named_folders(root: Path, splits: tuple[str, str], bad: BadEntries, *, 
     if not names:
         raise UserError(f"{root / splits[0]}: no {kind} folders")
     index = {n: i for i, n in enumerate(names)}
+    guard = RootGuard(root)
     official: dict[str, list[Entry]] = {}
     for split, folder_name in zip(("train", "test"), splits):
         entries = []
@@ -43,7 +44,7 @@ def read_named_folders(root: Path, splits: tuple[str, str], bad: BadEntries, *, 
                 bad.report(f"{folder}: {kind} {folder.name!r} has no training images")
                 continue
             entries += [Entry(name=f"{folder.name}/{img.name}", label=index[folder.name], source=img,
-                              where=str(img)) for img in list_images(folder)]
+                              where=str(img)) for img in guard.images(folder, bad)]
         official[split] = entries
     # the identity layout's label map as it was (it is part of the dataset fingerprint)
     label_map = {"identities": len(names)} if kind == "identity" else {"classes": names}

@@ -9,13 +9,12 @@ PublicTest -> val, PrivateTest -> test (PublicTest is not used as the test set).
 """
 from __future__ import annotations
 
-import csv
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import BadEntries, Entry, RawDataset, require_file, utf8_errors
+from harness.data.base import BadEntries, Entry, RawDataset, csv_rows, require_file
 from harness.data.labels import (CANONICAL_CLASSES, CANONICAL_INDEX, FERPLUS_LABELS,
                                  FERPLUS_NON_EXPRESSION, FERPLUS_VOTE_COLUMNS)
 from harness.errors import UserError
@@ -26,20 +25,11 @@ FERNEW_HEADER = ["Usage", "Image name", *FERPLUS_VOTE_COLUMNS]
 USAGE_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 
 
-def _rows(path: Path, header: list[str]) -> list[tuple[int, list[str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as f, utf8_errors(path):
-        reader = csv.reader(f)
-        got = next(reader, None)
-        if got is None or [h.strip() for h in got] != header:
-            raise UserError(f"{path}:1: wrong CSV header {got!r}, expected {header!r}")
-        return [(reader.line_num, row) for row in reader if row]
-
-
 def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
     """Parse and join the two FERPlus CSVs into train/val/test entries with votes."""
     old_path = require_file(root / "fer2013.csv", "FER2013 pixel file (fer2013.csv)")
     new_path = require_file(root / "fer2013new.csv", "FERPlus vote file (fer2013new.csv)")
-    old_rows, new_rows = _rows(old_path, FER2013_HEADER), _rows(new_path, FERNEW_HEADER)
+    old_rows, new_rows = list(csv_rows(old_path, FER2013_HEADER)), list(csv_rows(new_path, FERNEW_HEADER))
     if len(old_rows) != len(new_rows):
         raise UserError(f"{old_path} has {len(old_rows)} data rows but {new_path} has "
                         f"{len(new_rows)}: the files are joined row by row and must match")

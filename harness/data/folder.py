@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.base import BadEntries, RawDataset
+from harness.data.base import BadEntries, RawDataset, RootGuard
 from harness.data.labels import CANONICAL_CLASSES, FOLDER_ALIASES
 from harness.data.sfew import read_class_folders
 from harness.errors import UserError
@@ -23,7 +23,8 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
         if not (root / split).is_dir():
             raise UserError(f"{root / split}: missing split folder (the folder layout needs "
                             "train/<class>/ and test/<class>/)")
-    official = {s: read_class_folders(root / s, FOLDER_ALIASES, bad, case_insensitive=True)
+    guard = RootGuard(root)
+    official = {s: read_class_folders(root / s, FOLDER_ALIASES, bad, guard, case_insensitive=True)
                 for s in ("train", "val", "test") if (root / s).is_dir()}
     present = sorted({e.label for e in official["train"]})
     if not present:

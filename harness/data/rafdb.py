@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.base import BadEntries, Entry, RawDataset, require_file, utf8_errors
+from harness.data.base import BadEntries, Entry, RawDataset, RootGuard, require_file, utf8_errors
 from harness.data.labels import CANONICAL_INDEX, RAFDB_LABELS, SEVEN_CLASSES
 from harness.errors import UserError
 
@@ -23,6 +23,7 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
     if not image_dir.is_dir():
         raise UserError(f"{image_dir}: missing RAF-DB aligned image folder (Image/aligned)")
     official: dict[str, list[Entry]] = {"train": [], "test": []}
+    guard = RootGuard(root)
     with open(ann, encoding="utf-8-sig") as f, utf8_errors(ann):
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -43,7 +44,10 @@ def read(root: Path, protocol: str, bad: BadEntries) -> RawDataset:
                 bad.report(f"{where}: unknown label {code!r} for {fname} (RAF-DB labels are 1..7)")
                 continue
             stem = fname.rsplit(".", 1)[0]
+            source = guard.image(image_dir, f"{stem}_aligned.jpg", where, bad)
+            if source is None:
+                continue
             official[split].append(Entry(name=fname, label=CANONICAL_INDEX[label],
-                                         source=image_dir / f"{stem}_aligned.jpg", where=where))
+                                         source=source, where=where))
     return RawDataset(class_names=list(SEVEN_CLASSES), official=official, annotation_files=[ann],
                       label_map={str(k): v for k, v in RAFDB_LABELS.items()})

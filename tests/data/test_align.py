@@ -343,3 +343,68 @@ def test_report_lists_the_alignment_per_dataset():
                           for d, fp, al in (("rafdb", "a1", None), ("rafdb_mtcnn", "b2", aligned))])
     rows = {d["dataset"]: d["alignment"] for d in provenance(frame)["datasets"]}
     assert rows == {"rafdb": "as shipped", "rafdb_mtcnn": "mtcnn, evolve template, 112px; 1 of 7 centre-cropped"}
+
+
+# -- the aligned copy is written under --out only ------------------------------------------------
+
+def _files_outside(tmp_path: Path, out: Path) -> set[Path]:
+    return {p for p in tmp_path.rglob("*") if p.is_file() and out not in p.parents}
+
+
+def _affectnet_escaping(tmp_path: Path) -> tuple[Path, str]:
+    """AffectNet whose last training row names ``../../../outside.jpg`` (written there by the maker)."""
+    rows = [("1/a.jpg", 0), ("1/b.jpg", 1), ("2/c.jpg", 1), ("3/f.jpg", 0), ("3/g.jpg", 6), ("3/h.jpg", 6)]
+    (tmp_path / "d").mkdir()  # the dataset two levels down: the row reaches tmp_path/outside.jpg
+    root = make_affectnet(tmp_path / "d" / "an", train=rows + [("../../../outside.jpg", 0)])
+    return root, f"{root / 'training.csv'}:8"
+
+
+def _expw_escaping(tmp_path: Path) -> tuple[Path, str]:
+    lines = [f"img_{i}.jpg 0 5 10 30 25 55.5 {i % 7}" for i in range(20)]
+    (tmp_path / "d").mkdir()
+    root = make_expw(tmp_path / "d" / "ew", lines=lines + ["../../../../outside.jpg 0 5 10 30 25 55.5 3"])
+    return root, f"{root / 'label' / 'label.lst'}:21"
+
+
+@pytest.mark.parametrize("name, make, method", [
+    ("affectnet", _affectnet_escaping, "landmarks"),
+    ("expw", _expw_escaping, "mtcnn"),
+])
+def test_data_align_refuses_an_entry_that_leads_outside(tmp_path, capsys, name, make, method):
+    """``../`` in an annotation: `data align` stops naming the file and line and writes nothing
+    outside --out; with --skip-bad it skips that entry."""
+    root, where = make(tmp_path)
+    out = tmp_path / "d" / "out"
+    before = _files_outside(tmp_path, out)
+    argv = ["data", "align", name, "--root", str(root), "--out", str(out), "--method", method, "--size", "32",
+            "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert where in err and "outside the dataset root" in err and "--skip-bad" in err
+    assert _files_outside(tmp_path, out) == before
+    assert main(argv + ["--skip-bad"]) == 0
+    assert f"skipped: {where}" in capsys.readouterr().out
+    assert _files_outside(tmp_path, out) == before
+    assert len(load_dataset(name, out, skip_bad=True).skipped) == 1  # the copied row still names the old path
+
+
+def test_data_align_writes_only_under_out_when_a_link_would_lead_out(tmp_path, capsys):
+    """A row the loader accepts (``deep`` links to ``a/b/c`` inside the root, so ``deep/../../..``
+    is the image folder) would still climb out of --out, where ``deep`` is a plain folder: refused."""
+    rows = [("1/a.jpg", 0), ("1/b.jpg", 1), ("2/c.jpg", 1), ("3/f.jpg", 0), ("3/g.jpg", 6), ("3/h.jpg", 6)]
+    images = tmp_path / "an" / "Manually_Annotated_Images"
+    (images / "a" / "b" / "c").mkdir(parents=True)
+    (images / "deep").symlink_to(Path("a") / "b" / "c")
+    root = make_affectnet(tmp_path / "an", train=rows + [("deep/../../../x.jpg", 0)])
+    assert (images / "x.jpg").is_file() and len(load_dataset("affectnet", root).splits["train"]) == 6
+    out = tmp_path / "o1" / "o2" / "out"
+    argv = ["data", "align", "affectnet", "--root", str(root), "--out", str(out), "--method", "landmarks",
+            "--size", "32", "--no-progress"]
+    before = _files_outside(tmp_path, out)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{root / 'training.csv'}:8" in err and "leads outside --out" in err
+    assert _files_outside(tmp_path, out) == before
+    assert main(argv + ["--skip-bad"]) == 0
+    assert "leads outside --out" in capsys.readouterr().out
+    assert _files_outside(tmp_path, out) == before and not (tmp_path / "o1" / "x.jpg").exists()

@@ -166,3 +166,16 @@ def test_concurrent_invocations_of_two_tables_train_the_stage_once(harness_env):
     done = [int(o.split(" done,")[0].rsplit(" ", 1)[-1]) for o in outs]
     assert sum(done) == 5, outs  # four cells and one stage, each trained exactly once
     assert sum("computed by another invocation" in o for o in outs) == 1, outs
+
+
+@pytest.mark.parametrize("stage_id", ["../../elsewhere/evil", "{tmp}/elsewhere/evil", "sub/../evil", "evil.yaml", ""])
+def test_stage_ids_are_names_never_paths(harness_env, tmp_path, stage_id):
+    """``stage:../../elsewhere/evil`` must not load a YAML file from outside the stages folders."""
+    write_stage(harness_env["tables"])
+    (tmp_path / "elsewhere").mkdir()  # a valid stage file, outside: tables/stages/../../elsewhere/evil.yaml
+    write_stage(harness_env["tables"], stage_id="evil").rename(tmp_path / "elsewhere" / "evil.yaml")
+    (harness_env["tables"] / "stages" / "sub").mkdir()
+    stage_id = stage_id.format(tmp=tmp_path)
+    write_spec(harness_env["tables"], "path_stage", [{"label": "a", "set": {"weights.ir50": f"stage:{stage_id}"}}])
+    with pytest.raises(UserError, match=r"is not a pre-training stage name.*known stages: .*faceid_ir50"):
+        _plan("path_stage")
