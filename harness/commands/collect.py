@@ -1,4 +1,7 @@
-"""``python -m harness collect``: the tidy results frame, as CSV/Parquet/Markdown."""
+"""``python -m harness collect``: the tidy results frame, as CSV/Parquet/Markdown.
+
+In the CSV, a text cell that starts with ``=``, ``+``, ``-`` or ``@`` gets a leading ``'``, so that a
+spreadsheet shows it rather than running it (:func:`harness.report.build.csv_text`)."""
 from __future__ import annotations
 
 import argparse
@@ -43,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         if out.suffix == ".parquet":
             df.drop(columns=["y_true", "y_pred"]).to_parquet(out)
         else:
-            df[SCALAR_COLUMNS].to_csv(out, index=False)
+            from harness.report.build import to_csv
+
+            to_csv(df[SCALAR_COLUMNS], out)  # text cells that a spreadsheet would run as formulas are quoted
         print(out)
         return 0
     if df.empty:

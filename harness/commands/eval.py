@@ -13,6 +13,9 @@ and ``collect``/``report`` show it beside the rows the harness trained -- "relea
 our training" is one table. The checkpoint may be in the method's own layout or, for APViT, the
 official release's (``extractor.*``/``vit.*``/``head.fc.*``), which is mapped key by key and
 loaded strictly: every key that does not map is listed and the cell fails.
+
+The cell runs in this process (the debug executor); a failure is recorded and printed, and no
+debugger opens unless asked for (``--pdb``, or ``FERBENCH_PDB=1``).
 """
 from __future__ import annotations
 
@@ -47,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights-dir", default=None, help="folder that file:<name> checkpoints are looked up in")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--pdb", action="store_true",
+                   help="open pdb post-mortem when the evaluation fails (default: record and print the error; "
+                        "FERBENCH_PDB=1 does the same, also for reproduce --executor debug)")
     add_results_flag(p)
     p.set_defaults(func=run)
 
@@ -88,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
                if p.seed == args.seed]
     cell = planned[0].cell
     store = Store(args.results)
-    cfg = ExecutorConfig(name="debug", device=args.device, max_parallel=1, threads=args.threads, retry_failed=True)
+    cfg = ExecutorConfig(name="debug", device=args.device, max_parallel=1, threads=args.threads, retry_failed=True,
+                         pdb=args.pdb)
     check_executor(cfg)
     summary = run_cells([cell], store, cfg)
     rec = store.record(cell.id)

@@ -12,17 +12,19 @@ from harness.commands.common import add_results_flag, add_run_config_flags, run_
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``publish`` command."""
     p = sub.add_parser("publish", help="write the report as a static site; optionally commit it to a branch, or archive it")
-    p.add_argument("--out", required=True, metavar="DIR", help="site folder (replaced whole if it holds an earlier site)")
+    p.add_argument("--out", required=True, metavar="DIR", help="site folder: new, empty, or an earlier site (replaced whole once the new one is complete); "
+                        "a folder holding any file its site.json does not list is refused")
     add_results_flag(p)
     p.add_argument("--table", action="append", metavar="ID", help="table id (repeatable); default: every table spec")
     p.add_argument("--scale", default=None, help="only results of this scale preset")
     p.add_argument("--benchmarks", default=None, metavar="DIR",
                    help="pytest-benchmark JSON file or folder (default: <results>/benchmarks)")
     p.add_argument("--git-branch", default=None, metavar="NAME",
-                   help="also commit exactly the site to this branch of the local repository (e.g. gh-pages); "
-                        "the working tree and the current branch are not touched, nothing is pushed")
+                   help="also commit exactly the site to this branch of the local repository (e.g. gh-pages): a "
+                        "branch name, not refs/..., @ or the checked-out branch; the working tree and the "
+                        "current branch are not touched, nothing is pushed")
     p.add_argument("--repo", default=None, metavar="DIR", help="repository for --git-branch (default: the current one)")
-    p.add_argument("--archive", action="store_true", help="also write DIR.tar.gz")
+    p.add_argument("--archive", action="store_true", help="also write DIR.tar.gz (replaced if it is a file; a link or folder there is refused)")
     add_run_config_flags(p)
     p.set_defaults(func=run)
 

@@ -4,6 +4,10 @@ Latency: ``--benchmarks`` takes a CSV/Parquet frame, a pytest-benchmark JSON fil
 them; without it, the pytest-benchmark JSON under ``<results>/benchmarks`` (where ``make bench``
 autosaves) is read when there is any. A results folder with benchmarks but no table results
 still gives a report (the latency section alone).
+
+The report is built in a fresh folder beside ``--out`` and moved in only once complete (files of
+the same name replaced, ``index.html`` last, other files left): a full disk or an error mid-way
+leaves the previous report whole.
 """
 from __future__ import annotations
 
@@ -58,7 +62,7 @@ def _read_benchmarks(path: Path) -> pd.DataFrame:
 def run(args: argparse.Namespace) -> int:
     """Collect (or read) the frame, build the report, print the path of index.html."""
     from harness.report.collect import collect_tables, one_scale, tables_with_results
-    from harness.report.build import build_report, read_exported
+    from harness.report.build import build_report, read_exported, staged
     from harness.specs import list_specs, load_spec
 
     check_output_dir(args.out)  # before any work: an existing file or an unwritable place is an error
@@ -89,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     benchmarks = _read_benchmarks(Path(args.benchmarks)) if args.benchmarks else None
     if not tables and (benchmarks is None or benchmarks.empty):
         raise UserError(f"no table has results and {args.benchmarks} holds no pytest-benchmark results")
-    index = build_report(frame, specs, Path(args.out), benchmarks=benchmarks, seed_test=args.seed_test)
-    print(index)
+    out = Path(args.out)
+    with staged(out, merge=True) as tmp:  # a failure mid-way leaves the previous report as it was
+        build_report(frame, specs, tmp, benchmarks=benchmarks, seed_test=args.seed_test)
+    print(out / "index.html")
     return 0

@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,70 @@ JSON_COLUMNS = ("per_class_accuracy", "confusion", "class_names", "paper_extra",
 
 
 # --- export ----------------------------------------------------------------------------------
+
+# A text cell starting with one of these is run as a formula by a spreadsheet (OWASP's list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_text(value: Any) -> Any:
+    """``value`` as a CSV cell that no spreadsheet runs as a formula: text starting with ``=``,
+    ``+``, ``-``, ``@`` (tab, CR) gets a leading ``'``; numbers, and text that is a number, stay."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def to_csv(frame: pd.DataFrame, path: Path, *, index: bool = False) -> None:
+    """Write ``frame`` as CSV with every text cell and header passed through :func:`csv_text`."""
+    out = frame.reset_index() if index else frame.copy()
+    for i, dtype in enumerate(out.dtypes):
+        if dtype == object or isinstance(dtype, pd.StringDtype):
+            out.isetitem(i, out.iloc[:, i].map(csv_text))
+    out.columns = [csv_text(c) for c in out.columns]
+    out.to_csv(path, index=False)
+
+
+@contextmanager
+def staged(out: Path, *, merge: bool = False) -> Iterator[Path]:
+    """A fresh folder beside ``out`` to build into, moved into place only when the block ends
+    without an error: a full disk or a failure mid-way leaves ``out`` as it was, and no half-built
+    folder (the staging one is removed).
+
+    A missing or empty ``out`` is replaced by the staging folder. Otherwise, with ``merge`` (the
+    report), every built file is moved over its namesake in ``out``, ``index.html`` last, and the
+    other files of ``out`` stay; without it (publish, which checked that ``out`` holds only its own
+    files), ``out`` is swapped whole: renamed aside, replaced, then deleted.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same file system: renames
+    tmp.chmod(0o755)  # mkdtemp's 0700 would keep a web server out of the published folder
+    try:
+        yield tmp
+        if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+            out.rmdir()
+        if not out.exists() and not out.is_symlink():
+            tmp.rename(out)
+        elif merge:
+            built = sorted((p for p in tmp.rglob("*") if not p.is_dir()), key=lambda p: (p.name == "index.html", p))
+            for p in built:
+                dest = out / p.relative_to(tmp)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(p, dest)
+        else:
+            old = tmp.with_name(tmp.name + ".old")
+            out.rename(old)
+            try:
+                tmp.rename(out)
+            except OSError:
+                old.rename(out)
+                raise
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
 
 
 def _json_default(o: Any) -> Any:
@@ -77,7 +145,7 @@ def export_frame(frame: pd.DataFrame, data_dir: Path) -> dict[str, Path]:
             out[col] = out[col].map(lambda a: None if a is None else [int(x) for x in np.asarray(a)])
     paths = {"parquet": data_dir / "frame.parquet", "csv": data_dir / "frame.csv"}
     out.to_parquet(paths["parquet"], index=False)
-    out.drop(columns=[c for c in ARRAY_COLUMNS if c in out]).to_csv(paths["csv"], index=False)
+    to_csv(out.drop(columns=[c for c in ARRAY_COLUMNS if c in out]), paths["csv"])
     return paths
 
 
@@ -342,12 +410,12 @@ def _methods_section(spec: compare.ComparisonSpec | None, frame: pd.DataFrame, c
     comp = compare.comparison_frame(spec, frame, cells, benchmarks)
     if comp.empty:
         return None
-    comp.assign(seeds=comp["seeds"].map(lambda s: " ".join(map(str, s)))).to_csv(data_dir / "methods.csv", index=False)
+    to_csv(comp.assign(seeds=comp["seeds"].map(lambda s: " ".join(map(str, s)))), data_dir / "methods.csv")
     (data_dir / "methods.json").write_text(
         json.dumps(json.loads(comp.to_json(orient="records")), indent=1, sort_keys=True) + "\n")
     ranking = compare.rank_methods(comp, frame)
     if len(ranking.blocks):
-        ranking.blocks.to_csv(data_dir / "ranking_blocks.csv")
+        to_csv(ranking.blocks, data_dir / "ranking_blocks.csv", index=True)
     machines = sorted({m for m in comp["latency_machine"] if m})
     return {
         "caption": spec.caption, "spec_path": f"tables/comparison/{Path(spec.path).name}",
@@ -368,7 +436,7 @@ def _methods_section(spec: compare.ComparisonSpec | None, frame: pd.DataFrame, c
 def _write_claims(cells: pd.DataFrame, specs: list, data_dir: Path) -> dict[str, Any]:
     ledger = compare.claims_ledger(cells, specs)
     counts = compare.claims_counts(ledger)
-    ledger.to_csv(data_dir / "claims.csv", index=False)
+    to_csv(ledger, data_dir / "claims.csv")
     (data_dir / "claims.json").write_text(
         json.dumps(json.loads(ledger.to_json(orient="records")), indent=1, sort_keys=True) + "\n")
     return {"html": interactive_html(claims_display(ledger), "claims_table", html_columns=("Table", "Verdict"), page_length=50),
@@ -468,14 +536,14 @@ def build_report(
 
     data_dir = out_dir / "data"
     exported = export_frame(frame, data_dir)
-    cells.drop(columns=[c for c in ("paper_extra", "overrides") if c in cells]).to_csv(data_dir / "cells.csv", index=False)
-    analysis.summary.to_csv(data_dir / "summary.csv", index=False)
-    analysis.comparisons.to_csv(data_dir / "comparisons.csv", index=False)
-    analysis.selection.to_csv(data_dir / "selection.csv", index=False)
+    to_csv(cells.drop(columns=[c for c in ("paper_extra", "overrides") if c in cells]), data_dir / "cells.csv")
+    to_csv(analysis.summary, data_dir / "summary.csv")
+    to_csv(analysis.comparisons, data_dir / "comparisons.csv")
+    to_csv(analysis.selection, data_dir / "selection.csv")
 
     bench = None
     if benchmarks is not None and not benchmarks.empty:
-        benchmarks.to_csv(data_dir / "benchmarks.csv", index=False)
+        to_csv(benchmarks, data_dir / "benchmarks.csv")
         fig = figures.latency_figure(benchmarks)
         figs = []
         if fig is not None:

@@ -12,6 +12,12 @@ branch of the local git repository and/or pack it into one ``.tar.gz``.
    ``site.json``: the commit, the command, the tables, a SHA-256 manifest of every other file,
    and ``published_at``.
 
+**Never deletes what it did not write.** An existing ``DIR`` is replaced only when it is empty, or
+when its ``site.json`` says it is a FERbench site and lists every file in it; anything else (a
+file, a link, a folder without that record, a site with files added since) is refused before
+anything is collected or built. With ``--archive``, a link or a folder at ``DIR.tar.gz`` is refused
+too; the archive is written beside it and renamed over it.
+
 **Reproducible.** Two runs of the same command on the same results and code give byte-identical
 files, except ``published_at`` in ``site.json``: the single timestamp, UTC, taken from
 ``$SOURCE_DATE_EPOCH`` when it is set (then nothing differs at all). Figures carry no date,
@@ -23,8 +29,10 @@ without a date.
 ``refs/heads/NAME`` of the repository holding the current directory (``--repo``), with git's
 plumbing on a temporary index: ``hash-object``, ``update-index``, ``write-tree``,
 ``commit-tree``, ``update-ref``. The working tree, the index and the checked-out branch are never
-touched, nothing is pushed; the previous tip of NAME, if any, is the parent. A branch checked out
-in any worktree is refused.
+touched, nothing is pushed; the previous tip of NAME, if any, is the parent. NAME is a branch
+name as ``git check-ref-format --branch`` accepts it, and neither a ref (``refs/...``), ``@`` nor
+an option (``-...``); a branch checked out in any worktree is refused. Both are checked before
+anything is built.
 """
 from __future__ import annotations
 
@@ -33,7 +41,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -47,6 +54,7 @@ import pandas as pd
 from harness.errors import UserError
 
 SITE_RECORD = "site.json"
+GENERATOR = "FERbench (python -m harness publish)"
 
 
 @dataclass
@@ -101,8 +109,86 @@ def manifest(site: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _is_site(path: Path) -> bool:
-    return (path / SITE_RECORD).is_file()
+def _folder_entries(folder: Path) -> tuple[set[str], list[str]]:
+    """The files under ``folder`` (relative paths), and the entries that are neither a file nor a
+    folder (links included: publishing never writes one)."""
+    files, odd = set(), []
+    for root, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            p = Path(root, name)
+            rel = p.relative_to(folder).as_posix()
+            if p.is_symlink() or not (p.is_dir() or p.is_file()):
+                odd.append(rel)
+            elif p.is_file():
+                files.add(rel)
+    return files, odd
+
+
+def _site_record(folder: Path) -> dict[str, Any] | None:
+    """The ``site.json`` of ``folder`` when it is one that ``publish`` wrote (its generator, its
+    list of files), else None."""
+    try:
+        record = json.loads((folder / SITE_RECORD).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("generator") != GENERATOR or not isinstance(record.get("files"), list):
+        return None
+    if not all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in record["files"]):
+        return None
+    return record
+
+
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that publishing would have to delete something it did not write from:
+    ``out`` may be missing, an empty folder, or a site whose ``site.json`` lists every file in it."""
+    out = Path(out)
+    refuse = f"--out {out}: not a site written by `publish`"
+    if out.is_symlink():
+        raise UserError(f"{refuse} (a symbolic link); pass an empty or new folder")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{refuse} (it exists and is not a folder); pass an empty or new folder")
+    if not any(out.iterdir()):
+        return
+    record = _site_record(out)
+    if record is None:
+        raise UserError(f"{refuse} (no valid {SITE_RECORD}) and not empty; pass an empty or new folder")
+    files, odd = _folder_entries(out)
+    unlisted = sorted((files - {f["path"] for f in record["files"]} - {SITE_RECORD}) | set(odd))
+    if unlisted:
+        shown = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else "")
+        raise UserError(f"{refuse} as it stands: its {SITE_RECORD} does not list {shown}, which publishing "
+                        "would delete; move them away, or pass an empty or new folder")
+
+
+def archive_path(site: Path) -> Path:
+    """Where ``--archive`` writes: ``<site>.tar.gz`` beside the site."""
+    site = Path(site)
+    return site.with_name(site.name + ".tar.gz")
+
+
+def check_archive(path: Path) -> None:
+    """Refuse an archive path that is a symbolic link (writing would follow it) or not a file."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UserError(f"--archive: {path} exists and is {'a symbolic link' if path.is_symlink() else 'not a file'}; "
+                        "move it away first")
+
+
+def check_branch(repo: Path, branch: str) -> None:
+    """Refuse a ``--git-branch`` that is not a plain branch name (``git check-ref-format --branch``;
+    no ``refs/...``, ``@`` or leading ``-``), or that is checked out in a worktree of ``repo``."""
+    if branch.startswith(("-", "refs/")) or branch == "@":
+        raise UserError(f"--git-branch {branch}: expected a branch name such as gh-pages, not "
+                        f"{'an option' if branch.startswith('-') else 'a ref' if branch != '@' else '@ (HEAD)'}")
+    if _git(repo, "check-ref-format", "--branch", branch) != branch:
+        raise UserError(f"--git-branch {branch}: expected a branch name such as gh-pages, not an expression git expands")
+    checked_out = [line.split(" ", 1)[1] for line in _git(repo, "worktree", "list", "--porcelain").splitlines()
+                   if line.startswith("branch ")]
+    if f"refs/heads/{branch}" in checked_out:
+        raise UserError(f"--git-branch {branch}: that branch is checked out in a worktree of {repo}; "
+                        "publishing would change files under it. Use another branch (e.g. gh-pages)")
 
 
 def check_results(results: Path) -> Path:
@@ -126,43 +212,34 @@ def _collect(results: Path, tables: list[str] | None, scale: str | None,
 
 def build_site(out: Path, frame: pd.DataFrame, specs: list, *, benchmarks: pd.DataFrame | None = None,
                command: str = "", repo: Path | None = None) -> dict[str, Any]:
-    """Write the site into ``out`` (replaced whole; refused if it is a folder that is neither empty
-    nor a site this command wrote); return the ``site.json`` record."""
-    from harness.report.build import build_report, provenance
+    """Write the site into ``out`` (replaced whole once complete; refused, see :func:`check_out`,
+    unless it is missing, empty or a site this command wrote); return the ``site.json`` record."""
+    from harness.report.build import build_report, provenance, staged
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_site(out))):
-        raise UserError(f"--out {out}: exists and is not a site written by `publish` (no {SITE_RECORD}); "
-                        "pass an empty or new folder")
+    check_out(out)
     state = code_state(repo)
     published = {**state, "command": command}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would keep a web server out of the published folder
-    try:
+    with staged(out) as tmp:
         build_report(frame, specs, tmp, benchmarks=benchmarks, published=published)
         (tmp / "data" / "provenance.json").write_text(
             json.dumps(provenance(frame), indent=1, sort_keys=True, default=str) + "\n")
         (tmp / ".nojekyll").write_text("")
-        record = {"generator": "FERbench (python -m harness publish)", **published,
+        record = {"generator": GENERATOR, **published,
                   "tables": [s.id for s in specs], "published_at": timestamp(),
                   "timestamp_note": "published_at is the only value that differs between two publications of "
                                     "the same results and code ($SOURCE_DATE_EPOCH fixes it)",
                   "files": manifest(tmp)}
         (tmp / SITE_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return record
 
 
 def write_archive(site: Path, path: Path | None = None) -> Path:
-    """Pack ``site`` into ``<site>.tar.gz`` (entries under ``<site name>/``), reproducibly."""
+    """Pack ``site`` into ``<site>.tar.gz`` (entries under ``<site name>/``), reproducibly; written
+    beside ``path`` and renamed over it (a link or folder at ``path`` is refused)."""
     site = Path(site)
-    path = Path(path) if path else site.with_name(site.name + ".tar.gz")
+    path = Path(path) if path else archive_path(site)
+    check_archive(path)
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "0")
     mtime = int(epoch) if epoch.isdigit() else 0
     buf = io.BytesIO()
@@ -177,8 +254,15 @@ def write_archive(site: Path, path: Path | None = None) -> Path:
                 data = p.read_bytes()
                 info.size, info.mode = len(data), 0o644
                 tar.addfile(info, io.BytesIO(data))
-    with open(path, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=mtime) as gz:
-        gz.write(buf.getvalue())
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=mtime) as gz:
+            gz.write(buf.getvalue())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep others from downloading it
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 
@@ -186,13 +270,8 @@ def commit_site(site: Path, repo: Path, branch: str, message: str) -> str:
     """Commit exactly the files of ``site`` as the whole tree of ``refs/heads/<branch>`` of
     ``repo`` (parent: the branch's previous tip), through a temporary index; return the commit."""
     site = Path(site).resolve()
-    _git(repo, "check-ref-format", "--branch", branch)
+    check_branch(repo, branch)
     ref = f"refs/heads/{branch}"
-    checked_out = [line.split(" ", 1)[1] for line in _git(repo, "worktree", "list", "--porcelain").splitlines()
-                   if line.startswith("branch ")]
-    if ref in checked_out:
-        raise UserError(f"--git-branch {branch}: that branch is checked out in a worktree of {repo}; "
-                        "publishing would change files under it. Use another branch (e.g. gh-pages)")
     files = [p for p in sorted(site.rglob("*")) if p.is_file()]
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
@@ -231,6 +310,11 @@ def publish(out: Path, results: Path, *, tables: list[str] | None = None, scale:
     repo = Path(repo) if repo else repository()
     if git_branch and repo is None:
         raise UserError("--git-branch: the current directory is not inside a git repository (pass --repo DIR)")
+    check_out(Path(out))  # every refusal before anything is collected or built
+    if archive:
+        check_archive(archive_path(Path(out)))
+    if git_branch:
+        check_branch(repo, git_branch)
     frame, specs = _collect(results, tables, scale, configs)
     bench_dir = Path(benchmarks) if benchmarks else results / "benchmarks"
     bench = load_benchmark_json([bench_dir]) if bench_dir.exists() else None

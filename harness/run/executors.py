@@ -17,6 +17,10 @@ so that the last cells of a table do not run alone on one core.
 Devices (``device``: auto, cpu, cuda, cuda:N): on a machine with GPUs the local executor runs one
 worker per GPU by default, each on its own GPU; a SLURM array task asks for one GPU when its
 partition has GPUs (``sinfo``'s GRES column), and resolves ``auto`` on the node it lands on.
+
+The debug executor runs cells in this process and, unlike submitit's, never opens a debugger on a
+failure (submitit's drops into ``pdb`` and waits on stdin): the error is recorded and the run goes
+on. ``FERBENCH_PDB=1`` (or ``ExecutorConfig.pdb``, ``eval --pdb``) opts into submitit's post-mortem.
 """
 from __future__ import annotations
 
@@ -24,12 +28,14 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import submitit
 import yaml
+from submitit.local.debug import DebugJob
 from tqdm import tqdm
 
 from harness.run.cells import Cell, canonical_json
@@ -63,6 +69,7 @@ class ExecutorConfig:
     slurm_mem_gb: float = 4.0
     slurm_array_parallelism: int = 64
     slurm_extra: dict[str, Any] = field(default_factory=dict)
+    pdb: bool = False  # debug executor: post-mortem pdb on a failure (also FERBENCH_PDB=1)
 
     @classmethod
     def from_profile(cls, path: str | None, **overrides: Any) -> "ExecutorConfig":
@@ -131,10 +138,66 @@ class Summary:
         return ", ".join(parts) + f" in {self.wall_s:.1f}s"
 
 
+class _Raised:
+    """What a debug job's function raised, kept as its result."""
+
+    def __init__(self, err: Exception) -> None:
+        self.err = err
+
+
+class _Catching:
+    """A submitted function whose exception is returned (as :class:`_Raised`), not raised."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.fn(*args, **kwargs)
+        except Exception as err:
+            traceback.print_exc()  # what submitit's debug job prints before its pdb
+            return _Raised(err)
+
+
+class QuietDebugJob(DebugJob):
+    """submitit's :class:`DebugJob` (1.5.4) without its post-mortem ``pdb``, which waits on stdin.
+
+    Modifications: the function runs under :class:`_Catching`, so DebugJob's ``except`` (print,
+    ``pdb.post_mortem()``) is never reached; the error is raised here instead, as the job's own (not
+    wrapped), on every ``result()``. A failed job is therefore over: submitit's would run the
+    function again on the next ``result()``.
+    """
+
+    def results(self) -> list[Any]:
+        out = super().results()
+        if isinstance(out[0], _Raised):
+            raise out[0].err
+        return out
+
+    def exception(self) -> BaseException | None:  # type: ignore[override]
+        try:
+            self.results()
+        except Exception as err:
+            return err
+        return None
+
+
+class QuietDebugExecutor(submitit.DebugExecutor):
+    """The debug executor with :class:`QuietDebugJob`: in-process, no debugger on a failure."""
+
+    job_class = QuietDebugJob
+
+    def _internal_process_submissions(self, delayed_submissions: list) -> list:
+        for ds in delayed_submissions:
+            ds.function = _Catching(ds.function)
+        return [QuietDebugJob(self.folder, ds) for ds in delayed_submissions]
+
+
 def _make_executor(cfg: ExecutorConfig, store: Store) -> submitit.Executor:
     folder = store.log_dir / cfg.name / "%j"
     if cfg.name == "debug":
-        return submitit.DebugExecutor(folder=folder)
+        wants_pdb = cfg.pdb or os.environ.get("FERBENCH_PDB", "") not in ("", "0")
+        return (submitit.DebugExecutor if wants_pdb else QuietDebugExecutor)(folder=folder)
     if cfg.name == "local":
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=cfg.timeout_min, **local_gpu_parameters(cfg.device))

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -401,3 +402,42 @@ def test_output_paths_are_checked_before_work(harness_env, capsys, tmp_path):
     assert existing.read_text() == "precious" and not (tmp_path / "nope").exists()
     rc, _, _ = _cli(capsys, "collect", "--table", "ft", "--out", str(existing), "--force")
     assert rc == 0 and existing.read_text().startswith("table_id")
+
+
+def test_collect_csv_neutralises_spreadsheet_formulas(harness_env, capsys, tmp_path):
+    _spec(harness_env, rows=[{"label": "=HYPERLINK(\"http://x\",\"y\")", "set": {}, "paper": {"rafdb": 90.0}}])
+    _fabricate(harness_env)
+    out = tmp_path / "frame.csv"
+    rc, _, err = _cli(capsys, "collect", "--table", "ft", "--out", str(out))
+    assert rc == 0, err
+    back = pd.read_csv(out)
+    assert back["row"].tolist() == ["'=HYPERLINK(\"http://x\",\"y\")"] and back["table_id"].tolist() == ["ft"]
+    assert back["seed"].tolist() == [0] and back["paper_value"].tolist() == [90.0]  # numbers stay numbers
+
+
+# ---- 7. errors keep their cause -----------------------------------------------------------------
+def test_eval_prints_the_real_error_and_never_waits_on_a_debugger(harness_env, tmp_path):
+    import timm
+    import torch
+
+    bad = tmp_path / "bad.pth"
+    state = timm.create_model("apvit", preset="tiny").state_dict()
+    state["blocks.0.attn.qkv_renamed.weight"] = state.pop("blocks.0.attn.qkv.weight")
+    torch.save(state, bad)
+    cmd = [sys.executable, "-m", "harness", "eval", "apvit", "--checkpoint", str(bad), "--dataset", "rafdb",
+           "--scale", "tiny", "--set", "data.n_train=64", "--set", "data.n_test=32", "--set", "weights.ir50=none",
+           "--set", "weights.vit=none", "--threads", "1"]
+    with open(tmp_path / "out.log", "w") as out, open(tmp_path / "err.log", "w") as err:
+        # stdin open and empty: a debugger waiting on it would never return
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, env=os.environ.copy())
+        try:
+            rc = proc.wait(timeout=240)
+        finally:
+            proc.kill()
+            proc.stdin.close()
+    printed = (tmp_path / "err.log").read_text()
+    failed = printed[printed.index("eval failed: "):]
+    assert rc == 1 and "(Pdb)" not in (tmp_path / "out.log").read_text()
+    assert "KeyError" not in failed and "unexpected key blocks.0.attn.qkv_renamed.weight" in failed
+    (entry,) = Store(harness_env["results"]).ledger()
+    assert "missing key blocks.0.attn.qkv.weight" in entry["message"] and entry["error_type"] != "KeyError"

@@ -155,3 +155,83 @@ def test_cli_publish_archive_and_branch(inputs, repo, tmp_path, capsys, monkeypa
     assert seen["configs"] == {"apvit_tab13": ({"train.epochs": 1}, None)}  # the run configuration shown
     assert main(["publish", "--out", str(out), "--results", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _fake_site(folder: Path, listed: list[str], record: dict | None = None) -> None:
+    """A folder holding the files ``listed`` by its site.json (``record`` replaces that record)."""
+    folder.mkdir(parents=True)
+    for f in listed:
+        (folder / f).write_text("old site")
+    record = {"generator": publish.GENERATOR, "files": [{"path": f} for f in listed]} if record is None else record
+    (folder / "site.json").write_text(json.dumps(record))
+
+
+def _publish_nothing_built(tmp_path, monkeypatch, capsys, *argv: str) -> str:
+    """Run ``publish`` with collecting made to fail: return its error, asserting it was refused (rc 2) first."""
+    import harness.report.collect as collect
+
+    def collected(*a, **k):
+        raise AssertionError("collected and built before refusing")
+
+    monkeypatch.setattr(collect, "collect_tables", collected)
+    (tmp_path / "results").mkdir(exist_ok=True)
+    rc = main(["publish", "--results", str(tmp_path / "results"), "--table", "apvit_tab13", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    return err
+
+
+@pytest.mark.parametrize("case", ["unlisted file", "no generator", "site.json not json", "a link"])
+def test_publish_replaces_only_a_folder_its_record_lists_whole(tmp_path, monkeypatch, capsys, case):
+    out = tmp_path / "site"
+    if case == "unlisted file":
+        _fake_site(out, ["index.html"])
+        (out / "thesis.tex").write_text("keep me")
+    elif case == "no generator":
+        _fake_site(out, ["index.html", "thesis.tex"], record={"files": [{"path": "index.html"}]})
+    elif case == "site.json not json":
+        _fake_site(out, ["index.html", "thesis.tex"], record={})
+        (out / "site.json").write_text("{not json")
+    else:
+        _fake_site(out, ["index.html"])
+        (tmp_path / "thesis.tex").write_text("keep me")
+        (out / "notes.tex").symlink_to(tmp_path / "thesis.tex")
+    before = _files(out)
+    err = _publish_nothing_built(tmp_path, monkeypatch, capsys, "--out", str(out))
+    assert "not a site written by `publish`" in err
+    assert _files(out) == before and (case != "unlisted file" or "thesis.tex" in err)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "folder"])
+def test_archive_path_that_is_a_link_or_folder_is_refused_before_building(tmp_path, monkeypatch, capsys, kind):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    archive = tmp_path / "site.tar.gz"
+    archive.symlink_to(victim) if kind == "symlink" else archive.mkdir()
+    err = _publish_nothing_built(tmp_path, monkeypatch, capsys, "--out", str(tmp_path / "site"), "--archive")
+    assert "--archive" in err and not (tmp_path / "site").exists() and victim.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("branch", ["refs/heads/main", "@", "-x", "main"])
+def test_git_branch_must_be_a_branch_name_not_the_checked_out_one(repo, tmp_path, monkeypatch, capsys, branch):
+    tip = _git(repo, "rev-parse", "main")
+    err = _publish_nothing_built(tmp_path, monkeypatch, capsys, "--out", str(tmp_path / "site"),
+                                 f"--git-branch={branch}", "--repo", str(repo))
+    assert "--git-branch" in err and not (tmp_path / "site").exists()
+    assert _git(repo, "rev-parse", "main") == tip and "refs/heads/refs/heads/main" not in _git(repo, "show-ref")
+
+
+def test_failed_build_leaves_the_previous_site_whole(inputs, tmp_path, monkeypatch):
+    frame, specs, _ = inputs
+    site = tmp_path / "site"
+    _fake_site(site, ["index.html"])
+    import harness.report.build as build
+
+    def full_disk(frame, data_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "export_frame", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        publish.build_site(site, frame, specs)
+    assert _files(site) == {"index.html": b"old site", "site.json": (site / "site.json").read_bytes()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no half-built folder left beside it

@@ -195,3 +195,46 @@ def test_empty_frame_builds_a_report_of_paper_values(tmp_path):
     page = (tmp_path / "apvit_tab7.html").read_text()
     assert index.is_file() and ">91.98<" in page and "No figures" in page
     assert "synthetic-banner" not in index.read_text()
+
+
+def test_cli_report_moves_in_only_a_complete_report(built, tmp_path, capsys, monkeypatch):
+    _, _, out, _ = built
+    argv = ["report", "--frame", str(out / "data" / "frame.parquet"), "--table", "apvit_tab5"]
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    (old / "index.html").write_text("previous report")
+    (old / "notes.txt").write_text("mine")
+
+    def full_disk(frame, data_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "export_frame", full_disk)  # mid-way: pages written, data not
+    for target in (old, new):
+        with pytest.raises(OSError, match="No space"):
+            main([*argv, "--out", str(target)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]  # nothing half-built, beside or in place
+    assert sorted(p.name for p in old.iterdir()) == ["index.html", "notes.txt"]
+    assert (old / "index.html").read_text() == "previous report"
+    monkeypatch.undo()
+    assert main([*argv, "--out", str(old)]) == 0 and capsys.readouterr().out.strip() == str(old / "index.html")
+    assert "apvit_tab5" in (old / "index.html").read_text() and (old / "notes.txt").read_text() == "mine"
+    assert (old / "data" / "frame.csv").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+def test_csv_exports_neutralise_spreadsheet_formulas(tmp_path):
+    label = "=HYPERLINK(\"http://x\",\"y\")"
+    data = {"id": "csvx", "caption": "c", "source": {"paper": "p", "table": "t", "file": "f"}, "reading": "r",
+            "method": "apvit", "datasets": [{"key": "rafdb", "label": "@RAF"}], "baseline": "base",
+            "rows": [{"label": "base", "paper": {"rafdb": 90.0}}, {"label": label, "paper": {"rafdb": 91.0}}]}
+    frame = make_frame("csvx", [("base", {"rafdb": 90.0}, {"rafdb": 85.0}), (label, {"rafdb": 91.0}, {"rafdb": 80.0})],
+                       baseline="base", datasets={"rafdb": "@RAF"}, n_samples=100)
+    bench = pd.DataFrame({"name": ["+cmd"], "machine": ["-m"], "median_ms": [-1.5], "iqr_ms": [1.0], "rounds": [5],
+                          "batch": [1], "gflops": [1.0]})
+    report.build_report(frame, [parse_spec(data, Path("csvx.yaml"))], tmp_path, benchmarks=bench)
+    for name in ("frame.csv", "cells.csv", "claims.csv", "comparisons.csv"):
+        text = (tmp_path / "data" / name).read_text()
+        assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and "\"=HYPERLINK" not in text, name
+    back = pd.read_csv(tmp_path / "data" / "benchmarks.csv")
+    assert (back.loc[0, "name"], back.loc[0, "machine"], back.loc[0, "median_ms"]) == ("'+cmd", "'-m", -1.5)
+    cells = pd.read_csv(tmp_path / "data" / "cells.csv")
+    assert set(cells["dataset_label"]) == {"'@RAF"} and (cells["diff"] < 0).any()  # a negative number stays one

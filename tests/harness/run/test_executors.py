@@ -135,3 +135,33 @@ def test_a_lone_stage_gets_every_core_and_its_worker_stops_after_it(tmp_path, mo
     assert threads_of[stage.id] == 2 and all(threads_of[c.id] == 1 for c in fine)
     assert submits[0] == (2, 1) and set(submits[1:]) == {(1, 0)} and len(submits) == 3
     assert len(summary.done) == 4
+
+
+def test_debug_executor_records_the_workers_error_without_a_debugger(tmp_path, monkeypatch):
+    import pdb
+
+    debugger, runs = [], []
+
+    def dies(cell, store, threads, device):
+        runs.append(cell.id)
+        raise RuntimeError("worker died: boom")
+
+    monkeypatch.delenv("FERBENCH_PDB", raising=False)
+    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: debugger.append(a))  # submitit's would wait on stdin
+    monkeypatch.setattr("harness.run.workqueue.run_and_record", dies)
+    cell, store = _cell(0), Store(tmp_path)
+    summary = run_cells([cell], store, ExecutorConfig(name="debug"))
+    fail = store.failure(cell.id)
+    assert summary.failed == [cell.id] and (fail["error_type"], fail["message"]) == ("RuntimeError", "worker died: boom")
+    assert debugger == [] and runs == [cell.id]  # no debugger, and the failed worker is not run again
+
+
+def test_debug_executor_keeps_the_cells_own_error(tmp_path, monkeypatch):
+    def train_cell(cell, store, threads=1, device="auto"):
+        raise ValueError("the real cause")
+
+    monkeypatch.setattr("harness.run.train.runner.train_cell", train_cell)
+    cell, store = _cell(0), Store(tmp_path)
+    run_cells([cell], store, ExecutorConfig(name="debug"))
+    fail = store.failure(cell.id)
+    assert (fail["error_type"], fail["message"]) == ("ValueError", "the real cause")  # not KeyError: SUBMITIT_FOLDER
