@@ -23,11 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UserError
-from harness.specs import TABLES_DIR, tables_dir
+from harness.specs import TABLES_DIR, load_yaml, tables_dir
 
 
 STAGE_ID = re.compile(r"[A-Za-z0-9_]+")  # a stage id is a file name in a stages folder, never a path
@@ -60,11 +59,9 @@ def list_stages() -> list[str]:
 
 @lru_cache(maxsize=None)
 def _load(path: Path, mtime_ns: int, size: int) -> StageSpec:
+    data = load_yaml(path)  # the table specs' rules: repeated keys, depth and alias limits
     try:
-        data = yaml.safe_load(path.read_text())
         spec = StageSpec.model_validate(data)
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
     except ValidationError as err:
         lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
         raise UserError(f"{path}: invalid stage spec\n" + "\n".join(lines)) from None

@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-retries", type=nonnegative_int, default=None, help="automatic retries of a failing cell")
     p.add_argument("--detach", action="store_true", help="submit and return; `status`/`collect` later")
     p.add_argument("--dry-run", action="store_true", help="plan and validate, run nothing")
+    p.add_argument("--break-stale-claims", action="store_true",
+                   help="take over cells claimed by a process on another host that this host cannot check "
+                        "(a crashed container, a store copied from another machine); status lists such claims")
     p.add_argument("--yes", action="store_true",
                    help=f"plan a table of more than {MAX_CELLS} cells (refused without it, to catch typos)")
     p.add_argument("--until-ci", type=float, default=None, metavar="W",
@@ -101,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
                                       threads=args.threads, timeout_min=args.timeout_min,
                                       slurm_partition=args.partition, slurm_gpus_per_node=args.gpus,
                                       slurm_mem_gb=args.mem_gb, max_retries=args.max_retries,
-                                      retry_failed=args.retry_failed or None, detach=args.detach or None)
+                                      retry_failed=args.retry_failed or None, detach=args.detach or None,
+                                      break_stale_claims=args.break_stale_claims or None)
     check_executor(cfg)
     _check_budget_args(args, spec)
     extra = parse_sets(args.set)

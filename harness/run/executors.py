@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-import yaml
 from submitit.local.debug import DebugJob
 from tqdm import tqdm
 
 from harness.run.cells import Cell, canonical_json
 from harness.run.devices import gpu_count, local_gpu_parameters, resolve_device
 from harness.errors import UserError
+from harness.specs import load_yaml
 from harness.run.interrupts import Cancelled, spawning, stop_local_workers
 from harness.run.train.runner import CellJob
 from harness.store import Store, slurm_job_alive
@@ -70,6 +70,7 @@ class ExecutorConfig:
     slurm_array_parallelism: int = 64
     slurm_extra: dict[str, Any] = field(default_factory=dict)
     pdb: bool = False  # debug executor: post-mortem pdb on a failure (also FERBENCH_PDB=1)
+    break_stale_claims: bool = False  # take over claims held by another host's process (unverifiable)
 
     @classmethod
     def from_profile(cls, path: str | None, **overrides: Any) -> "ExecutorConfig":
@@ -79,7 +80,7 @@ class ExecutorConfig:
             p = Path(path)
             if not p.is_file():
                 raise UserError(f"executor profile {path!r} does not exist")
-            values = yaml.safe_load(p.read_text()) or {}
+            values = load_yaml(p) or {}  # repeated keys, depth and alias limits as for table specs
             unknown = set(values) - set(cls.__dataclass_fields__)
             if unknown:
                 raise UserError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(cls.__dataclass_fields__)}")
@@ -284,7 +285,7 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
     owner = {"pid": os.getpid(), "argv": sys.argv[:6], "executor": cfg.name}
     mine, theirs = [], []
     for c in todo:
-        (mine if store.claim(c.id, owner) else theirs).append(c)
+        (mine if store.claim(c.id, owner, take_unverifiable=cfg.break_stale_claims) else theirs).append(c)
 
     bar = tqdm(total=len(unique), initial=len(summary.cached) + len(summary.skipped_failed), unit="cell",
                desc="cells", dynamic_ncols=True, file=sys.stderr,
@@ -302,13 +303,13 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
         # a cell whose invocation was cancelled before finishing it is ours to run.
         needed = {u for c in mine for u in c.upstream}
         left = _wait_for_others([c for c in theirs if c.id in needed], store, cfg, summary, bar)
-        adopted = _adopt(left, store, owner)
+        adopted = _adopt(left, store, owner, cfg)
         mine += adopted
         pending = [c for c in theirs if c.id not in needed] + [c for c in left if c not in adopted]
         while mine or pending:
             _run_claimed(mine, executor, cfg, store, threads, summary, bar)
             left = _wait_for_others(pending, store, cfg, summary, bar)
-            mine = _adopt(left, store, owner)
+            mine = _adopt(left, store, owner, cfg)
             pending = [c for c in left if c not in mine]  # taken over by yet another invocation
     finally:
         bar.close()
@@ -350,9 +351,9 @@ def _ledger_upstream_failure(cell: Cell, store: Store, summary: Summary, bar) ->
     return bool(missing)
 
 
-def _adopt(cells: list[Cell], store: Store, owner: dict[str, Any]) -> list[Cell]:
+def _adopt(cells: list[Cell], store: Store, owner: dict[str, Any], cfg: ExecutorConfig) -> list[Cell]:
     """Claim cells another invocation left unfinished (it was cancelled); those claimed are ours now."""
-    return [c for c in cells if store.claim(c.id, owner)]
+    return [c for c in cells if store.claim(c.id, owner, take_unverifiable=cfg.break_stale_claims)]
 
 
 def _upstream_failure(missing: list[str], store: Store) -> str:
@@ -572,6 +573,23 @@ def _failure_from_log(job: submitit.Job) -> tuple[str, str, str]:
     return "Killed", "the job ended without a result (killed, cancelled or out of memory)", tail
 
 
+def _say_why_waiting(cell_id: str, store: Store, told: set[tuple[str, str]]) -> None:
+    """One line when this invocation waits on a claim it cannot vouch for: another host's (which
+    ``--break-stale-claims`` takes over) or a worker whose heartbeat stopped."""
+    state = store.claim_state(cell_id)
+    if state is None or not (state["state"] == "unverifiable" or state["stalled"]):
+        return
+    kind = "stalled" if state["stalled"] else "unverifiable"
+    if (cell_id, kind) in told:
+        return
+    told.add((cell_id, kind))
+    o = state["owner"]
+    why = (f"its worker has written no heartbeat for {state['heartbeat_age_s'] / 60:.0f} min" if state["stalled"]
+           else f"it is claimed by pid {o.get('pid')} on host {o.get('host')}, which this host cannot check; "
+                "pass --break-stale-claims to take it over if that process is gone")
+    tqdm.write(f"waiting for cell {cell_id} (claimed {state['age_s'] / 60:.0f} min ago): {why}", file=sys.stderr)
+
+
 def job_submitted(job: submitit.Job) -> float:
     """When a job was submitted (the mtime of its pickled submission)."""
     try:
@@ -588,16 +606,18 @@ def _wait_for_others(cells: list[Cell], store: Store, cfg: ExecutorConfig, summa
     """
     waiting = {c.id: c for c in cells}
     left: list[Cell] = []
+    told: set[tuple[str, str]] = set()
     while waiting:
         for cid in list(waiting):
             if store.record(cid) is not None:
                 summary.waited.append(cid)
-            elif not store.claim_alive(cid):
+            elif not store.claim_alive(cid, take_unverifiable=cfg.break_stale_claims):
                 if store.failure(cid) is None:
                     left.append(waiting.pop(cid))
                     continue
                 summary.failed.append(cid)
             else:
+                _say_why_waiting(cid, store, told)
                 continue
             del waiting[cid]
             bar.update(1)

@@ -179,3 +179,11 @@ def test_stage_ids_are_names_never_paths(harness_env, tmp_path, stage_id):
     write_spec(harness_env["tables"], "path_stage", [{"label": "a", "set": {"weights.ir50": f"stage:{stage_id}"}}])
     with pytest.raises(UserError, match=r"is not a pre-training stage name.*known stages: .*faceid_ir50"):
         _plan("path_stage")
+
+
+def test_stage_yaml_follows_the_table_specs_rules(harness_env):
+    path = write_stage(harness_env["tables"])
+    path.write_text(path.read_text() + "seed: 3\n")  # a repeated key: which seed?
+    write_spec(harness_env["tables"], "dup", [{"label": "a", "set": {}}], base=STAGE)
+    with pytest.raises(UserError, match="seed"):
+        _plan("dup")

@@ -165,3 +165,40 @@ def test_debug_executor_keeps_the_cells_own_error(tmp_path, monkeypatch):
     run_cells([cell], store, ExecutorConfig(name="debug"))
     fail = store.failure(cell.id)
     assert (fail["error_type"], fail["message"]) == ("ValueError", "the real cause")  # not KeyError: SUBMITIT_FOLDER
+
+
+def _foreign_claim(store, cell_id: str) -> None:
+    import json
+
+    store.cell_dir(cell_id).mkdir(parents=True, exist_ok=True)
+    (store.cell_dir(cell_id) / "claim.json").write_text(json.dumps({"pid": 1, "host": "gone-host", "time": 0.0}))
+
+
+def test_the_driver_says_what_it_waits_for(tmp_path, capsys):
+    from harness.run.executors import _say_why_waiting
+    from harness.store import Store
+
+    store = Store(tmp_path)
+    _foreign_claim(store, "c1")
+    told: set = set()
+    _say_why_waiting("c1", store, told)
+    _say_why_waiting("c1", store, told)  # once, not every poll
+    err = capsys.readouterr().err
+    assert err.count("waiting for cell c1") == 1 and "gone-host" in err and "--break-stale-claims" in err
+
+
+@pytest.mark.slow
+def test_break_stale_claims_takes_over_another_hosts_claim(harness_env):
+    from harness.cli import main
+    from harness.run.plan import DataSource, plan_table
+    from harness.specs import load_spec
+    from harness.store import Store
+    from tests.harness.conftest import write_spec
+
+    write_spec(harness_env["tables"], "claimed", [{"label": "a", "set": {}}])
+    (p,) = plan_table(load_spec("claimed"), source=DataSource())
+    store = Store(harness_env["results"])
+    _foreign_claim(store, p.cell.id)
+    assert store.claim_state(p.cell.id)["state"] == "unverifiable"
+    assert main(["reproduce", "--table", "claimed", "--executor", "debug", "--break-stale-claims"]) == 0
+    assert store.record(p.cell.id) is not None
