@@ -40,11 +40,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from harness import stats
+from harness.errors import UserError
 from harness.stats.inference import finite
 
 from harness.report import compare, figures, render
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "report_templates"
 ARRAY_COLUMNS = ("y_true", "y_pred")
+FRAME_KEY_COLUMNS = ("table_id", "row", "dataset", "seed", "status")  # what every results frame has
 JSON_COLUMNS = ("per_class_accuracy", "confusion", "class_names", "paper_extra", "overrides", "packages",
                 "history")
 
@@ -150,8 +152,16 @@ def export_frame(frame: pd.DataFrame, data_dir: Path) -> dict[str, Path]:
 
 
 def read_exported(path: Path) -> pd.DataFrame:
-    """Read ``frame.parquet`` written by :func:`export_frame` back into the collect contract."""
-    frame = pd.read_parquet(path)
+    """Read ``frame.parquet`` written by :func:`export_frame` back into the collect contract; a file
+    that is not one (not Parquet, or without the frame's key columns) is a :class:`UserError`."""
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a file that is not Parquet
+        raise UserError(f"--frame {path}: not a Parquet file ({type(err).__name__})") from None
+    missing = [c for c in FRAME_KEY_COLUMNS if c not in frame]
+    if missing:
+        raise UserError(f"--frame {path}: not a FERbench results frame (no column {', '.join(missing)}); "
+                        "pass the frame.parquet a report or `collect --out` wrote")
     for col in JSON_COLUMNS:
         if col in frame:
             frame[col] = frame[col].map(lambda s: json.loads(s) if isinstance(s, str) else None).astype(object)

@@ -238,3 +238,18 @@ def test_csv_exports_neutralise_spreadsheet_formulas(tmp_path):
     assert (back.loc[0, "name"], back.loc[0, "machine"], back.loc[0, "median_ms"]) == ("'+cmd", "'-m", -1.5)
     cells = pd.read_csv(tmp_path / "data" / "cells.csv")
     assert set(cells["dataset_label"]) == {"'@RAF"} and (cells["diff"] < 0).any()  # a negative number stays one
+
+
+@pytest.mark.parametrize("content", ["not parquet", "foreign"])
+def test_report_from_a_foreign_frame_is_a_clear_error(tmp_path, capsys, content):
+    from harness.cli import main
+
+    path = tmp_path / "frame.parquet"
+    if content == "foreign":
+        pd.DataFrame({"x": [1, 2]}).to_parquet(path)
+    else:
+        path.write_text(content)
+    assert main(["report", "--frame", str(path), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert f"--frame {path}" in err and ("not a Parquet file" in err or "no column table_id" in err)
+    assert not (tmp_path / "rep" / "index.html").exists()
