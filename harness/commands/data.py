@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{ds.name} ({ds.protocol}) at {ds.root}{'  [synthetic]' if ds.synthetic else ''}")
     print(f"fingerprint {ds.fingerprint}   loaded in {seconds:.2f}s   val: {ds.split_info['val_source']}")
+    for key, text in ds.split_info.get("labels", {}).items():
+        print(f"{key}: {text}")
     al = ds.split_info.get("alignment")
     print("alignment: as shipped" if al is None else
           f"alignment: {al['method']} ({al['template']} template{', ' + al['fit'] + ' fit' if al.get('fit') else ''}, "

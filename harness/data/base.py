@@ -218,17 +218,17 @@ def utf8_errors(path: Path) -> Iterator[None]:
         raise UserError(msg) from None
 
 
-def csv_rows(path: Path, header: list[str]) -> Iterator[tuple[int, list[str]]]:
+def csv_rows(path: Path, header: list[str] | None) -> Iterator[tuple[int, list[str]]]:
     """The data rows of a UTF-8 CSV file as (line number, fields), once its first row is checked
-    against ``header``; empty rows are left out. A wrong header, a malformed row (a field over the
+    against ``header`` (None: the file has no header row); empty rows are left out. A wrong header, a malformed row (a field over the
     csv module's size limit: a huge field, or a stray double quote that runs a field on over the
     rows below) or text that is not UTF-8 is a UserError naming the file and line."""
     with open(path, newline="", encoding="utf-8-sig") as f, utf8_errors(path):
         reader = csv.reader(f)
         start = 1
         try:
-            got = next(reader, None)
-            if got is None or [h.strip() for h in got] != header:
+            got = next(reader, None) if header is not None else header
+            if header is not None and (got is None or [h.strip() for h in got] != header):
                 raise UserError(f"{path}:1: wrong CSV header {got!r}, expected {header!r}")
             while True:
                 start = reader.line_num + 1
@@ -462,6 +462,7 @@ def assemble(name: str, protocol: str, root: Path, raw: RawDataset, *, decode_si
     if bad.skipped:
         h.update(("\0skipped\0" + "\n".join(bad.skipped)).encode())
     info.update({"sizes": {k: len(v) for k, v in splits.items()}, "dropped": dict(raw.dropped),
+                 "labels": {k: raw.label_map[k] for k in ("rule", "layout") if k in raw.label_map},
                  "skipped": len(bad.skipped), "alignment": alignment and {
                      k: alignment.get(k) for k in ("method", "template", "size", "fit", "rule", "detector", "counts")}})
     return FERDataset(name=name, protocol=protocol, class_names=list(raw.class_names),

@@ -39,7 +39,7 @@ def make_rafdb(root: Path, lines: list[tuple[str, int]] | None = None) -> Path:
 
 
 def ferplus_rows():
-    """(usage, name, votes, grey value) per row; rows 3-5 are dropped by the loader."""
+    """(usage, name, votes, grey value) per row; rows 2-4 are dropped under both rules."""
     return [
         ("Training", "fer0000000.png", [0, 8, 2, 0, 0, 0, 0, 0, 0, 0], 10),  # happy
         ("Training", "fer0000001.png", [1, 0, 0, 6, 0, 0, 3, 0, 0, 0], 20),  # sad
@@ -50,7 +50,9 @@ def ferplus_rows():
         ("PublicTest", "fer0000006.png", [0, 0, 9, 0, 0, 0, 1, 0, 0, 0], 70),  # surprise
         ("PrivateTest", "fer0000007.png", [0, 0, 0, 0, 5, 5, 0, 0, 0, 0], 80),  # tie -> anger
         ("PrivateTest", "fer0000008.png", [4, 0, 0, 0, 0, 0, 0, 0, 4, 2], 90),  # tie -> neutral
+        ("PrivateTest", "fer0000009.png", [0, 0, 0, 0, 0, 0, 7, 0, 1, 2], 100),  # fear (7 of the 9 left)
     ]
+# Under Microsoft's majority rule rows 7 (5 to 5) and 8 (4 of 10) have no majority: dropped.
 
 
 def make_ferplus(root: Path, rows=None, old_header=None, new_header=None, extra_old_rows: int = 0) -> Path:
@@ -66,6 +68,25 @@ def make_ferplus(root: Path, rows=None, old_header=None, new_header=None, extra_
         w.writerow(new_header or ["Usage", "Image name", *FERNEW_COLUMNS])
         for usage, name, votes, _ in rows:
             w.writerow([usage, name, *votes])
+    return root
+
+
+def make_ferplus_folders(root: Path, rows=None) -> Path:
+    """The same rows in Microsoft's folder layout (generate_training_data.py's output): a folder
+    per split with 48x48 grey PNGs and a header-less label.csv; rows without a name have no image."""
+    folders = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
+    lines: dict[str, list] = {f: [] for f in folders.values()}
+    for usage, name, votes, value in rows or ferplus_rows():
+        if not name:
+            continue
+        folder = root / folders[usage]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((48, 48), value, dtype=np.uint8), mode="L").save(folder / name)
+        lines[folders[usage]].append([name, "(0, 0, 48, 48)", *votes])
+    for folder, rows_ in lines.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        with open(root / folder / "label.csv", "w", newline="") as f:
+            csv.writer(f).writerows(rows_)
     return root
 
 

@@ -85,7 +85,7 @@ def test_wrong_csv_headers(tmp_path):
 
 def test_ferplus_row_count_mismatch(tmp_path):
     root = make_ferplus(tmp_path, extra_old_rows=2)
-    _raises("ferplus", root, "fer2013.csv", "fer2013new.csv", "11", "9")
+    _raises("ferplus", root, "fer2013.csv", "fer2013new.csv", "12", "10")
 
 
 def test_ferplus_bad_pixels_names_line(tmp_path):

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
 from harness.data import CANONICAL_CLASSES, load_dataset
-from tests.data.makers import make_affectnet, make_expw, make_ferplus, make_folders, make_rafdb
+from harness.errors import UserError
+from tests.data.makers import (make_affectnet, make_expw, make_ferplus, make_ferplus_folders, make_folders,
+                              make_rafdb)
 
 IDX = {c: i for i, c in enumerate(CANONICAL_CLASSES)}
 
@@ -43,25 +46,52 @@ def test_val_carving_is_seeded(tmp_path):
     assert load_dataset("rafdb", root, decode_size=8, split_seed=3).fingerprint != a.fingerprint
 
 
-def test_ferplus_majority_votes_and_drops(tmp_path):
-    ds = load_dataset("ferplus", make_ferplus(tmp_path), decode_size=8)
-    assert ds.num_classes == 8 and ds.protocol == "majority"
-    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 3, "val": 1, "test": 2}
+@pytest.mark.parametrize("protocol, test_labels, dropped", [
+    ("majority", ["fear"], {"no image name": 1, "no votes": 0, "no majority": 2, "unknown/NF wins": 2}),
+    ("argmax", ["anger", "neutral", "fear"], {"no image name": 1, "no votes": 0, "no majority": 0,
+                                              "unknown/NF wins": 2}),
+])
+def test_ferplus_rules_votes_and_drops(tmp_path, protocol, test_labels, dropped):
+    ds = load_dataset("ferplus", make_ferplus(tmp_path), protocol=protocol, decode_size=8)
+    assert ds.num_classes == 8 and ds.protocol == protocol
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 3, "val": 1, "test": len(test_labels)}
     train = ds.splits["train"]
     assert train.names == ["fer0000000.png", "fer0000001.png", "fer0000005.png"]
     assert [CANONICAL_CLASSES[i] for i in train.labels] == ["happy", "sad", "contempt"]
-    # votes: canonical order, unknown/NF excluded, rows sum to 1
+    # votes: the raw distribution over the eight expressions, canonical order, rows sum to 1
     assert torch.allclose(train.votes.sum(1), torch.ones(3))
     assert train.votes[0, IDX["happy"]] == pytest.approx(0.8)
     assert train.votes[0, IDX["surprise"]] == pytest.approx(0.2)
     assert train.votes[1, IDX["fear"]] == pytest.approx(0.3)
+    assert train.votes[1, IDX["neutral"]] == pytest.approx(0.1)  # a single vote stays in the prior
     assert ds.splits["val"].names == ["fer0000006.png"]  # PublicTest is val, not test
-    test = ds.splits["test"]
-    assert [CANONICAL_CLASSES[i] for i in test.labels] == ["anger", "neutral"]
-    assert test.votes[1, IDX["neutral"]] == pytest.approx(1.0)  # unknown/NF votes not counted
-    assert ds.split_info["dropped"] == {"no image name": 1, "unknown/NF majority": 2, "no votes": 0}
+    assert [CANONICAL_CLASSES[i] for i in ds.splits["test"].labels] == test_labels
+    assert ds.split_info["dropped"] == dropped
     img = train.images[0]
     assert img.shape == (3, 8, 8) and int(img[0, 0, 0]) == 10 and torch.equal(img[0], img[2])
+
+
+@pytest.mark.parametrize("protocol", ["majority", "argmax"])
+def test_ferplus_both_layouts_give_the_same_entries(tmp_path, protocol):
+    pair = load_dataset("ferplus", make_ferplus(tmp_path / "pair"), protocol=protocol, decode_size=8)
+    folders = load_dataset("ferplus", make_ferplus_folders(tmp_path / "folders"), protocol=protocol, decode_size=8)
+    for split in ("train", "val", "test"):
+        a, b = pair.splits[split], folders.splits[split]
+        assert a.names == b.names and torch.equal(a.labels, b.labels)
+        assert torch.equal(a.votes, b.votes) and torch.equal(a.images, b.images)
+    assert "folders" in folders.split_info["labels"]["layout"] and "csv pair" in pair.split_info["labels"]["layout"]
+    assert pair.fingerprint != folders.fingerprint  # the fingerprint covers the files read
+
+
+def test_ferplus_folder_layout_names_a_missing_or_wrong_image(tmp_path):
+    root = make_ferplus_folders(tmp_path)
+    (root / "FER2013Train" / "fer0000001.png").unlink()
+    Image.new("RGB", (48, 48)).save(root / "FER2013Train" / "fer0000005.png")
+    with pytest.raises(UserError, match=r"FER2013Train/label.csv:2: image .*fer0000001.png does not exist"):
+        load_dataset("ferplus", root, decode_size=8)
+    ds = load_dataset("ferplus", root, decode_size=8, skip_bad=True)
+    assert ds.splits["train"].names == ["fer0000000.png"]
+    assert any("48x48 grey" in s and "fer0000005.png" in s for s in ds.skipped)
 
 
 @pytest.mark.parametrize("protocol, sizes, classes", [
