@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from harness.report.collect import collect_tables, tables_with_results
 from harness.commands.common import add_results_flag, add_run_config_flags, check_output_file, run_configs

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -71,6 +71,47 @@ class Split:
     def class_counts(self, num_classes: int) -> list[int]:
         """Number of samples per class index."""
         return torch.bincount(self.labels, minlength=num_classes).tolist()
+
+
+LOADER_KNOBS = ("train_limit",)  # data.* keys that apply to any dataset, real or synthetic, when it is loaded
+
+
+def train_limit_problem(limit: Any) -> str | None:
+    """Why ``data.train_limit`` is not a number of images (an int >= 1) or a share in (0, 1), or None."""
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+        return f"data.train_limit={limit!r}: expected a number of images (>= 1) or a share in (0, 1)"
+    if isinstance(limit, int) and limit < 1 or isinstance(limit, float) and not 0 < limit < 1:
+        return f"data.train_limit={limit!r}: allowed: an integer >= 1 or a number in (0, 1)"
+    return None
+
+
+def stratified_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices (sorted) of ``n`` of the samples, every class kept in proportion (largest remainders)
+    and drawn without replacement by a generator seeded with ``seed``. labels: int64 [N]."""
+    counts = torch.bincount(labels).double()  # [C]
+    share = counts * n / counts.sum()
+    take = share.floor().long()
+    for c in torch.argsort(share - take, descending=True, stable=True)[: n - int(take.sum())]:
+        take[c] += 1
+    g = torch.Generator().manual_seed(seed)
+    picked = [torch.nonzero(labels == c).flatten()[torch.randperm(int(counts[c]), generator=g)[: int(k)]]
+              for c, k in enumerate(take.tolist()) if k]
+    return torch.sort(torch.cat(picked)).values
+
+
+def limit_train(ds: "FERDataset", limit: int | float, seed: int = 0) -> "FERDataset":
+    """``ds`` with its training split cut to ``limit`` images (or that share of them), stratified and
+    seeded (the same images for every training seed); validation and test are untouched."""
+    train = ds.splits["train"]
+    n = limit if isinstance(limit, int) else max(1, round(limit * len(train)))
+    if n > len(train):
+        raise UserError(f"data.train_limit={limit}: {ds.name} has only {len(train)} training images")
+    rows = stratified_subset(train.labels, n, seed)
+    cut = Split(images=train.images[rows], labels=train.labels[rows], names=[train.names[i] for i in rows.tolist()],
+                votes=None if train.votes is None else train.votes[rows])
+    info = {**ds.split_info, "train_limit": {"kept": n, "of": len(train)},
+            "sizes": {**ds.split_info.get("sizes", {}), "train": n}}
+    return replace(ds, splits={**ds.splits, "train": cut}, split_info=info)
 
 
 @dataclass

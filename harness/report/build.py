@@ -194,7 +194,8 @@ def provenance(frame: pd.DataFrame) -> dict[str, Any]:
                 packages.setdefault(str(k), set()).add(str(v))
     datasets = []
     if len(run):
-        cols = [c for c in ("dataset", "dataset_label", "dataset_fingerprint", "alignment", "synthetic") if c in run]
+        cols = [c for c in ("dataset", "dataset_label", "dataset_fingerprint", "alignment", "data_note", "synthetic")
+                if c in run]
         for _, r in run[cols].drop_duplicates().iterrows():
             datasets.append({c: r[c] for c in cols})
     dirty = [bool(x) for x in run["git_dirty"].dropna()] if "git_dirty" in run else []

@@ -120,9 +120,20 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
         "started_from": describe_start(rec.get("started_from", {})),
         "stand_in": any(v.get("stand_in") for v in rec.get("started_from", {}).values()),
         "alignment": describe_alignment(rec["data"].get("split_info", {}).get("alignment")),
+        "data_note": describe_data(rec["data"].get("split_info", {})),
         "recipe": recipe_summary(rec["recipe"]) if rec.get("recipe") else None,
         "selection": m.get("selection"),
     }
+
+
+def describe_data(split_info: dict[str, Any]) -> str | None:
+    """What a cell trained on beyond the dataset's name: a training subsample, the label rule."""
+    parts = []
+    if (limit := split_info.get("train_limit")):
+        parts.append(f"train {limit['kept']:,} of {limit['of']:,}")
+    if (rule := split_info.get("labels", {}).get("rule")):
+        parts.append(f"labels: {rule}")
+    return "; ".join(parts) or None
 
 
 def describe_start(started: dict[str, dict[str, Any]]) -> str:
@@ -148,7 +159,7 @@ def _empty_metrics() -> dict[str, Any]:
             "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "device_name": None, "amp": None,
             "history": None, "torch_version": None,
             "packages": None, "dataset_fingerprint": None, "hostname": None, "started_from": None,
-            "stand_in": False, "alignment": None, "recipe": None, "selection": None}
+            "stand_in": False, "alignment": None, "data_note": None, "recipe": None, "selection": None}
 
 
 def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, extra: dict[str, Any] | None = None,

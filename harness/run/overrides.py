@@ -18,6 +18,7 @@ import methods  # noqa: F401  (importing it registers the FER models with timm)
 from harness.run.cells import canonical_json, is_weights_key, split_overrides
 from harness.checks import value_problems
 from harness.data.align import ALIGN_KNOBS
+from harness.data.base import LOADER_KNOBS, train_limit_problem
 from harness.data.synth import make_knobs
 from harness.data.transforms import PIPELINES
 from harness.errors import UserError
@@ -73,9 +74,11 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
     model_o, train_o, data_o = split_overrides(overrides)
     model_o = {k: (None if is_weights_key(k) else v) for k, v in model_o.items()}
     try:
-        knobs = {k: v for k, v in data_o.items() if k not in ALIGN_KNOBS}
+        knobs = {k: v for k, v in data_o.items() if k not in (*ALIGN_KNOBS, *LOADER_KNOBS)}
         if knobs:
             make_knobs(**knobs)  # types and ranges of the synthetic generator's knobs
+        if "train_limit" in data_o and (problem := train_limit_problem(data_o["train_limit"])):
+            raise ValueError(problem)
         return _recipe(method, scale, canonical_json(model_o), canonical_json(train_o), dataset)
     except UserError as err:
         raise UserError(f"{where}: {err}") from None

@@ -280,9 +280,11 @@ def resolve_start(cell: Cell, store: Store) -> tuple[dict[str, str | None], dict
 
 def _load_data(cell: Cell, decode_size: int):
     from harness.data import load_dataset
+    from harness.data.base import limit_train
 
-    return load_dataset(cell.dataset, cell.data_root, protocol=cell.protocol, decode_size=decode_size,
+    data = load_dataset(cell.dataset, cell.data_root, protocol=cell.protocol, decode_size=decode_size,
                         split_seed=0)
+    return limit_train(data, cell.data["train_limit"]) if "train_limit" in cell.data else data
 
 
 def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "auto") -> dict[str, Any]:
