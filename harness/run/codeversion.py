@@ -74,38 +74,20 @@ class _Normalise(ast.NodeTransformer):
     def __init__(self, module: str, is_package: bool, packages: tuple[str, ...]) -> None:
         self.module, self.is_package, self.packages = module, is_package, packages
 
-    def _project_import(self, node: ast.stmt) -> bool:
-        if isinstance(node, ast.Import):
-            return all(_is_project(a.name, self.packages) for a in node.names)
-        if isinstance(node, ast.ImportFrom):
-            return _is_project(_resolve(node, self.module, self.is_package), self.packages)
-        return False
-
-    def _body(self, body: list[ast.stmt]) -> list[ast.stmt]:
+    def _drop_docstring(self, node: ast.AST) -> ast.AST:
+        body = node.body
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
-            body = body[1:]
-        body = [self.visit(s) for s in body if not self._project_import(s)]
-        return body or [ast.Pass()]
+            node.body = body[1:]
+        return self.generic_visit(node)
 
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        for name in ("body", "orelse", "finalbody"):
-            value = getattr(node, name, None)
-            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
-                if name == "body" and isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
-                                                        ast.AsyncFunctionDef)):
-                    setattr(node, name, self._body(value))
-                else:
-                    setattr(node, name, [self.visit(s) for s in value if not self._project_import(s)]
-                            or [ast.Pass()])
-        for field, value in ast.iter_fields(node):
-            if field in ("body", "orelse", "finalbody"):
-                continue
-            if isinstance(value, list):
-                setattr(node, field, [self.visit(v) if isinstance(v, ast.AST) else v for v in value])
-            elif isinstance(value, ast.AST):
-                setattr(node, field, self.visit(value))
-        return node
+    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _drop_docstring
+
+    def visit_Import(self, node: ast.Import) -> ast.Import | None:
+        return None if all(_is_project(a.name, self.packages) for a in node.names) else node
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.ImportFrom | None:
+        return None if _is_project(_resolve(node, self.module, self.is_package), self.packages) else node
 
 
 def normalised_statements(source: str, module: str = "", is_package: bool = False,
@@ -120,7 +102,7 @@ def normalised_statements(source: str, module: str = "", is_package: bool = Fals
             imports.update(f"{a.name}::{a.asname or ''}" for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             imports.update(f"{'.' * node.level}{node.module or ''}:{a.name}:{a.asname or ''}" for a in node.names)
-        elif not isinstance(node, ast.Pass):
+        else:
             statements.append(ast.dump(node, include_attributes=False))
     return statements, imports
 
