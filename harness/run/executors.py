@@ -470,6 +470,7 @@ def _drain(queue: WorkQueue, workers: dict, spawn, slots: int, cfg: ExecutorConf
     configuration gets timed (:func:`longest_first`)."""
     seconds: dict[str, float] = {}
     blocked = dict(cells)
+    told: set[tuple[str, str]] = set()  # stalled cells already reported
 
     def reorder() -> None:
         queue.reorder([c.id for c in longest_first([c for c in cells.values() if c.id in remaining], seconds)])
@@ -477,6 +478,9 @@ def _drain(queue: WorkQueue, workers: dict, spawn, slots: int, cfg: ExecutorConf
     if _release(queue, blocked, remaining, store, summary, bar):
         reorder()
     while remaining:
+        for slot in workers:  # a worker that stopped (kill -STOP, a hung filesystem) is named, not waited on silently
+            for item in queue.held(slot):
+                _say_why_waiting(queue.cell_id(item), store, told)
         for slot, job in list(workers.items()):
             if cfg.name == "debug":
                 _result_quietly(job)  # the debug executor runs the worker here, in-process

@@ -202,3 +202,19 @@ def test_break_stale_claims_takes_over_another_hosts_claim(harness_env):
     assert store.claim_state(p.cell.id)["state"] == "unverifiable"
     assert main(["reproduce", "--table", "claimed", "--executor", "debug", "--break-stale-claims"]) == 0
     assert store.record(p.cell.id) is not None
+
+
+def test_a_stalled_worker_is_named(tmp_path, capsys):
+    import json
+    import time
+
+    from harness.run.executors import _say_why_waiting
+    from harness.store import Store
+
+    store = Store(tmp_path)
+    assert store.claim("c2", {"pid": os.getpid()})
+    store.write_progress("c2", epoch=1, epochs=6)
+    progress = json.loads((store.cell_dir("c2") / "progress.json").read_text())
+    (store.cell_dir("c2") / "progress.json").write_text(json.dumps({**progress, "time": time.time() - 1800}))
+    _say_why_waiting("c2", store, set())
+    assert "no heartbeat for 30 min" in capsys.readouterr().err
