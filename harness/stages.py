@@ -40,8 +40,11 @@ class StageSpec(BaseModel):
     id: str
     purpose: str
     method: str
-    dataset: str
+    dataset: str  # the synthetic stand-in it trains on
     protocol: str | None = None
+    # Real datasets it trains on instead, the first that the invocation's data root holds (its
+    # training split; a self-supervised stage never reads the labels): MAE on the FER faces themselves.
+    real_datasets: list[str] = Field(default_factory=list)
     provides: list[str]
     set: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0

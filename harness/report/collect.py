@@ -117,7 +117,7 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
                      "val_accuracy": h.get("val_accuracy")} for h in t.get("history", [])],
         "torch_version": prov.get("packages", {}).get("torch"), "packages": prov.get("packages", {}),
         "dataset_fingerprint": prov.get("dataset_fingerprint"), "hostname": prov.get("hostname"),
-        "started_from": describe_start(rec.get("started_from", {})),
+        "started_from": describe_start(rec.get("started_from", {}), store),
         "stand_in": any(v.get("stand_in") for v in rec.get("started_from", {}).values()),
         "alignment": describe_alignment(rec["data"].get("split_info", {}).get("alignment")),
         "data_note": describe_data(rec["data"].get("split_info", {})),
@@ -136,12 +136,16 @@ def describe_data(split_info: dict[str, Any]) -> str | None:
     return "; ".join(parts) or None
 
 
-def describe_start(started: dict[str, dict[str, Any]]) -> str:
-    """One line per weights key: what a run started from (a stage and its checkpoint, a file, scratch)."""
+def describe_start(started: dict[str, dict[str, Any]], store: Store | None = None) -> str:
+    """One line per weights key: what a run started from (a stage and its checkpoint, with the data
+    the stage trained on when the store knows it; a file; scratch)."""
     parts = []
     for key, s in sorted(started.items()):
         if s.get("kind") == "stage":
-            what = f"stage {s['stage']} (cell {s['cell']}, sha256 {s['sha256']})"
+            stage = store.cell(s["cell"]) if store is not None else None
+            on = (f", on {'synthetic' if stage['synthetic'] else 'real'} {stage['dataset']}"
+                  if stage and "dataset" in stage else "")
+            what = f"stage {s['stage']} (cell {s['cell']}, sha256 {s['sha256']}{on})"
         elif s.get("kind") == "file":
             what = f"{Path(s['path']).name} (sha256 {s['sha256']})"
         else:

@@ -15,6 +15,8 @@ from typing import Any
 from harness.run.cells import SCALES, Cell, PlannedCell, is_weights_key, split_overrides
 from harness.run.codeversion import code_version
 from harness.run.overrides import check_overrides
+from harness.data.align import ALIGN_KNOBS
+from harness.data.base import LOADER_KNOBS
 from harness.errors import UserError, env
 from harness.run.train.priors import pin_prior_file
 from harness.specs import TableSpec
@@ -162,7 +164,8 @@ def export_keys(method: str) -> tuple[str, ...]:
 
 
 def stage_cell(stage_id: str, scale: str, source: "DataSource") -> Cell:
-    """The cell of a pre-training stage at a scale (its data is always the synthetic generator's)."""
+    """The cell of a pre-training stage at a scale: on the first of its ``real_datasets`` that the data
+    root holds (its id then includes that data's fingerprint), else on its synthetic stand-in."""
     spec = load_stage(stage_id)
     where = f"stage {stage_id}"
     recipe = check_overrides(spec.method, scale, spec.set, where)
@@ -175,12 +178,18 @@ def stage_cell(stage_id: str, scale: str, source: "DataSource") -> Cell:
     if missing:
         raise UserError(f"{where}: provides {', '.join(missing)}, which {spec.method} does not export "
                         f"(it exports {', '.join(export_keys(spec.method)) or 'nothing'})")
-    synthetic = DataSource(None, source.cache_dir, dry_run=source.dry_run)
-    root, fingerprint, _ = _resolve_dataset(synthetic, spec.dataset, spec.dataset, spec.protocol, scale,
-                                            tuple(sorted(data_o.items())))
-    return Cell(method=spec.method, model=model_o, train=train_o, data=data_o, dataset=spec.dataset,
-                protocol=spec.protocol, scale=scale, seed=spec.seed, fingerprint=fingerprint,
-                code_version=code_version(spec.method), synthetic=True, data_root=root, stage=stage_id)
+    real = next((d for d in spec.real_datasets if source.root is not None and (source.root / d).is_dir()), None)
+    if real is not None:  # the generator's knobs describe the stand-in; a real copy has none
+        data_o = {k: v for k, v in data_o.items() if k in (*ALIGN_KNOBS, *LOADER_KNOBS)}
+        dataset, protocol, where_from = real, None, source
+    else:
+        dataset, protocol = spec.dataset, spec.protocol
+        where_from = DataSource(None, source.cache_dir, dry_run=source.dry_run)
+    root, fingerprint, synthetic = _resolve_dataset(where_from, dataset, dataset, protocol, scale,
+                                                    tuple(sorted(data_o.items())))
+    return Cell(method=spec.method, model=model_o, train=train_o, data=data_o, dataset=dataset,
+                protocol=protocol, scale=scale, seed=spec.seed, fingerprint=fingerprint,
+                code_version=code_version(spec.method), synthetic=synthetic, data_root=root, stage=stage_id)
 
 
 @lru_cache(maxsize=None)

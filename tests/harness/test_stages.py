@@ -187,3 +187,20 @@ def test_stage_yaml_follows_the_table_specs_rules(harness_env):
     write_spec(harness_env["tables"], "dup", [{"label": "a", "set": {}}], base=STAGE)
     with pytest.raises(UserError, match="seed"):
         _plan("dup")
+
+
+def test_a_stage_trains_on_real_faces_when_the_data_root_holds_them(harness_env, tmp_path):
+    from harness.run.plan import stage_cell
+    from tests.data.makers import make_ferplus
+
+    path = write_stage(harness_env["tables"])
+    path.write_text(path.read_text() + "real_datasets: [affectnet, ferplus]\n")
+    synthetic = stage_cell("faceid_ir50", "tiny", DataSource())
+    assert synthetic.synthetic and synthetic.dataset == "faceid"
+    root = tmp_path / "data"
+    make_ferplus(root / "ferplus")
+    real = stage_cell("faceid_ir50", "tiny", DataSource(root))
+    assert not real.synthetic and real.dataset == "ferplus" and real.data_root == str(root / "ferplus")
+    assert real.data == {} and real.id != synthetic.id  # the stand-in's knobs do not apply to real data
+    (tmp_path / "other").mkdir()
+    assert stage_cell("faceid_ir50", "tiny", DataSource(tmp_path / "other")).synthetic  # no real copy there
