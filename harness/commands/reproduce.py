@@ -63,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--break-stale-claims", action="store_true",
                    help="take over cells claimed by a process on another host that this host cannot check "
                         "(a crashed container, a store copied from another machine); status lists such claims")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="train without the dataset entries that do not load (listed by `data check --skip-bad`); "
+                        "recorded as data.skip_bad, part of every cell's identity")
     p.add_argument("--yes", action="store_true",
                    help=f"plan a table of more than {MAX_CELLS} cells (refused without it, to catch typos)")
     p.add_argument("--until-ci", type=float, default=None, metavar="W",
@@ -108,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
                                       break_stale_claims=args.break_stale_claims or None)
     check_executor(cfg)
     _check_budget_args(args, spec)
-    extra = parse_sets(args.set)
+    extra = _extra(args)
     _check_set_values(extra)
     source = DataSource.from_args(args.data_root, args.cache_dir)
     if args.dry_run:  # plan and print; write nothing, not even to the synthetic-data cache
@@ -173,7 +176,7 @@ def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: E
     from harness.stats import compare_to_baseline
     from harness.stats.power import next_seed_counts
 
-    extra = parse_sets(args.set)
+    extra = _extra(args)
     counts: dict[tuple[str, str], int] = {}
     for p in planned:
         counts[(p.row, p.dataset)] = max(counts.get((p.row, p.dataset), 0), p.seed + 1)
@@ -230,3 +233,8 @@ def _detach_local(args: argparse.Namespace) -> int:
 
 def _max_cells(args: argparse.Namespace) -> int:
     return sys.maxsize if args.yes else MAX_CELLS
+
+
+def _extra(args: argparse.Namespace) -> dict:
+    """``--set`` overrides, and ``--skip-bad`` as the loader knob ``data.skip_bad``."""
+    return {**parse_sets(args.set), **({"data.skip_bad": True} if args.skip_bad else {})}

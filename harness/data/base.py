@@ -73,7 +73,7 @@ class Split:
         return torch.bincount(self.labels, minlength=num_classes).tolist()
 
 
-LOADER_KNOBS = ("train_limit",)  # data.* keys that apply to any dataset, real or synthetic, when it is loaded
+LOADER_KNOBS = ("train_limit", "skip_bad")  # data.* keys that apply to any dataset, real or synthetic, when it is loaded
 
 
 def train_limit_problem(limit: Any) -> str | None:
@@ -159,8 +159,9 @@ class RawDataset:
 class BadEntries:
     """Collects bad entries: raises at once, or records them when ``skip_bad`` is set.
 
-    The error says where skipping applies: ``data check`` and ``data align`` take ``--skip-bad``,
-    training does not. ``dataset`` and ``root``, when known, make the advice a command to paste.
+    The error says where skipping applies: ``data check``, ``data align`` and ``reproduce`` take
+    ``--skip-bad`` (``reproduce`` records it as ``data.skip_bad``, part of each cell's identity).
+    ``dataset`` and ``root``, when known, make the advice a command to paste.
     """
 
     def __init__(self, skip_bad: bool, dataset: str | None = None, root: str | Path | None = None) -> None:
@@ -171,9 +172,8 @@ class BadEntries:
 
     def report(self, message: str) -> None:
         if not self.skip_bad:
-            raise UserError(f"{message} (run `{self._check}` to list every bad entry; `data check` and "
-                            "`data align` take --skip-bad, load_dataset skip_bad=True, training does not: "
-                            "fix or remove the entries)")
+            raise UserError(f"{message} (run `{self._check}` to list every bad entry; fix or remove them, "
+                            "or pass --skip-bad to `reproduce` to train without them, recorded as data.skip_bad)")
         self.skipped.append(message)
 
 

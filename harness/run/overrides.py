@@ -79,6 +79,8 @@ def check_overrides(method: str, scale: str, overrides: dict[str, Any], where: s
             make_knobs(**knobs)  # types and ranges of the synthetic generator's knobs
         if "train_limit" in data_o and (problem := train_limit_problem(data_o["train_limit"])):
             raise ValueError(problem)
+        if not isinstance(data_o.get("skip_bad", False), bool):
+            raise ValueError(f"data.skip_bad={data_o['skip_bad']!r}: allowed values: true, false")
         return _recipe(method, scale, canonical_json(model_o), canonical_json(train_o), dataset)
     except UserError as err:
         raise UserError(f"{where}: {err}") from None

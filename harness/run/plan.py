@@ -202,6 +202,7 @@ def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | No
     knobs_d = dict(knobs)
     align = {k: knobs_d.pop(k) for k in ALIGN_KNOBS if k in knobs_d}  # data.align: the aligned copy
     limit = knobs_d.pop("train_limit", None)  # applied when the cell loads its data (runner)
+    skip_bad = bool(knobs_d.pop("skip_bad", False))
     if source.synthetic:
         root = synthetic_root(name, scale=SYNTHETIC_SCALE[scale], seed=SYNTHETIC_SEED, cache_dir=source.cache_dir,
                               write_cache=not source.dry_run, **knobs_d)
@@ -213,7 +214,8 @@ def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | No
         if not root.is_dir():
             raise UserError(f"dataset {key!r}: {root} does not exist (data root {source.root})")
         check_alignment(root, **align)
-    ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0, cache=not source.dry_run)
+    ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0, cache=not source.dry_run,
+                      skip_bad=skip_bad)
     if limit is not None:
         limit_train(ds, limit)  # refused here, not in every cell, when the split is smaller
     return str(root), ds.fingerprint, ds.synthetic

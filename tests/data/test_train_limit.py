@@ -44,6 +44,16 @@ def test_values(value, ok):
             check_overrides("apvit", "tiny", {"data.train_limit": value}, "x")
 
 
+def _real_data_only(path):
+    """Drop the synthetic generator's knobs that write_spec puts in every spec's base."""
+    import yaml
+
+    spec = yaml.safe_load(path.read_text())
+    for knob in ("data.n_train", "data.n_test"):
+        spec["base"].pop(knob)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
 def test_real_data_takes_it_and_it_is_part_of_the_cell(tmp_path, harness_env):
     root = tmp_path / "data"
     make_ferplus(root / "ferplus")
@@ -52,14 +62,30 @@ def test_real_data_takes_it_and_it_is_part_of_the_cell(tmp_path, harness_env):
         sets = {} if limit is None else {"data.train_limit": limit}
         write_spec(harness_env["tables"], "lim", [{"label": "a", "set": sets}],
                    datasets=[{"key": "ferplus", "label": "FERPlus"}])
-        spec = load_spec("lim")
-        spec.base.pop("data.n_train"), spec.base.pop("data.n_test")  # synthetic-only knobs
-        (p,) = plan_table(spec, source=DataSource(root))
+        _real_data_only(harness_env["tables"] / "lim.yaml")
+        (p,) = plan_table(load_spec("lim"), source=DataSource(root))
         ids[limit] = p.cell.id
     assert len(set(ids.values())) == 3
     write_spec(harness_env["tables"], "lim", [{"label": "a", "set": {"data.train_limit": 9}}],
                datasets=[{"key": "ferplus", "label": "FERPlus"}])
-    spec = load_spec("lim")
-    spec.base.pop("data.n_train"), spec.base.pop("data.n_test")
+    _real_data_only(harness_env["tables"] / "lim.yaml")
     with pytest.raises(UserError, match="only 3 training images"):
-        plan_table(spec, source=DataSource(root))
+        plan_table(load_spec("lim"), source=DataSource(root))
+
+
+def test_reproduce_skip_bad_plans_without_the_bad_entries(tmp_path, harness_env, capsys):
+    from harness.cli import main
+    from tests.data.makers import ferplus_rows
+
+    root = tmp_path / "data"
+    rows = ferplus_rows()
+    rows[1] = (rows[1][0], rows[1][1], ["x"] * 10, rows[1][3])  # votes that are not numbers
+    make_ferplus(root / "ferplus", rows=rows)
+    write_spec(harness_env["tables"], "bad", [{"label": "a", "set": {}}], datasets=[{"key": "ferplus", "label": "F"}])
+    _real_data_only(harness_env["tables"] / "bad.yaml")
+    argv = ["reproduce", "--table", "bad", "--data-root", str(root), "--dry-run"]
+    assert main(argv) == 2
+    assert "pass --skip-bad to `reproduce`" in capsys.readouterr().err
+    assert main([*argv, "--skip-bad"]) == 0
+    (p,) = plan_table(load_spec("bad"), source=DataSource(root), extra={"data.skip_bad": True})
+    assert p.cell.data["skip_bad"] is True

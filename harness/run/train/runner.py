@@ -283,7 +283,7 @@ def _load_data(cell: Cell, decode_size: int):
     from harness.data.base import limit_train
 
     data = load_dataset(cell.dataset, cell.data_root, protocol=cell.protocol, decode_size=decode_size,
-                        split_seed=0)
+                        split_seed=0, skip_bad=cell.data.get("skip_bad", False))
     return limit_train(data, cell.data["train_limit"]) if "train_limit" in cell.data else data
 
 
