@@ -52,7 +52,6 @@ DEFAULT_WARMUP = 2
 SELECTION_SHARE_LIMIT = 0.03  # selection overhead target: < 3% of the forward (paper scale, batch 32)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Environment
 
