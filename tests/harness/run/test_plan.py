@@ -64,7 +64,7 @@ def test_giant_plans_are_refused_before_planning(harness_env):
     assert len(_plan("big", seeds=3, max_cells=6)) == 6
 
 
-def test_reproduce_says_how_many_cells_and_takes_yes(harness_env, capsys):
+def test_reproduce_refuses_a_seed_count_typo(harness_env, capsys):
     write_spec(harness_env["tables"], "many", [{"label": "a", "set": {}}])
     assert main(["reproduce", "--table", "many", "--seeds", str(MAX_SEEDS + 1), "--dry-run"]) == 2
     assert f"at most {MAX_SEEDS} seeds" in capsys.readouterr().err
