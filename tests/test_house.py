@@ -57,7 +57,6 @@ def _cycles() -> list[list[str]]:
             if len(comp) > 1:
                 out.append(sorted(comp))
 
-    sys.setrecursionlimit(10_000)
     for v in GRAPH:
         if v not in index:
             visit(v)

@@ -579,7 +579,11 @@ def _failure_from_log(job: submitit.Job) -> tuple[str, str, str]:
 
 def _say_why_waiting(cell_id: str, store: Store, told: set[tuple[str, str]]) -> None:
     """One line when this invocation waits on a claim it cannot vouch for: another host's (which
-    ``--break-stale-claims`` takes over) or a worker whose heartbeat stopped."""
+    ``--break-stale-claims`` takes over) or a worker whose heartbeat stopped. A claim SLURM holds is
+    neither (and asking squeue again every poll would double the queries)."""
+    owner = store.claim_owner(cell_id)
+    if owner is None or owner.get("slurm_job_id"):
+        return
     state = store.claim_state(cell_id)
     if state is None or not (state["state"] == "unverifiable" or state["stalled"]):
         return

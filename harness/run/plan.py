@@ -196,7 +196,7 @@ def stage_cell(stage_id: str, scale: str, source: "DataSource") -> Cell:
 def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | None, scale: str,
                      knobs: tuple[tuple[str, Any], ...]) -> tuple[str, str, bool]:
     from harness.data import load_dataset, synthetic_root
-    from harness.data.align import ALIGN_KNOBS, aligned_root, check_alignment
+    from harness.data.align import aligned_root, check_alignment
     from harness.data.base import limit_train
 
     knobs_d = dict(knobs)
