@@ -12,13 +12,14 @@ method can train with any of them (``train.loss: fpdls`` in a table row). Every 
   alpha weight, as the Neural Resizer paper uses it). ``gamma`` >= 0, default 2.0 (Lin et al.).
 * ``pdls``: Prior Distribution Label Smoothing (Vo et al., the Neural Resizer paper's [10]):
   cross-entropy against ``alpha * onehot(y) + (1 - alpha) * D[y]``. ``alpha`` in [0, 1],
-  default 0.8; ``prior`` = D, required.
+  default 0.5; ``prior`` = D, required.
 * ``fpdls``: Focal PDLS, the Neural Resizer paper's Eq. 2-3:
   ``-sum_c (1 - p_c)^gamma * (alpha * onehot(y)_c + (1 - alpha) * D[y, c]) * log p_c``.
   ``alpha`` default 0.8, ``gamma`` default 2.0, ``prior`` required.
 
-Defaults: the Neural Resizer paper states neither alpha nor gamma; 0.8 and 2.0 are its public
-code's values (``shared/notes/implementation-facts.md``). ``focal``'s gamma = 2.0 is Lin et al.'s.
+Defaults: the Neural Resizer paper states neither alpha nor gamma, so each loss takes its public
+code's defaults: PDLS alpha 0.5 (``LabelSmoothingLossDis``), F-PDLS alpha 0.8 and gamma 2.0
+(``FocalLabelSmoothingLossDis``) (``shared/notes/implementation-facts.md``). ``focal``'s gamma = 2.0 is Lin et al.'s.
 
 The prior D is a ``[K, K]`` tensor (or anything ``torch.as_tensor`` reads) whose row ``k`` is a
 distribution over the K classes for samples labelled ``k``: non-negative, rows summing to 1. On
@@ -146,7 +147,7 @@ def _required_prior(prior: Any, loss: str) -> torch.Tensor:
 
 
 @register_loss("pdls")
-def _pdls(alpha: float = 0.8, prior: Any = None) -> nn.Module:
+def _pdls(alpha: float = 0.5, prior: Any = None) -> nn.Module:
     return FocalPriorLoss(alpha=_unit(alpha, "pdls: alpha"), gamma=0.0, prior=_required_prior(prior, "pdls"))
 
 

@@ -41,6 +41,13 @@ Override keys (``describe_overrides(model_name, preset)`` lists them; bad values
 * ``nr.stn`` (true | false): an affine Spatial Transformer in front, identity at initialisation.
 * ``nr.ltr_blocks`` (r, int 0..8, default 1) and ``nr.ltr_filters`` (n, int >= 1, default 16 at
   ``paper``, 8 at ``tiny``).
+* ``nr.head`` (``mlp`` | ``linear``): the classifier. ``mlp`` (default) is the public code's head,
+  Linear(D -> 512) -> BatchNorm -> ReLU -> Dropout(0.5) -> Linear on the backbone's pooled
+  features (hidden width 64 at ``tiny``); the paper is silent, so the code is the default.
+  ``linear`` is timm's own linear head.
+* ``nr.schedule`` (``paper`` | ``code``): the lr steps. ``paper`` (default): "decreasing it one
+  quarter every 10 epochs", x0.75 at every tenth of training. ``code``: the public code's
+  ``StepLR(step_size=15, gamma=0.25)`` over its 100 epochs, x0.25 at 15, 30, ..., 90% of training.
 * ``weights.backbone`` (path or None): the backbone's ImageNet checkpoint (local file; timm's
   layout, or an official release that timm's own ``checkpoint_filter_fn`` for that family maps,
   ``.pth`` or ``.safetensors``), loaded strictly; only the classifier is ignored.
@@ -53,7 +60,8 @@ Table 2 as pure overrides: (a) ``nr.up: bilinear, nr.down: none``; (b) ``bilinea
 (c) ``sr, bilinear``; (d) ``sr, ltr``; (e) (d) + ``nr.stn: true, nr.backbone: swin_base_...``.
 
 Recipe (``paper``, Sec. 3.2): 100 epochs, batch 64, lr 1e-4 multiplied by 0.75 every 10 epochs
-("decreasing it one quarter every 10 epochs"). Not stated, so chosen and said here: Adam (no
+("decreasing it one quarter every 10 epochs"; ``nr.schedule: code`` for the public code's steps).
+Not stated, so chosen and said here: Adam (no
 weight decay, no clipping), APViT's augmentation pipeline standing in for the paper's unnamed
 "constructive" augmentation, cross-entropy (a table states ``train.loss: fpdls`` and its
 arguments where the paper used F-PDLS: the loss is an axis of every method, ``methods.losses``).
@@ -98,6 +106,8 @@ __all__ = ["NeuralResizer", "SRStage", "BackboneStage", "backbone_stage", "BACKB
 
 UPSCALERS = ("bilinear", "bicubic", "sr")
 DOWNSCALERS = ("none", "bilinear", "ltr")
+HEADS = ("mlp", "linear")
+SCHEDULES = ("paper", "code")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +155,8 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
     "nr.stn": OverrideKey("true | false", "identity-initialised affine Spatial Transformer in front", flag("nr.stn")),
     "nr.ltr_blocks": OverrideKey("int in 0..8", "r, residual blocks of the learned resizer", int_range("nr.ltr_blocks", 0, 8)),
     "nr.ltr_filters": OverrideKey("int >= 1", "n, channels of the learned resizer", int_range("nr.ltr_filters", 1)),
+    "nr.head": OverrideKey(" | ".join(HEADS), "classifier: mlp (public code: Linear-BN-ReLU-Dropout 0.5-Linear) or timm's linear head", choice("nr.head", HEADS)),
+    "nr.schedule": OverrideKey(" | ".join(SCHEDULES), "lr steps: paper (x0.75 every tenth of training) or code (StepLR x0.25 every 15 of 100 epochs)", choice("nr.schedule", SCHEDULES)),
     "weights.backbone": OverrideKey("path | None", "the backbone's ImageNet checkpoint (local file)", check_path("weights.backbone")),
     "weights.sr": OverrideKey("path | None", "the SR network's checkpoint (local file; nr.up: sr only)", check_path("weights.sr")),
 }
@@ -156,6 +168,8 @@ _DEFAULTS: dict[str, Any] = {
     "nr.stn": False,
     "nr.ltr_blocks": 1,
     "nr.ltr_filters": 16,
+    "nr.head": "mlp",
+    "nr.schedule": "paper",
     "weights.backbone": None,
     "weights.sr": None,
 }
@@ -190,6 +204,7 @@ class PresetConfig:
     target: int  # the backbone's input size
     sr: dict[str, int] = field(default_factory=dict)  # FaceSR(scale, channels, blocks)
     ltr_filters: int = 16  # the learned resizer's n unless nr.ltr_filters says otherwise
+    head_hidden: int = 512  # the hidden width of nr.head: mlp (the public code's 512 at paper)
     stn: dict[str, int] = field(default_factory=dict)  # SpatialTransformer(channels, hidden)
 
 
@@ -199,7 +214,7 @@ PRESETS: dict[str, PresetConfig] = {
     # n = 8: at 16 the resizer was most of a tiny (b)/(d)/(e) cell (a training step of Swin-S behind
     # it 4.5 ms an image at n = 16, 3.7 at 8; evaluation 1.4 / 1.0 ms; 1 thread, batch 16, measured)
     "tiny": PresetConfig(img_size=24, hr_size=48, target=32, sr=dict(scale=2, channels=16, blocks=2),
-                         stn=dict(channels=8, hidden=32), ltr_filters=8),
+                         stn=dict(channels=8, hidden=32), ltr_filters=8, head_hidden=64),
 }
 
 
@@ -243,6 +258,12 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> LoadReport:
 # Models
 
 
+def mlp_head(in_features: int, hidden: int, num_classes: int) -> nn.Sequential:
+    """The public code's classifier: [B, in_features] -> Linear -> BN -> ReLU -> Dropout 0.5 -> Linear -> [B, num_classes]."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(0.5), nn.Linear(hidden, num_classes))
+
+
 def build_backbone(name: str, preset: str, num_classes: int) -> nn.Module:
     """The timm backbone ``name`` at ``preset``'s input size (reduced depth and width at ``tiny``)."""
     cfg = _preset(preset)
@@ -264,6 +285,10 @@ class NeuralResizer(nn.Module):
         self.resizer = (LearnedResizer(cfg.target, settings["nr.ltr_blocks"], settings["nr.ltr_filters"])
                         if down == "ltr" else None)
         self.backbone = backbone
+        # nr.head: mlp puts the public code's head on the backbone's pooled features (the backbone is
+        # then built without a classifier); linear keeps timm's own head inside the backbone.
+        self.head = (mlp_head(backbone.num_features, cfg.head_hidden, num_classes)
+                     if settings["nr.head"] == "mlp" else None)
         self.weight_reports: dict[str, LoadReport] = {}
 
     def resize_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -280,7 +305,8 @@ class NeuralResizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, s, s] -> logits [B, num_classes]."""
-        return self.backbone(self.resize_input(x))
+        out = self.backbone(self.resize_input(x))  # [B, num_classes], or [B, D] pooled under nr.head: mlp
+        return out if self.head is None else self.head(out)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
@@ -408,8 +434,19 @@ def backbone_stage(name: str) -> str:
     return f"stage:{BACKBONES[name].stage}"
 
 
+# nr.schedule: code is the public code's StepLR(step_size=15, gamma=0.25) over its 100 epochs,
+# as fractions of training so that the tiny preset's shorter run keeps the shape.
+_CODE_SCHEDULE = dict(milestones=tuple(e / 100 for e in range(15, 100, 15)), lr_gamma=0.25)
+
+
 def _recipe(preset: str, settings: dict[str, Any]) -> Recipe:
-    """The preset's recipe with ``init`` for this configuration (which weights keys it has)."""
+    """The preset's recipe with ``init`` for this configuration (which weights keys it has) and
+    the lr steps ``nr.schedule`` names."""
+    schedule = _CODE_SCHEDULE if settings["nr.schedule"] == "code" else {}
+    return replace(_init_recipe(preset, settings), **schedule)
+
+
+def _init_recipe(preset: str, settings: dict[str, Any]) -> Recipe:
     sr = settings["nr.up"] == "sr"
     stage = backbone_stage(settings["nr.backbone"])
     if preset == "paper":
@@ -452,11 +489,13 @@ def _create_nr(variant: str, pretrained: bool = False, preset: str = "paper", **
     num_classes = kwargs.pop("num_classes", 8)
     cfg = _preset(preset)
     settings = {**_defaults(preset), **validate_overrides(kwargs)}
-    backbone = build_backbone(settings["nr.backbone"], preset, num_classes)
+    mlp = settings["nr.head"] == "mlp"
+    backbone = build_backbone(settings["nr.backbone"], preset, 0 if mlp else num_classes)
     model = NeuralResizer(cfg, settings, backbone, num_classes)
     model.recipe = _recipe(preset, settings)
     model.preset = preset
-    model.pretrained_cfg = {**_cfg(cfg.img_size), "architecture": variant, "num_classes": num_classes}
+    model.pretrained_cfg = {**_cfg(cfg.img_size), "architecture": variant, "num_classes": num_classes,
+                            "classifier": "head.4" if mlp else "backbone.head"}
     load_weight_files(model, settings, {
         "weights.backbone": lambda p: load_backbone_checkpoint(model.backbone, p),
         "weights.sr": lambda p: strict_load(model.sr.state_dict(), read_checkpoint(p), {}, f"SR weights {p}")})

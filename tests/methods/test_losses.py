@@ -47,7 +47,9 @@ def test_hand_computed_values() -> None:
 
 def test_defaults_are_the_public_codes() -> None:
     assert _value("fpdls", prior=D) == pytest.approx(FPDLS, rel=1e-6)  # alpha 0.8, gamma 2
-    assert _value("pdls", prior=D) == pytest.approx(PDLS, rel=1e-6)
+    # PDLS: alpha 0.5 (LabelSmoothingLossDis), not F-PDLS's 0.8
+    assert _value("pdls", prior=D) == pytest.approx(_value("pdls", alpha=0.5, prior=D), rel=1e-6)
+    assert _value("pdls", prior=D) != pytest.approx(PDLS, rel=1e-3)
     assert _value("focal") == pytest.approx(FOCAL, rel=1e-6)
 
 

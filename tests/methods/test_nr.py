@@ -154,7 +154,13 @@ def test_backbone_and_sr_weights_load_strictly(tmp_path):
     dst = tiny(**TABLE2["d"], **{"weights.backbone": str(tmp_path / "backbone.pth"), "weights.sr": str(tmp_path / "sr.pth")})
     for key in ("backbone.layers.0.blocks.0.attn.qkv.weight", "sr.head.weight"):
         assert torch.equal(dst.state_dict()[key], src.state_dict()[key])
-    assert set(dst.weight_reports["weights.backbone"].ignored) == {"head.fc.weight", "head.fc.bias"}
+    assert not dst.weight_reports["weights.backbone"].ignored  # nr.head: mlp builds the backbone without a classifier
+    # a checkpoint with a classifier (timm's linear head, or an ImageNet file) loads but for it
+    linear = tiny(**TABLE2["d"], **{"nr.head": "linear"})
+    torch.save(linear.backbone.state_dict(), tmp_path / "with_head.pth")
+    for head in ("mlp", "linear"):
+        report = tiny(**TABLE2["d"], **{"nr.head": head, "weights.backbone": str(tmp_path / "with_head.pth")})
+        assert set(report.weight_reports["weights.backbone"].ignored) == {"head.fc.weight", "head.fc.bias"}
     # another family's checkpoint is refused, listing the keys
     torch.save(tiny(**{"nr.backbone": "vit_small_patch16_224"}).backbone.state_dict(), tmp_path / "vit.pth")
     with pytest.raises(ValueError, match="missing key layers.0"):
@@ -192,6 +198,57 @@ def test_paper_schedule_multiplies_the_lr_by_three_quarters_every_tenth():
         sched.step()
     assert lrs[9] == pytest.approx(1e-4) and lrs[10] == pytest.approx(0.75e-4)
     assert lrs[99] == pytest.approx(1e-4 * 0.75 ** 9)
+
+
+def test_code_schedule_is_steplr_15_of_100_epochs_times_a_quarter():
+    from harness.run.train.optim import build_scheduler
+
+    with torch.device("meta"):
+        recipe = timm.create_model("nr_vit", preset="paper", **TABLE2["a"], **{"nr.schedule": "code"}).recipe
+        tiny_recipe = timm.create_model("nr_vit", preset="tiny", **TABLE2["a"], **{"nr.schedule": "code"}).recipe
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = build_scheduler(opt, recipe, steps_per_epoch=1)  # 100 epochs of one step
+    lrs = []
+    for _ in range(recipe.epochs):
+        lrs.append(sched.get_last_lr()[0] / recipe.lr)
+        opt.step()
+        sched.step()
+    # the public code's StepLR(step_size=15, gamma=0.25) over its 100 epochs: x0.25 at 15, 30, ..., 90
+    assert recipe.epochs == 100 and lrs == pytest.approx([0.25 ** (epoch // 15) for epoch in range(100)])
+    # tiny keeps the shape over its shorter run: the same fractions and factor
+    assert (tiny_recipe.milestones, tiny_recipe.lr_gamma) == (recipe.milestones, recipe.lr_gamma)
+
+
+def test_head_is_the_public_codes_mlp_by_default_and_timms_linear_on_request():
+    mlp, linear = tiny(), tiny(**{"nr.head": "linear"})
+    layers = [type(m).__name__ for m in mlp.head]
+    assert layers == ["Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"] and mlp.head[3].p == 0.5
+    assert mlp.head[0].out_features == PRESETS["tiny"].head_hidden and mlp.head[-1].out_features == 8
+    assert linear.head is None and linear.backbone.head.fc.out_features == 8
+    with torch.device("meta"):
+        paper = timm.create_model("nr_vit", preset="paper", **TABLE2["e"])
+    assert paper.head[0].in_features == 1024 and paper.head[0].out_features == 512  # Swin-B: 1024 -> 512
+    for model in (mlp.eval(), linear.eval()):
+        assert model(X).shape == (3, 8)
+
+
+def test_table3_vanilla_rows_use_the_proposed_backbone_and_losses_take_the_codes_alphas():
+    from harness.specs import load_spec
+
+    spec = load_spec("nr_tab3")
+    rows = {row.label: row for row in spec.rows}
+    vanilla = [r for label, r in rows.items() if label.endswith("/ Vanilla")]
+    assert len(vanilla) == 3 and all(r.set["nr.backbone"] == "swin_base_patch4_window7_224" for r in vanilla)
+    assert all(r.set["nr.backbone"] == "swin_tiny_patch4_window7_224" for label, r in rows.items() if "Swin-T reading" in label)
+    for label, row in rows.items():
+        kwargs = row.set["train.loss_kwargs"]
+        if label.startswith("PDLS"):
+            assert kwargs["alpha"] == 0.5
+        if label.startswith("F-PDLS"):
+            assert kwargs["alpha"] == 0.8 and kwargs["gamma"] == 2.0
+    tab2 = load_spec("nr_tab2")
+    table2 = {row.label[:3]: tab2.resolved(row)[1] for row in tab2.rows}
+    assert table2["(a)"]["train.loss"] == "ce" and table2["(b)"]["train.loss"] == "fpdls"
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
