@@ -78,6 +78,10 @@ class Recipe:
     # training length in optimizer steps; None = ``epochs`` whole epochs. When set, the last
     # epoch is cut short and ``epochs`` is ignored.
     iterations: int | None = None
+    # A cap on ``epochs`` whole epochs, in optimizer steps (None: no cap): a tiny preset's compute
+    # budget, so that a large real split costs what a small one does. Under the cap the last epoch
+    # is cut short and warm-up keeps its share of training (warmup_epochs / epochs).
+    max_iterations: int | None = None
     warmup_epochs: int = allowed(0, ge=0)
     img_size: int = allowed(112, ge=8)
     augment: str = "apvit"  # name of a train-time pipeline in harness.data.transforms
@@ -107,9 +111,10 @@ class Recipe:
         if (not isinstance(ms, (list, tuple)) or not all(isinstance(m, (int, float)) and 0 < m < 1 for m in ms)
                 or list(ms) != sorted(ms)):
             raise ValueError(f"train.milestones: {ms!r} is not allowed; allowed values: increasing fractions in (0, 1)")
-        if self.iterations is not None and (isinstance(self.iterations, bool) or not isinstance(self.iterations, int)
-                                            or self.iterations < 1):
-            raise ValueError(f"train.iterations: {self.iterations!r} is not allowed; allowed values: an integer >= 1 or None")
+        for key in ("iterations", "max_iterations"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"train.{key}: {v!r} is not allowed; allowed values: an integer >= 1 or None")
         check_optimizers(self.optimizers)
         for key, values, low in (("train.mean", self.mean, -math.inf), ("train.std", self.std, 0.0)):
             if (not isinstance(values, (list, tuple)) or len(values) != 3
@@ -157,7 +162,8 @@ def check_optimizers(optimizers: Any) -> None:
 def recipe_summary(d: dict[str, Any]) -> str:
     """:meth:`Recipe.summary` of a recipe stored as a dict (a record's ``recipe``)."""
     length = (f"{d['iterations']:,} iterations" if d.get("iterations") is not None
-              else f"{d.get('epochs')} epochs")
+              else f"{d.get('epochs')} epochs" + (f" (at most {d['max_iterations']:,} steps)"
+                                                  if d.get("max_iterations") is not None else ""))
     head = f"{d['name']}: " if d.get("name") else ""
     return (f"{head}{d.get('optimizer')} lr {d.get('lr'):g}, {length}, batch {d.get('batch_size')}, "
             f"sampler {d.get('sampler')}")

@@ -105,12 +105,28 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 def training_length(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
     """``(epochs, optimizer steps)``: ``recipe.iterations`` steps (the last epoch cut short) if set, else whole
-    epochs; ``epochs == 0`` means no training at all, whatever ``iterations`` says (evaluation only)."""
+    epochs, at most ``recipe.max_iterations`` steps; ``epochs == 0`` means no training at all, whatever
+    ``iterations`` says (evaluation only)."""
     if recipe.epochs == 0:
         return 0, 0
-    if recipe.iterations is not None:
-        return math.ceil(recipe.iterations / steps_per_epoch), recipe.iterations
-    return recipe.epochs, recipe.epochs * steps_per_epoch
+    steps = recipe.iterations
+    if steps is None:
+        steps = recipe.epochs * steps_per_epoch
+        if recipe.max_iterations is None or steps <= recipe.max_iterations:
+            return recipe.epochs, steps
+        steps = recipe.max_iterations
+    return math.ceil(steps / steps_per_epoch), steps
+
+
+def warmup_steps(recipe: Recipe, steps_per_epoch: int, warmup_epochs: int | None = None) -> int:
+    """Linear warm-up length in steps: ``warmup_epochs`` epochs, or the same share of training when
+    ``max_iterations`` cut it short; always fewer than all steps."""
+    warmup_epochs = recipe.warmup_epochs if warmup_epochs is None else warmup_epochs
+    total = max(training_length(recipe, steps_per_epoch)[1], 1)
+    warm = warmup_epochs * steps_per_epoch
+    if recipe.iterations is None and recipe.epochs and total < recipe.epochs * steps_per_epoch:
+        warm = round(total * warmup_epochs / recipe.epochs)
+    return min(warm, total - 1)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, **settings: Any):
@@ -123,7 +139,7 @@ def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch:
     schedule = settings.get("schedule", recipe.schedule)
     milestones = settings.get("milestones", recipe.milestones)
     total = max(training_length(recipe, steps_per_epoch)[1], 1)
-    warm = min(settings.get("warmup_epochs", recipe.warmup_epochs) * steps_per_epoch, total - 1)
+    warm = warmup_steps(recipe, steps_per_epoch, settings.get("warmup_epochs"))
     lrs = torch.optim.lr_scheduler
     if schedule == "cosine":
         main = lrs.CosineAnnealingLR(opt, T_max=total - warm)

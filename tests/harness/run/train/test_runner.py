@@ -36,6 +36,21 @@ def test_iterations_set_the_length_and_the_schedule():
     assert _lrs(cosine, 7)[-1] == pytest.approx(0.0, abs=1e-3)  # the cosine ends where training ends
 
 
+def test_max_iterations_caps_a_large_split_and_warmup_keeps_its_share():
+    # tiny APViT: 9 epochs, 1 of warm-up, at most 2,400 steps
+    recipe = Recipe(lr=1.0, epochs=9, warmup_epochs=1, schedule="cosine", max_iterations=2400)
+    assert training_length(recipe, 60) == (9, 540)  # a small split: whole epochs, the cap does not bind
+    assert training_length(recipe, 1111) == (3, 2400)  # the full FERPlus split: cut short
+    capped = _lrs(recipe, 1111)
+    assert len(capped) == 2400 and capped[-1] == pytest.approx(0.0, abs=1e-3)
+    peak = max(range(2400), key=capped.__getitem__)
+    assert peak == pytest.approx(2400 / 9, abs=1)  # warm-up is a ninth of training, not one 1,111-step epoch
+    uncapped = _lrs(Recipe(lr=1.0, epochs=9, warmup_epochs=1, schedule="cosine"), 60)
+    assert max(range(540), key=uncapped.__getitem__) == 60
+    with pytest.raises(ValueError, match="train.max_iterations.*allowed values"):
+        Recipe(max_iterations=0)
+
+
 def test_without_milestones_step_keeps_three_equal_steps():
     lrs = _lrs(Recipe(lr=1.0, epochs=3, schedule="step"), steps_per_epoch=1)
     assert lrs == pytest.approx([1.0, 0.1, 0.01])
