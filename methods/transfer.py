@@ -17,11 +17,17 @@ Presets (``PRESET_CFGS``):
 
 * ``paper``: 112x112; IR-50 stages 64x3, 128x4, 256x14 (512x3 for ``transfer.stage = 4``); ViT
   768-d, 8 blocks, 8 heads, mlp 3, no qkv bias, LN eps 1e-6; B = 2, p1 = 0.6, p2 = 0.3 (RAF-DB).
-  Recipe ``standard`` (RAF-DB, FERPlus): SGD lr 1e-3, momentum 0.9, no weight decay, batch 256,
-  lr x0.1 at epochs 15 and 30 of 40, no clipping (neither the paper nor the Paddle config clips),
-  augmentation ``apvit``, sampler ``sqrt``, loss ``ce``, ImageNet normalisation (the Paddle
-  port's config; the paper does not say). Recipe ``affectnet``: the same with
-  lr 3e-4 and 20K iterations, x0.1 at 9.6K and 19.2K.
+  Recipe ``standard`` (RAF-DB, FERPlus), the paper's Sec. 4.1: SGD lr 1e-3, momentum 0.9, no
+  weight decay, batch 256, lr x0.1 at epochs 15 and 30 of 40, no clipping (neither the paper nor
+  the Paddle config clips), augmentation ``transfer`` (the paper's random rotation and crop,
+  horizontal flip and random erasing, no colour operation), class-balanced upsampling (sampler
+  ``heavy``: the paper upsamples "to balance the class distribution"), loss ``ce``, ImageNet
+  normalisation (the Paddle port's; the paper does not say). Recipe ``affectnet``: the same with
+  lr 3e-4 and 20K iterations, x0.1 at 9.6K and 19.2K. ``transfer.reading: code`` gives the
+  PaddlePaddle port's config instead: lr 1e-4 (its piecewise values), weight decay 1e-4, batch
+  64, augmentation ``transfer_paddle`` (RandCrop, flip, RandAugment(2, 5), RandomErasing), no
+  sampler. (Before, this model trained with APViT's pipeline, credited to the Paddle port, whose
+  config in fact uses RandAugment, and with the sqrt sampler, which neither uses.)
 * ``tiny``: 48x48; IR-50 widths 8/24/64 with 1/1/2 units and an 8-channel stem -- the same tiny
   IR-50 as APViT's, so one face-ID pre-training serves both (stage 4 adds one 128-wide unit) --
   plus APViT-tiny's BatchNorm on the CNN output; ViT 64-d, 4 blocks, **8 heads** (head dim 8, so
@@ -59,6 +65,9 @@ is checked when the model is built and bad input raises ``ValueError`` naming th
   carries at its preset (``standard``: RAF-DB and FERPlus; ``affectnet``: the iteration-based one).
   It is a model key because the length of each recipe differs per preset; ``train.*`` overrides
   still apply on top.
+* ``transfer.reading`` (``paper`` | ``code``): whose recipe the ``paper`` preset trains with: the
+  paper's (default) or the PaddlePaddle port's config (see the presets above). The ``tiny``
+  preset has one budget recipe for both.
 * ``weights.ir50`` (path or None): face.evoLVe IR-50 checkpoint (local file), loaded strictly with
   :func:`methods.layers.ir50.load_ir50_checkpoint`; keys past the stage cut are ignored and reported.
 * ``weights.vit`` (path or None): timm ViT checkpoint in the old ``vit_small`` layout (the paper's
@@ -95,6 +104,7 @@ __all__ = ["TransFER", "OVERRIDE_KEYS", "describe_overrides", "validate_override
 PAPER_IMG = 112  # the grid every dropblock_size is stated on: 112 / 2**stage
 MAX_BRANCHES = 8  # Fig. 3 evaluates B = 0..8
 RECIPES = ("standard", "affectnet")
+READINGS = ("paper", "code")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +130,7 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
     "transfer.lanet_reduction": OverrideKey("int >= 1", "LANet hidden-channel reduction r", int_range("transfer.lanet_reduction", 1, None)),
     "transfer.lanet_norm": OverrideKey("none | bn", "none: the paper's LANet; bn: BatchNorm after each conv (Paddle port)", choice("transfer.lanet_norm", ("none", "bn"))),
     "transfer.recipe": OverrideKey(" | ".join(RECIPES), "standard (RAF-DB, FERPlus) or the iteration-based AffectNet recipe", choice("transfer.recipe", RECIPES)),
+    "transfer.reading": OverrideKey(" | ".join(READINGS), "whose recipe at paper: the paper's (Sec. 4.1) or the PaddlePaddle port's config", choice("transfer.reading", READINGS)),
     "weights.ir50": OverrideKey("path | None", "face.evoLVe IR-50 checkpoint (local file)", check_path("weights.ir50")),
     "weights.vit": OverrideKey("path | None", "timm ViT checkpoint, old vit_small layout (local file)", check_path("weights.vit")),
 }
@@ -135,6 +146,7 @@ _DEFAULTS: dict[str, Any] = {
     "transfer.lanet_reduction": 16,
     "transfer.lanet_norm": "none",
     "transfer.recipe": "standard",
+    "transfer.reading": "paper",
     "weights.ir50": None,
     "weights.vit": None,
 }
@@ -265,16 +277,27 @@ class TransFER(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Default configs: architecture and the two recipes for each preset
 
+# Sec. 4.1: SGD, momentum 0.9, no weight decay, batch 256, lr 1e-3 x0.1 at epochs 15 and 30 of
+# 40; "random rotate and crop, random horizontal flip, and random erasing" (the "transfer"
+# pipeline); upsampling "to balance the class distribution" (every class equally likely: "heavy").
 _PAPER_RECIPE = Recipe(
     optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=0.0, no_weight_decay=(), epochs=40, batch_size=256,
     grad_clip=None, schedule="step", milestones=(15 / 40, 30 / 40), warmup_epochs=0, img_size=112,
-    augment="apvit", loss="ce", sampler="sqrt",
+    augment="transfer", loss="ce", sampler="heavy",
     # ImageNet normalisation, as the Paddle port's TransFER config (and APViT's mmcls config).
     mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
     # Sec. 4.1: IR-50 from MS-Celeb-1M, ViT from ImageNet; the face-ID stage may stand in for the IR-50.
     init={"weights.ir50": IR50_MS1M, "weights.vit": VIT_SMALL_IN1K}, stand_in={"weights.ir50": FACEID_STAGE},
 )
 _PAPER_AFFECTNET = replace(_PAPER_RECIPE, lr=3e-4, iterations=20_000, milestones=(9_600 / 20_000, 19_200 / 20_000))
+# transfer.reading: code, the PaddlePaddle port's ppcls/configs/RAF/TransFER.yaml: Momentum 0.9 with
+# L2 1e-4, batch 64, a piecewise lr whose values (1e-4, 1e-5, 1e-6 at epochs 0, 15, 30) replace
+# its nominal 1e-3, RandCrop + flip + RandAugment(2, 5) + RandomErasing ("transfer_paddle"), no
+# class balancing. The port has no AffectNet config: its AffectNet recipe is the paper's length
+# and lr with the port's other fields.
+_CODE_FIELDS = dict(weight_decay=1e-4, batch_size=64, augment="transfer_paddle", sampler="none")
+_CODE_RECIPE = replace(_PAPER_RECIPE, lr=1e-4, **_CODE_FIELDS)
+_CODE_AFFECTNET = replace(_PAPER_AFFECTNET, **_CODE_FIELDS)
 
 # The tiny preset fits a 2-core CPU table budget (transfer_tab1: 24 cells in <= 15 min, like
 # apvit_tab5) and trains the ViT from scratch (the paper fine-tunes an ImageNet ViT). What it
@@ -297,9 +320,12 @@ _TINY_ARCH = ArchConfig(img_size=48, **ir50_cut("tiny", 4), embed_dim=64, depth=
 PRESET_CFGS: dict[str, dict[str, Any]] = {
     "transfer": {
         "paper": dict(arch=ArchConfig(), settings={},
-                      recipes={"standard": _PAPER_RECIPE, "affectnet": _PAPER_AFFECTNET}),
+                      recipes={"paper": {"standard": _PAPER_RECIPE, "affectnet": _PAPER_AFFECTNET},
+                               "code": {"standard": _CODE_RECIPE, "affectnet": _CODE_AFFECTNET}}),
+        # the tiny budget is one recipe whichever reading is asked for (see _TINY_RECIPE)
         "tiny": dict(arch=_TINY_ARCH, settings={},
-                     recipes={"standard": _TINY_RECIPE, "affectnet": _TINY_AFFECTNET}),
+                     recipes={reading: {"standard": _TINY_RECIPE, "affectnet": _TINY_AFFECTNET}
+                              for reading in READINGS}),
     },
 }
 PRESETS = ("paper", "tiny")
@@ -343,7 +369,7 @@ def _create_transfer(variant: str, pretrained: bool = False, preset: str = "pape
     settings = {**_DEFAULTS, **cfg["settings"], **validate_overrides(kwargs)}
     arch: ArchConfig = cfg["arch"]
     model = TransFER(arch, settings, num_classes=num_classes)
-    model.recipe = cfg["recipes"][settings["transfer.recipe"]]
+    model.recipe = cfg["recipes"][settings["transfer.reading"]][settings["transfer.recipe"]]
     model.preset = preset
     model.pretrained_cfg = {**_cfg(arch.img_size), "architecture": variant, "num_classes": num_classes}
     load_weight_files(model, settings, {"weights.ir50": lambda p: load_ir50_checkpoint(model.backbone, p),

@@ -382,5 +382,41 @@ def flip_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean:
     return _normalize_(x, 1.0, mean, std)
 
 
-_MORE_TRAIN = {"mae": mae_train, "mae_pretrain": mae_pretrain_train, "flip": flip_train}
+# TransFER (methods/transfer.py): the paper's operations, and the PaddlePaddle port's config.
+
+def transfer_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
+                   std: Stats = STD) -> torch.Tensor:
+    """TransFER's paper: "random rotate and crop, random horizontal flip, and random erasing", no
+    colour operation. The paper gives no parameters; ours are the "apvit" pipeline's (rotation p 0.5,
+    +-6 deg; crop 0.8-1 of the area; flip p 0.5; erasing p 0.5 with N(0, 1) pixels). uint8
+    [B, 3, S, S] -> float [B, 3, s, s]."""
+    x = geometric(images, g, img_size)  # [B, 3, s, s] in [0, 1]
+    return random_erasing(_normalize_(x, 1.0, mean, std), g, value="random")
+
+
+def transfer_paddle_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
+                          std: Stats = STD) -> torch.Tensor:
+    """The PaddlePaddle port's TransFER config (``ppcls/configs/RAF/TransFER.yaml``): RandCropImage,
+    horizontal flip, RandAugment (2 ops, magnitude 5), normalise, RandomErasing (p 0.5, area
+    0.02-0.4, aspect 0.3-3.3, filled with 0 after normalising). Two departures, said here: the crop
+    is square (Paddle's random aspect 3/4-4/3 is not drawn) over 8-100% of the area, and RandAugment
+    is torchvision's (``transforms.v2.RandAugment``), run per sample under torch's global generator
+    seeded from ``g`` (so a batch stays a function of ``g``, but of torchvision's draw order too).
+    uint8 [B, 3, S, S] -> float [B, 3, s, s]."""
+    from torchvision.transforms import v2
+
+    x = geometric(images, g, img_size, rot_p=0.0, scale=(0.08, 1.0))  # [B, 3, s, s] in [0, 1]
+    u8 = x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    augment = v2.RandAugment(num_ops=2, magnitude=5)
+    seeds = torch.randint(0, 2**62, (u8.shape[0],), generator=g).tolist()
+    with torch.random.fork_rng(devices=[]):
+        for i, seed in enumerate(seeds):
+            torch.manual_seed(seed)
+            u8[i] = augment(u8[i])
+    x = _normalize_(u8.float(), 1 / 255.0, mean, std)
+    return random_erasing(x, g, p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=0.0)
+
+
+_MORE_TRAIN = {"mae": mae_train, "mae_pretrain": mae_pretrain_train, "flip": flip_train,
+               "transfer": transfer_train, "transfer_paddle": transfer_paddle_train}
 PIPELINES = PIPELINES + tuple(_MORE_TRAIN)

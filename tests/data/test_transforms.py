@@ -205,3 +205,44 @@ def test_random_erasing_on_a_device_fills_the_same_boxes_with_the_same_noise():
     assert torch.equal(out, expect) and (out != 0).any()
     const = random_erasing(x.clone(), torch.Generator().manual_seed(7), value=2.5)
     assert torch.equal(const != 0, out != 0) and set(const.unique().tolist()) == {0.0, 2.5}
+
+
+def _solid(b: int = 64, size: int = 48, rgb: tuple[int, int, int] = (200, 50, 100)) -> torch.Tensor:
+    return torch.tensor(rgb, dtype=torch.uint8).view(1, 3, 1, 1).expand(b, 3, size, size).contiguous()
+
+
+def _modal_colour(x: torch.Tensor) -> torch.Tensor:
+    """Per sample, the most common de-normalised RGB value (0..255), [B, 3]."""
+    from harness.data.transforms import MEAN, STD
+
+    m, s = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    pixels = ((x * s + m) * 255).round().flatten(2)  # [B, 3, HW]
+    return pixels.mode(dim=2).values
+
+
+def test_transfer_pipeline_is_the_papers_operations_with_no_colour_change():
+    """TransFER's paper: rotation and crop, flip, erasing; a solid colour keeps its colour (APViT's
+    pipeline, with grayscale and colour jitter, changes it on most samples)."""
+    from harness.data.transforms import build_transform
+
+    images = _solid()
+    g = torch.Generator().manual_seed(0)
+    paper = _modal_colour(build_transform("transfer", 48, train=True)(images, g))
+    assert (paper == torch.tensor([200.0, 50.0, 100.0])).all()
+    apvit = _modal_colour(build_transform("apvit", 48, train=True)(images, torch.Generator().manual_seed(0)))
+    assert (apvit != torch.tensor([200.0, 50.0, 100.0])).any(1).float().mean() > 0.5
+
+
+def test_transfer_paddle_pipeline_runs_randaugment_and_erases_with_zeros_reproducibly():
+    from harness.data.transforms import build_transform
+
+    t = build_transform("transfer_paddle", 48, train=True)
+    images = torch.randint(0, 256, (32, 3, 48, 48), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    a, b = t(images, torch.Generator().manual_seed(3)), t(images, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == (32, 3, 48, 48)
+    # RandomErasing (p 0.5) fills 0 after normalising: about half the samples hold an all-zero box
+    zero_rows = ((a == 0).all(1).sum((1, 2)) >= 4).float().mean()
+    assert 0.2 < zero_rows < 0.8
+    # RandAugment changes colours of a solid image on many samples (the paper's pipeline never does)
+    solid = _modal_colour(t(_solid(), torch.Generator().manual_seed(0)))
+    assert (solid != torch.tensor([200.0, 50.0, 100.0])).any(1).float().mean() > 0.2

@@ -236,3 +236,15 @@ def test_weights_load_strictly(tmp_path):
     assert list(model.weight_reports["weights.vit"].ignored) == ["head.weight"]
     with pytest.raises(ValueError, match="missing key body.4"):  # stage 4 needs a unit a 3-stage checkpoint lacks
         tiny(**{"transfer.stage": 4, "weights.ir50": str(tmp_path / "ir50.pth")})
+
+
+def test_paper_recipe_is_the_papers_and_the_code_reading_is_the_paddle_ports():
+    with torch.device("meta"):
+        paper = timm.create_model("transfer", preset="paper").recipe
+        code = timm.create_model("transfer", preset="paper", **{"transfer.reading": "code"}).recipe
+        code_affectnet = timm.create_model("transfer", preset="paper", **{"transfer.reading": "code",
+                                                                          "transfer.recipe": "affectnet"}).recipe
+    assert (paper.augment, paper.sampler, paper.weight_decay, paper.lr, paper.batch_size) == ("transfer", "heavy", 0.0, 1e-3, 256)
+    assert (code.augment, code.sampler, code.weight_decay, code.lr, code.batch_size) == ("transfer_paddle", "none", 1e-4, 1e-4, 64)
+    assert code.milestones == paper.milestones == (15 / 40, 30 / 40) and code.momentum == 0.9
+    assert code_affectnet.iterations == 20_000 and code_affectnet.weight_decay == 1e-4
