@@ -82,6 +82,16 @@ class Recipe:
     # budget, so that a large real split costs what a small one does. Under the cap the last epoch
     # is cut short and warm-up keeps its share of training (warmup_epochs / epochs).
     max_iterations: int | None = None
+    # Gradient accumulation: each optimizer step sums the gradients of accum_steps batches of
+    # batch_size, so the effective batch is batch_size * accum_steps; lengths and schedules count
+    # optimizer steps.
+    accum_steps: int = allowed(1, ge=1)
+    # timm's Mixup / CutMix on training batches (0 = off) with its label smoothing; the targets are
+    # then soft and the loss is timm's SoftTargetCrossEntropy (train.loss must be ce). For models
+    # whose loss is plain classification (no training_step of their own).
+    mixup: float = allowed(0.0, ge=0)
+    cutmix: float = allowed(0.0, ge=0)
+    mix_smoothing: float = allowed(0.0, ge=0, lt=1)
     warmup_epochs: int = allowed(0, ge=0)
     img_size: int = allowed(112, ge=8)
     augment: str = "apvit"  # name of a train-time pipeline in harness.data.transforms

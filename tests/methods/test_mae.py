@@ -109,7 +109,8 @@ def test_recipe_optimisers_cover_every_trainable_parameter():
         assert plan["mae"]["betas"] == (0.9, 0.95) and plan["probe"]["params"] == ["probe.weight", "probe.bias"]
     paper = model.recipe
     assert (paper.epochs, paper.warmup_epochs, paper.weight_decay, paper.optimizer) == (300, 40, 0.05, "adamw")
-    assert paper.batch_size == 4096 and paper.lr == pytest.approx(2.4e-3)
+    # the authors' effective batch, 128, with MAE's lr rule (base 1.5e-4 x batch / 256)
+    assert paper.batch_size * paper.accum_steps == 128 and paper.lr == pytest.approx(1.5e-4 * 128 / 256)
 
 
 def _mae_reference_pos_embed(grid: int, dim: int) -> np.ndarray:
@@ -217,6 +218,7 @@ def test_recipes_and_where_fine_tuning_starts():
     with torch.device("meta"):
         base = timm.create_model("mae_vit_base")
         small = timm.create_model("mae_vit_small")
+        small_deit = timm.create_model("mae_vit_small", **{"mae.supervised": "deit"})
         tiny_sup = timm.create_model("mae_vit_base", preset="tiny", **{"mae.pretrain": "supervised_in1k"})
         maes = timm.create_model("mae_vit_base", **{"mae.recipe": "mae"})
         tiny = timm.create_model("mae_vit_base", preset="tiny")
@@ -225,9 +227,18 @@ def test_recipes_and_where_fine_tuning_starts():
     assert get_recipe(base, "affectnet").sampler == "heavy" and get_recipe(base, "rafdb").sampler == "none"
     assert get_recipe(tiny, "affectnet").sampler == "sqrt" and get_recipe(tiny, "rafdb").sampler == "none"
     assert r.init == {"weights.vit": "file:mae_faces_vit_base.pth"} and r.stand_in == {"weights.vit": "stage:mae_faces"}
-    assert small.recipe.init == {"weights.vit": "file:deit_small_patch16_224-cd65a155.pth"}
+    assert small.recipe.init == {"weights.vit": "file:vit_small_patch16_224.augreg_in1k.pth"}  # AugReg
+    assert small_deit.recipe.init == {"weights.vit": "file:deit_small_patch16_224-cd65a155.pth"}
     assert tiny_sup.recipe.init == {"weights.vit": "stage:sup_generic"}
     assert maes.recipe.layer_decay == 0.65 and maes.recipe.optimizer == "adamw"
+    # "same as MAE" at the authors' effective batch 32 (16 x 2) and MAE's lr rule, with MAE's mixing
+    m = maes.recipe
+    assert (m.batch_size, m.accum_steps, m.lr) == (16, 2, pytest.approx(5e-4 * 32 / 256))
+    assert (m.mixup, m.cutmix, m.mix_smoothing) == (0.8, 1.0, 0.1)
+    # the public script: 120 epochs, x0.1 at 35, 65, 95, and no drop path
+    assert (r.epochs, r.milestones, r.lr_gamma) == (120, (35 / 120, 65 / 120, 95 / 120), 0.1)
+    assert max(getattr(b.drop_path1, "drop_prob", 0.0) for b in base.blocks) == 0.0
+    assert max(getattr(b.drop_path1, "drop_prob", 0.0) for b in maes.blocks) == pytest.approx(0.1)
     assert small.patch_embed.proj.kernel_size == (16, 16)  # not the public code's 32
 
 
@@ -260,3 +271,15 @@ def test_norm_pix_takes_yaml_booleans_only():
     assert model.norm_pix is False  # before, true/false were refused and 1/0 accepted
     with pytest.raises(ValueError, match="mae.norm_pix: 1 is not allowed; allowed values: true, false"):
         timm.create_model("mae_pretrain_vit_tiny", preset="tiny", **{"mae.norm_pix": 1})
+
+
+@pytest.mark.parametrize("table", ["mae_tab1", "mae_tab2"])
+def test_specs_read_affectnet_as_the_8_class_protocol(table):
+    from harness.specs import load_spec
+
+    spec = load_spec(table)
+    (affectnet,) = [c for c in spec.datasets if c.key == "affectnet"]
+    assert affectnet.protocol == "8class"  # the PF-ViT paper quotes 61.73 / 62.42 as AffectNet-8
+    if table == "mae_tab1":
+        assert spec.paper_value("MAE / AffectNet", "ferplus") == 89.00  # the prose, without augmentation
+        assert spec.paper_value("MAE / IN1K", "ferplus") is None

@@ -39,7 +39,10 @@ import numpy as np
 import submitit
 import torch
 import torch.nn as nn
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
 
+from harness.errors import UserError
 from harness.run.cells import Cell
 from harness.run.devices import amp_dtype, device_name, resolve_device
 from harness.run.overrides import apply_train_overrides, build_model
@@ -88,6 +91,23 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+def mixer(recipe: Recipe, model: nn.Module, num_classes: int) -> Mixup | None:
+    """timm's Mixup/CutMix for ``recipe`` (None when both are off); ``UserError`` when the recipe's
+    loss or the model cannot take soft targets."""
+    if not (recipe.mixup or recipe.cutmix):
+        return None
+    if recipe.loss != "ce":
+        raise UserError(f"train.mixup / train.cutmix make soft targets, trained with soft-target cross-entropy; "
+                        f"train.loss: {recipe.loss} is not allowed with them; allowed values: ce")
+    if callable(getattr(model, "training_step", None)):
+        raise UserError(f"train.mixup / train.cutmix: {type(model).__name__} computes its own loss terms from hard "
+                        "labels; allowed values for this model: 0")
+    if recipe.batch_size % 2:
+        raise UserError(f"train.batch_size: {recipe.batch_size} with mixup or cutmix must be even (timm's Mixup)")
+    return Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.mix_smoothing,
+                 num_classes=num_classes)
+
+
 class Stepper:
     """The optimisers of one cell, their schedules, and how one batch's named terms update them.
 
@@ -97,6 +117,7 @@ class Stepper:
     """
 
     def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
+        self.accum, self.micro = recipe.accum_steps, 0
         self.plan = optimizer_plan(model, recipe)
         self.opts = build_optimizers(model, recipe)
         self.scheds = {n: build_scheduler(o, recipe, steps_per_epoch, **{k: self.plan[n][k] for k in
@@ -109,27 +130,35 @@ class Stepper:
         """The first optimiser's current lr (for messages)."""
         return next(iter(self.scheds.values())).get_last_lr()[0]
 
-    def step(self, terms: dict[str, torch.Tensor]) -> None:
-        """Backward each optimiser's objective into its own parameters, clip, step, advance the schedules."""
+    def step(self, terms: dict[str, torch.Tensor]) -> bool:
+        """Backward each optimiser's objective into its own parameters; every ``accum_steps``-th
+        batch clip, step and advance the schedules. True when the optimisers stepped."""
         objectives = []
         for name, s in self.plan.items():
             picked = [terms[t] for t in s["losses"] if t in terms] if s["losses"] else list(terms.values())
             if s["losses"] and not picked:
                 raise ValueError(f"optimiser {name!r} minimises {list(s['losses'])} but the step returned "
                                  f"{sorted(terms)}")
-            objectives.append((name, picked[0] if len(picked) == 1 else torch.stack(picked).sum()))
-        for o in self.opts.values():
-            o.zero_grad(set_to_none=True)
+            obj = picked[0] if len(picked) == 1 else torch.stack(picked).sum()
+            objectives.append((name, obj / self.accum if self.accum > 1 else obj))  # the mean over the group
+        if self.micro == 0:
+            for o in self.opts.values():
+                o.zero_grad(set_to_none=True)
         if len(objectives) == 1:
             objectives[0][1].backward()
         else:
             for i, (name, obj) in enumerate(objectives):
                 torch.autograd.backward(obj, inputs=self.params[name], retain_graph=i < len(objectives) - 1)
+        self.micro += 1
+        if self.micro < self.accum:
+            return False
+        self.micro = 0
         for name, o in self.opts.items():
             if self.plan[name]["grad_clip"]:
                 nn.utils.clip_grad_norm_(self.params[name], self.plan[name]["grad_clip"])
             o.step()
             self.scheds[name].step()
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         """Optimiser and schedule states, by optimiser name."""
@@ -318,9 +347,16 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
     model.to(dev)
     loss_kwargs, loss_prior = resolve_loss_kwargs(recipe, data)  # prior: votes / file: -> the [K, K] matrix
     loss_fn = build_loss(recipe.loss, **loss_kwargs).to(dev)  # a prior is a buffer of the loss
-    steps_per_epoch = max(num_batches(train_split, batch_size=recipe.batch_size, sampler=recipe.sampler,
-                                      drop_last=True), 1)
+    batches = num_batches(train_split, batch_size=recipe.batch_size, sampler=recipe.sampler, drop_last=True)
+    if 0 < batches < recipe.accum_steps and recipe.epochs:
+        raise UserError(f"train.accum_steps: {recipe.accum_steps} batches of {recipe.batch_size} make one optimizer "
+                        f"step, but an epoch of {cell.dataset}'s training split has {batches} batches; "
+                        f"allowed values here: at most {batches}")
+    steps_per_epoch = max(batches // recipe.accum_steps, 1)  # optimizer steps; a partial group is dropped
     stepper = Stepper(model, recipe, steps_per_epoch)
+    mix = mixer(recipe, model, data.num_classes)
+    if mix is not None:
+        loss_fn = SoftTargetCrossEntropy()
 
     state = {"epoch": 0, "step": 0, "best_val": -1.0, "best_epoch": -1, "best_state": None,
              "history": [], "train_s": 0.0, "resumed_from_epoch": None}
@@ -348,22 +384,27 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
                 os.kill(os.getpid(), signal.SIGUSR2)  # submitit's preemption signal
                 time.sleep(30)  # the handler checkpoints and exits before this returns
         torch.manual_seed(_epoch_seed(cell.seed, epoch))  # anything in the model that draws randomness
+        np.random.seed(_epoch_seed(cell.seed, epoch) % 2**32)  # timm's Mixup draws from numpy
         model.train()
         sums: dict[str, float] = {}
         n_steps = 0
-        for x, y, _ in iterate_batches(train_split, batch_size=recipe.batch_size, transform=train_tf,
-                                       seed=cell.seed, epoch=epoch, shuffle=True, sampler=recipe.sampler,
-                                       drop_last=True):
+        for i, (x, y, _) in enumerate(iterate_batches(train_split, batch_size=recipe.batch_size, transform=train_tf,
+                                                      seed=cell.seed, epoch=epoch, shuffle=True,
+                                                      sampler=recipe.sampler, drop_last=True)):
+            if i >= steps_per_epoch * recipe.accum_steps:
+                break  # the last, incomplete accumulation group of the epoch
             set_progress(model, state["step"] / max(total_steps, 1))
+            y = y.to(dev, non_blocking=True)
+            if mix is not None:
+                x, y = mix(x, y)  # soft targets [B, K]
             with autocast(dev, amp):
-                terms = training_step(model, x, y.to(dev, non_blocking=True), loss_fn)
+                terms = training_step(model, x, y, loss_fn)
             values = {k: float(v.detach()) for k, v in terms.items()}  # one host sync per step
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
                 raise NonFiniteLoss(f"training loss is {values[bad[0]]} (term {bad[0]!r}) at epoch {epoch}, step "
                                     f"{state['step']} (lr {stepper.lr():.3g}); the cell is failed, not recorded")
-            stepper.step(terms)
-            state["step"] += 1
+            state["step"] += int(stepper.step(terms))
             n_steps += 1
             if time.time() - beat > HEARTBEAT_S:  # so that a long epoch is not taken for a stopped worker
                 store.write_progress(cell.id, epoch=epoch, epochs=epochs, step=state["step"])

@@ -89,3 +89,44 @@ def test_a_failure_that_cannot_be_written_is_one_line_with_its_cause(tmp_path, m
     assert runner.run_and_record(cell, store) is None
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "the real cause" in last and "No space left on device" in last and cell.id in last
+
+
+def test_accumulating_two_half_batches_takes_the_step_of_the_whole_batch():
+    from harness.run.train.runner import Stepper
+
+    x, y = torch.randn(16, 5, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 3
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def trained(accum: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(5, 3)
+        recipe = Recipe(optimizer="sgd", lr=0.5, momentum=0.0, weight_decay=0.0, schedule="constant", grad_clip=None,
+                        batch_size=16 // accum, accum_steps=accum)
+        stepper = Stepper(model, recipe, steps_per_epoch=1)
+        stepped = [stepper.step({"loss": loss_fn(model(xb), yb)}) for xb, yb in zip(x.chunk(accum), y.chunk(accum))]
+        assert stepped == [False] * (accum - 1) + [True]
+        return model.weight.detach().clone()
+
+    assert torch.allclose(trained(2), trained(1), atol=1e-6)
+    assert not torch.allclose(trained(1), torch.nn.Linear(5, 3).weight)  # it did step
+
+
+def test_mixup_is_timms_with_soft_targets_and_refused_where_the_loss_needs_hard_labels():
+    from harness.errors import UserError
+    from harness.run.train.runner import mixer
+
+    recipe = Recipe(batch_size=8, mixup=0.8, cutmix=1.0, mix_smoothing=0.1)
+    mix = mixer(recipe, torch.nn.Linear(4, 7), num_classes=7)
+    assert (mix.mixup_alpha, mix.cutmix_alpha, mix.label_smoothing) == (0.8, 1.0, 0.1)
+    x, y = mix(torch.rand(8, 3, 16, 16), torch.arange(8) % 7)
+    assert y.shape == (8, 7) and torch.allclose(y.sum(1), torch.ones(8)) and (y < 1).all()
+    assert mixer(Recipe(), torch.nn.Linear(4, 7), 7) is None
+    with pytest.raises(UserError, match="train.loss: fpdls is not allowed"):
+        mixer(Recipe(batch_size=8, mixup=0.8, loss="fpdls"), torch.nn.Linear(4, 7), 7)
+
+    class OwnLoss(torch.nn.Linear):
+        def training_step(self, x, y, loss_fn):
+            return {"loss": loss_fn(self(x), y)}
+
+    with pytest.raises(UserError, match="computes its own loss terms"):
+        mixer(Recipe(batch_size=8, cutmix=1.0), OwnLoss(4, 7), 7)
