@@ -16,8 +16,9 @@ The model (PF-ViT) and its training frame (the paper's PF-MAG):
 * **classifier** C: one Linear on the class token of z_e.
 * **generator** G (:class:`PokerFaceGenerator`): a copy of the MAE decoder (same keys, from the
   stage's ``weights.mae_decoder``) behind a *cross-fusion* block whose queries are the mask token
-  (+ positions) at every position and whose keys and values are the latent tokens; G(z) is the
-  reconstruction, G(z_r) the poker face, G(z_e) the "emotion" image.
+  (+ positions) at every position, its keys and values latent tokens; G(z_e, z_r) (keys from
+  z_e, values from z_r) is the reconstruction, G(z_r) the poker face, G(z_e) the "emotion" image
+  (``pfvit.fusion``).
 * **discriminator** D (:class:`Discriminator`): a light ViT built from the MAE decoder's blocks
   (a fresh patch embedding and class token, the decoder's blocks and norm) with K + 1 outputs:
   K class-wise emotion units and one real/fake unit.
@@ -31,7 +32,7 @@ Training (:meth:`PFViT.training_step`) returns the named, weighted terms:
 term            what                                                                         optimiser
 ==============  ===========================================================================  =========
 ``ce``          cross-entropy of C(z_e[:, 0]) (the recipe's loss)                            generator
-``rec``         pixel MSE of G(z) against the input (always)                                 generator
+``rec``         pixel MSE of G(z_e, z_r) against the input (always)                          generator
 ``rec_poker``   pixel MSE of G(z_r) against the input, for neutral inputs only (0 otherwise)  generator
 ``orth``        |cos| between FR(G(z_e)) and FR(G(z_r)), FR = a frozen feature network        generator
 ``adv_g``       D's BCE on the fakes with "real" targets and emotion targets (y for G(z),     generator
@@ -96,6 +97,13 @@ Override keys (checked when the model is built; a bad one raises ``ValueError`` 
   fuses through mask-token queries); ``mae`` = the paper's appendix "Multi-Task MAE": the encoder
   sees a random ``1 - pfvit.mask_ratio`` of the patches in training (all at test), S acts on the
   visible tokens, and G is the MAE decoder itself (self-attention over visible + mask tokens).
+* ``pfvit.fusion`` (``separate`` | ``sum``): what the reconstruction G(...) is generated from.
+  ``separate`` (default, the paper: the cross-fusion takes "the input tokens z_e, z_r, M" with
+  Q, K and V "projected from the three input token sequences respectively", M the queries): keys
+  from z_e, values from z_r, so the reconstruction is "a constraint for the token separator".
+  ``sum``: the earlier reading, G(z) with z = z_e + z_r, exactly the encoder's output: the
+  separator's mask cancels and ``rec`` gives it no gradient. The poker face is G(z_r) (keys and
+  values from z_r) and the emotion image G(z_e) under both. Only with ``pfvit.generator: cross``.
 * ``pfvit.mask_ratio`` (float in [0, 1), default 0): Multi-Task MAE's mask ratio (0 = no mask
   tokens); only with ``pfvit.generator: mae``.
 * ``pfvit.orth_samples`` (int >= 0): how many of each batch's samples the ``orth`` term is measured
@@ -208,10 +216,9 @@ class CrossFusion(nn.Module):
         self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
-        """q: [B, Tq, Dd], kv: [B, T, Dd] -> [B, Tq, Dd]."""
-        k = self.norm_kv(kv)
-        x = q + self.attn(self.norm_q(q), k, k, need_weights=False)[0]
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q: [B, Tq, Dd], k and v: [B, T, Dd] (one sequence each) -> [B, Tq, Dd]."""
+        x = q + self.attn(self.norm_q(q), self.norm_kv(k), self.norm_kv(v), need_weights=False)[0]
         return x + self.mlp(self.norm2(x))
 
 
@@ -242,14 +249,16 @@ class PokerFaceGenerator(nn.Module):
         x = self.decoder_norm(self.decoder_blocks(x))  # [B, 1 + N, Dd]
         return unpatchify(self.decoder_pred(x)[:, 1:], self.patch)  # [B, 3, H, W]
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z: [B, 1 + N, D] (all tokens) -> image [B, 3, H, W] through the cross-fusion block."""
+    def forward(self, z_k: torch.Tensor, z_v: torch.Tensor | None = None) -> torch.Tensor:
+        """Keys from z_k and values from z_v (z_k when None), both [B, 1 + N, D] (all tokens); the
+        queries are the mask token plus positions -> image [B, 3, H, W]."""
         if self.fusion is None:
             raise RuntimeError("this generator has no cross-fusion block (pfvit.generator: mae)")
         pos = self.decoder_pos_embed  # [1, 1 + N, Dd]
-        kv = self.decoder_embed(z) + pos
-        q = self.mask_token.expand(z.shape[0], pos.shape[1], -1) + pos
-        return self._decode(self.fusion(q, kv))
+        k = self.decoder_embed(z_k) + pos
+        v = k if z_v is None else self.decoder_embed(z_v) + pos
+        q = self.mask_token.expand(z_k.shape[0], pos.shape[1], -1) + pos
+        return self._decode(self.fusion(q, k, v))
 
     def forward_masked(self, z: torch.Tensor, ids_restore: torch.Tensor | None) -> torch.Tensor:
         """z: [B, 1 + K, D] (visible tokens, shuffled), ids_restore [B, N] or None (all visible, in order)."""
@@ -376,7 +385,10 @@ class PFViT(nn.Module):
             gen = self.generator
         z_e, z_r = self.separate(z)
         terms = {"ce": s["pfvit.w_ce"] * loss_fn(self.head(z_e[:, 0]), y)}
-        rec = gen(z)
+        if z_r is not None and s["pfvit.generator"] == "cross" and s["pfvit.fusion"] == "separate":
+            rec = gen(z_e, z_r)  # keys from z_e, values from z_r: the reconstruction constrains S
+        else:
+            rec = gen(z)  # G(z_e + z_r) = G(z): S gets no gradient from rec
         terms["rec"] = s["pfvit.w_rec"] * F.mse_loss(rec, x)
         fakes = [(rec, y)]
         if z_r is not None:
@@ -466,6 +478,9 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
                               "ImageNet-style network, or directly on z_e, z_r", choice("pfvit.orth", ("fr", "imagenet", "none"))),
     "pfvit.generator": OverrideKey("cross | mae", "cross: PF-ViT's cross-fusion G; mae: the appendix's Multi-Task MAE",
                                    choice("pfvit.generator", ("cross", "mae"))),
+    "pfvit.fusion": OverrideKey("separate | sum", "what G's cross-fusion reconstructs from: keys from z_e and values "
+                                "from z_r (paper) or their sum z (S then gets no gradient from rec)",
+                                choice("pfvit.fusion", ("separate", "sum"))),
     "pfvit.mask_ratio": OverrideKey("float in [0, 1)", "Multi-Task MAE's training mask ratio (pfvit.generator: mae)",
                                     fraction("pfvit.mask_ratio")),
     "pfvit.orth_samples": OverrideKey("integer >= 0", "samples of each batch the orthogonality term is measured on "
@@ -484,7 +499,7 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
 }
 _DEFAULTS: dict[str, Any] = {
     "pfvit.separator": True, "pfvit.disc": "emotion", "pfvit.orth": "fr", "pfvit.generator": "cross",
-    "pfvit.mask_ratio": 0.0, "pfvit.orth_samples": 0, "pfvit.neutral": 0, "pfvit.w_ce": 1.0, "pfvit.w_rec": 1.0,
+    "pfvit.fusion": "separate", "pfvit.mask_ratio": 0.0, "pfvit.orth_samples": 0, "pfvit.neutral": 0, "pfvit.w_ce": 1.0, "pfvit.w_rec": 1.0,
     "pfvit.w_poker": 1.0, "pfvit.w_orth": 1.0, "pfvit.w_adv": 1.0, "weights.vit": None, "weights.mae_decoder": None,
     "weights.ir50": None,
 }

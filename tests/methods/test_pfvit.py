@@ -285,3 +285,27 @@ def test_each_loss_term_is_in_the_records_history(harness_env, tmp_path):
     assert all(h["losses"]["rec_poker"] > 0 for h in hist)  # the stand-in has neutral faces in every epoch
     # the record's cost is the test-time path's
     assert rec["cost"]["tokens_before_head"] == 37  # a 6x6 grid of 8x8 patches at 48 pixels, and the class token
+
+
+@pytest.mark.parametrize("fusion, reaches", [("separate", True), ("sum", False)])
+def test_reconstruction_alone_trains_the_separator_only_when_g_sees_z_e_and_z_r_apart(fusion, reaches):
+    """The paper's cross-fusion takes z_e, z_r and the mask tokens as three sequences: ``rec`` then
+    constrains the separator. G(z_e + z_r) = G(z) cancels the separator's mask: no gradient."""
+    model = tiny(**{"pfvit.fusion": fusion, "pfvit.disc": "none", "pfvit.orth": "none"})
+    x, y = batch([0, 1, 2, 3])
+    terms = model.training_step(x, y, nn.CrossEntropyLoss())
+    terms["rec"].backward()
+    grads = [p.grad for p in model.separator.parameters()]
+    norm = sum(float(g.abs().sum()) for g in grads if g is not None)
+    assert (norm > 1e-8) is reaches
+
+
+def test_separator_tables_first_row_is_pfvit_without_separator_or_discriminator():
+    from harness.specs import load_spec
+
+    spec = load_spec("pfvit_separator")
+    method, overrides = spec.resolved(spec.rows[0])
+    assert method == "pfvit" and overrides["pfvit.separator"] is False and overrides["pfvit.disc"] == "none"
+    terms = tiny(**{k: v for k, v in overrides.items() if k.startswith("pfvit.")}).training_step(
+        *batch([0, 1]), nn.CrossEntropyLoss())
+    assert set(terms) == {"ce", "rec"}  # CE + reconstruction: "PF-ViT degrades to the original MAE"
