@@ -58,8 +58,9 @@ class Source(_Strict):
 class DatasetColumn(_Strict):
     """A column: a dataset, its protocol, and overrides for every cell in it (a per-dataset recipe).
 
-    ``key`` names the column and its folder under the data root; ``dataset`` names the loader when
-    it differs from ``key``, so one dataset can be two columns (``set: {data.align: mtcnn}``).
+    ``key`` names the column and its folder under the data root (the loader's folder when there is
+    none of that name); ``dataset`` names the loader when it differs from ``key``, so one dataset
+    can be two columns (``set: {data.align: mtcnn}``, or another ``protocol``).
     """
 
     key: str
@@ -596,3 +597,20 @@ def load_spec(table_id: str, directory: Path | None = None) -> TableSpec:
     if not isinstance(data, dict):
         raise UserError(f"{path}: a table spec must be a YAML mapping")
     return parse_spec(data, path, node)
+
+
+def restrict_datasets(spec: TableSpec, keys: str | None) -> TableSpec:
+    """``spec`` with only the columns named in ``keys`` (comma-separated; None keeps every one).
+
+    A short run leaves columns out at run time; the spec keeps the paper's table. An unknown key
+    raises ``UserError`` listing the table's columns.
+    """
+    if keys is None:
+        return spec
+    wanted = [k.strip() for k in keys.split(",") if k.strip()]
+    known = [c.key for c in spec.datasets]
+    unknown = [k for k in wanted if k not in known]
+    if unknown or not wanted:
+        raise UserError(f"--datasets {keys!r}: {', '.join(unknown) or 'no column'} is not a column of {spec.id}; "
+                        f"allowed values: {', '.join(known)}")
+    return spec.model_copy(update={"datasets": [c for c in spec.datasets if c.key in wanted]})

@@ -26,7 +26,7 @@ from harness.run.weights import WeightRef
 from harness.run.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
 from harness.run.interrupts import Cancelled, cancel_on_signals
 from harness.run.plan import MAX_CELLS, DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
-from harness.specs import load_spec
+from harness.specs import load_spec, restrict_datasets
 from harness.store import Store, atomic_write_json
 
 
@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", required=True, help="table id, e.g. apvit_tab5 (see `tables`)")
     p.add_argument("--scale", default="tiny", choices=SCALES, help="model preset and training budget")
     p.add_argument("--seeds", type=positive_int, default=None, help="number of seeds (default: the spec's)")
+    p.add_argument("--datasets", default=None, metavar="KEY[,KEY]",
+                   help="only these columns of the table (default: every one)")
     p.add_argument("--executor", default=None, help=f"one of {', '.join(EXECUTORS)} (default local)")
     p.add_argument("--profile", default=None, help="YAML executor profile (SLURM partition, time, ...)")
     p.add_argument("--device", default=None,
@@ -101,7 +103,7 @@ def _check_set_values(extra: dict) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     t0 = time.time()
-    spec = load_spec(args.table)
+    spec = restrict_datasets(load_spec(args.table), args.datasets)
     cfg = ExecutorConfig.from_profile(args.profile, name=args.executor, device=args.device,
                                       max_parallel=args.max_parallel,
                                       threads=args.threads, timeout_min=args.timeout_min,
