@@ -12,7 +12,7 @@ import sys
 
 from harness.errors import UserError
 
-COMMANDS = ("tables", "reproduce", "status", "collect", "report", "publish", "flops", "latency", "throughput", "data",
+COMMANDS = ("tables", "models", "keys", "reproduce", "status", "collect", "report", "publish", "flops", "latency", "throughput", "data",
             "eval")
 
 

@@ -210,3 +210,39 @@ def set_progress(model: nn.Module, progress: float) -> None:
     hook = getattr(model, "set_progress", None)
     if callable(hook):
         hook(float(min(max(progress, 0.0), 1.0)))
+
+
+def model_family(model_name: str):
+    """The module (method family) that registered ``model_name`` with timm; ``ValueError`` if none did."""
+    import sys
+
+    import timm
+
+    if not timm.is_model(model_name):
+        raise ValueError(f"unknown model {model_name!r}")
+    return sys.modules[timm.models.model_entrypoint(model_name).__module__]
+
+
+def model_presets(model_name: str) -> tuple[str, ...]:
+    """The presets ``model_name`` can be built at: its family's ``PRESETS`` (a tuple or a dict of them),
+    else the preset keys of its ``PRESET_CFGS``."""
+    family = model_family(model_name)
+    presets = getattr(family, "PRESETS", None)
+    if presets is None:
+        cfgs = getattr(family, "PRESET_CFGS", {})
+        presets = cfgs.get(model_name, cfgs)
+    return tuple(presets)
+
+
+def describe_overrides(model_name: str, preset: str) -> dict[str, dict[str, Any]]:
+    """Every override key ``model_name`` takes at ``preset``: ``{key: {"allowed", "doc", "default"}}``,
+    from the family's own ``describe_overrides`` (its validation, not a hand-kept list)."""
+    return model_family(model_name).describe_overrides(model_name, preset)
+
+
+def recipe_fields(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """Every ``train.*`` key: ``{name: {"allowed": limits or the field's type, "default": recipe's value}}``."""
+    from dataclasses import fields
+
+    return {f.name: {"allowed": f.metadata.get("allowed") or str(f.type), "default": getattr(recipe, f.name)}
+            for f in fields(recipe)}
