@@ -175,8 +175,12 @@ def recipe_summary(d: dict[str, Any]) -> str:
               else f"{d.get('epochs')} epochs" + (f" (at most {d['max_iterations']:,} steps)"
                                                   if d.get("max_iterations") is not None else ""))
     head = f"{d['name']}: " if d.get("name") else ""
-    return (f"{head}{d.get('optimizer')} lr {d.get('lr'):g}, {length}, batch {d.get('batch_size')}, "
-            f"sampler {d.get('sampler')}")
+    accum = d.get("accum_steps") or 1
+    batch = f"batch {d.get('batch_size')}" + (f" x {accum} accumulated" if accum > 1 else "")
+    mixing = (f", mixup {d['mixup']:g} / cutmix {d.get('cutmix', 0):g} / smoothing {d.get('mix_smoothing', 0):g}"
+              if d.get("mixup") or d.get("cutmix") else "")
+    return (f"{head}{d.get('optimizer')} lr {d.get('lr'):g}, {length}, {batch}, sampler {d.get('sampler')}, "
+            f"augment {d.get('augment')}{mixing}")
 
 
 def get_recipe(model: nn.Module, dataset: str | None = None) -> Recipe:

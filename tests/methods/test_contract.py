@@ -44,8 +44,6 @@ BATCHES = (1, 2)
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
     ("step", "faceid_ir50-1"): "FaceIDIR50's embedding ends in BatchNorm1d over [B, E]: a training step at batch 1 "
                                "raises 'Expected more than 1 value per channel' (train.batch_size 1 is allowed)",
-    ("step", "nr_vit-1"): "the public code's head (nr.head: mlp) has a BatchNorm1d over [B, 512]: the same error at batch 1; "
-                          "nr.head: linear trains at batch 1",
 }
 
 

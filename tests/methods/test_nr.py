@@ -154,10 +154,11 @@ def test_backbone_and_sr_weights_load_strictly(tmp_path):
     dst = tiny(**TABLE2["d"], **{"weights.backbone": str(tmp_path / "backbone.pth"), "weights.sr": str(tmp_path / "sr.pth")})
     for key in ("backbone.layers.0.blocks.0.attn.qkv.weight", "sr.head.weight"):
         assert torch.equal(dst.state_dict()[key], src.state_dict()[key])
-    assert not dst.weight_reports["weights.backbone"].ignored  # nr.head: mlp builds the backbone without a classifier
+    assert set(dst.weight_reports["weights.backbone"].ignored) == {"head.fc.weight", "head.fc.bias"}
+    mlp = tiny(**TABLE2["d"], **{"nr.head": "mlp", "weights.backbone": str(tmp_path / "backbone.pth")})
+    assert not mlp.backbone.state_dict().get("head.fc.weight")  # nr.head: mlp builds the backbone without one
     # a checkpoint with a classifier (timm's linear head, or an ImageNet file) loads but for it
-    linear = tiny(**TABLE2["d"], **{"nr.head": "linear"})
-    torch.save(linear.backbone.state_dict(), tmp_path / "with_head.pth")
+    torch.save(tiny(**TABLE2["d"]).backbone.state_dict(), tmp_path / "with_head.pth")
     for head in ("mlp", "linear"):
         report = tiny(**TABLE2["d"], **{"nr.head": head, "weights.backbone": str(tmp_path / "with_head.pth")})
         assert set(report.weight_reports["weights.backbone"].ignored) == {"head.fc.weight", "head.fc.bias"}
@@ -219,8 +220,8 @@ def test_code_schedule_is_steplr_15_of_100_epochs_times_a_quarter():
     assert (tiny_recipe.milestones, tiny_recipe.lr_gamma) == (recipe.milestones, recipe.lr_gamma)
 
 
-def test_head_is_the_public_codes_mlp_by_default_and_timms_linear_on_request():
-    mlp, linear = tiny(), tiny(**{"nr.head": "linear"})
+def test_head_is_the_public_codes_mlp_at_paper_and_timms_linear_at_tiny():
+    mlp, linear = tiny(**{"nr.head": "mlp"}), tiny()
     layers = [type(m).__name__ for m in mlp.head]
     assert layers == ["Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"] and mlp.head[3].p == 0.5
     assert mlp.head[0].out_features == PRESETS["tiny"].head_hidden and mlp.head[-1].out_features == 8
