@@ -24,7 +24,8 @@ The model (PF-ViT) and its training frame (the paper's PF-MAG):
   K class-wise emotion units and one real/fake unit.
 * at **test time** only E, S and C run (:meth:`PFViT.forward`); the harness's FLOPs and latency
   count that path. ``params_m`` in a record counts every parameter of the module, generator,
-  discriminator and frozen feature network included (the paper's training-time total).
+  discriminator and frozen feature network included (the paper's training-time total);
+  ``params_test_m`` counts those of E, S and C, what inference uses (the report shows both).
 
 Training (:meth:`PFViT.training_step`) returns the named, weighted terms:
 
@@ -68,8 +69,10 @@ Choices the paper does not state (ours; each is a key where it is a number or a 
 * the FR model: the paper's is FaceNet's Inception-ResNet-v1; ours is the face-recognition IR-50
   every method here uses (``weights.ir50``: face.evoLVe's MS-Celeb-1M file at ``paper``, the
   ``faceid_ir50`` stage at ``tiny``), its last feature map flattened. The ImageNet-style
-  alternative is the same IR-50 trained on the generic-image stand-in (stage ``generic_ir50``)
-  at both presets: we load no ImageNet ResNet.
+  alternative is an IR-50 trained on ImageNet-1K, ``ir50_imagenet.pth`` in the weights folder at
+  ``paper`` (none is published: it is yours; a missing file is refused, naming it, as every
+  paper-scale weight is), and the same IR-50 trained on the generic-image stand-in (stage
+  ``generic_ir50``) at ``tiny`` or under ``--stand-ins``.
 * the orthogonality term's sample: ``pfvit.orth_samples`` (0 = the whole batch, at ``paper``):
   the paper measures it on the batch. At ``tiny`` it is the batch's first 8 of 32 (the batch is
   shuffled, so a random sample: the same expected term, a noisier estimate): the frozen network's
@@ -557,8 +560,12 @@ PRESETS = ("paper", "tiny")
 
 # Where each weights key starts: (init at tiny, init at paper, stand-in at paper).
 _MAE_FILE = "file:mae_faces_vit_base.pth"  # your MAE pre-training of ViT-B on faces, with its decoder
+# pfvit.orth: imagenet at paper needs a file like every paper-scale weight (an IR-50 trained on
+# ImageNet-1K: none is published, so it is yours); the synthetic generic_ir50 stage stands in for
+# it only under --stand-ins, marked as such.
+_IR50_IMAGENET = "file:ir50_imagenet.pth"
 _ORTH_INIT = {"fr": ("stage:faceid_ir50", pretrained.IR50_MS1M, pretrained.FACEID_STAGE),
-              "imagenet": ("stage:generic_ir50", "stage:generic_ir50", None)}
+              "imagenet": ("stage:generic_ir50", _IR50_IMAGENET, "stage:generic_ir50")}
 
 
 def _init(s: dict[str, Any], preset: str) -> tuple[dict[str, str], dict[str, str]]:

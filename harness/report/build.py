@@ -378,7 +378,8 @@ def methods_display(comp: pd.DataFrame) -> pd.DataFrame:
             # three significant digits: a tiny-scale model costs hundredths of a GFLOP
             "GFLOPs (ours)": (f"{r.gflops:.3g}" + (f" ({r.scale})" if r.scale else "")) if finite(r.gflops) else "",
             "GFLOPs (paper)": _fmt(r.paper_gflops) or "n.r.",
-            "Params (M)": _fmt(r.params_m),
+            # what inference uses, beside the training total (PF-ViT's G, D and frozen network)
+            "Params at test / in training (M)": f"{_fmt(r.params_test_m) or 'n.r.'} / {_fmt(r.params_m)}",
             "Latency b1 (ms)": ms(r.latency_b1_ms), "Latency b32 (ms)": ms(r.latency_b32_ms),
             "Latency machine": r.latency_machine,
             "From": _link(f"{r.table_id}.html", f"{r.table_id}: {r.row}"),

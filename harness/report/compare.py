@@ -150,7 +150,7 @@ def load_comparison(comparison_id: str = "methods", directory: Path | None = Non
 
 COMPARISON_COLUMNS = ["method_key", "method", "paper_ref", "dataset", "dataset_label", "table_id", "row",
                       "n", "seeds", "mean", "ci_low", "ci_high", "paper_value", "delta_paper", "verdict",
-                      "verdict_note", "synthetic", "scale", "gflops", "params_m", "paper_gflops",
+                      "verdict_note", "synthetic", "scale", "gflops", "params_m", "params_test_m", "paper_gflops",
                       "latency_b1_ms", "latency_b32_ms", "latency_machine", "latency_gflops"]
 
 
@@ -249,7 +249,8 @@ def comparison_frame(spec: ComparisonSpec, frame: pd.DataFrame, cells: pd.DataFr
         for ds, entry, c in _pick(m, cells):
             runs = _ok_runs(frame, entry.table, entry.row, ds)
             g = pd.to_numeric(runs["gflops"], errors="coerce").dropna() if "gflops" in runs else pd.Series(dtype=float)
-            p = pd.to_numeric(runs["params_m"], errors="coerce").dropna() if "params_m" in runs else pd.Series(dtype=float)
+            p, pt = (pd.to_numeric(runs[k], errors="coerce").dropna() if k in runs else pd.Series(dtype=float)
+                     for k in ("params_m", "params_test_m"))
             scales = sorted({str(s) for s in runs["scale"].dropna()}) if "scale" in runs else []
             seeds = sorted(int(s) for s in runs["seed"]) if len(runs) else []
             rows.append({
@@ -262,7 +263,8 @@ def comparison_frame(spec: ComparisonSpec, frame: pd.DataFrame, cells: pd.DataFr
                 "verdict": str(c.get("verdict", stats.NO_RESULT)), "verdict_note": str(c.get("verdict_note", "") or ""),
                 "synthetic": bool(c.get("synthetic", False)), "scale": ", ".join(scales),
                 "gflops": float(g.median()) if len(g) else np.nan,
-                "params_m": float(p.median()) if len(p) else np.nan, "paper_gflops": paper_g, **lat,
+                "params_m": float(p.median()) if len(p) else np.nan,
+                "params_test_m": float(pt.median()) if len(pt) else np.nan, "paper_gflops": paper_g, **lat,
             })
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 

@@ -309,3 +309,11 @@ def test_separator_tables_first_row_is_pfvit_without_separator_or_discriminator(
     terms = tiny(**{k: v for k, v in overrides.items() if k.startswith("pfvit.")}).training_step(
         *batch([0, 1]), nn.CrossEntropyLoss())
     assert set(terms) == {"ce", "rec"}  # CE + reconstruction: "PF-ViT degrades to the original MAE"
+
+
+def test_imagenet_orthogonality_needs_a_file_at_paper_and_stands_in_only_on_request():
+    with torch.device("meta"):
+        paper = timm.create_model("pfvit", preset="paper", **{"pfvit.orth": "imagenet"}).recipe
+    assert paper.init["weights.ir50"] == "file:ir50_imagenet.pth"  # refused when missing, like every file
+    assert paper.stand_in["weights.ir50"] == "stage:generic_ir50"  # only under --stand-ins
+    assert tiny(**{"pfvit.orth": "imagenet"}).recipe.init["weights.ir50"] == "stage:generic_ir50"

@@ -101,7 +101,8 @@ def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, 
     The model is counted as deployed: in eval mode and, if it has a keep schedule
     (``set_progress``), at the end of it (progress 1.0); both are restored afterwards. Returns
     ``gflops`` (per image, multiply-add = 1 FLOP, see ``flop_convention``), ``gflops_by_operator``,
-    ``params_m``, ``tokens_per_block`` (tokens entering each block, class token included) and
+    ``params_m`` (every parameter of the module), ``params_test_m`` (those of the modules the
+    test-time forward runs), ``tokens_per_block`` (tokens entering each block, class token included) and
     ``tokens_before_head`` from the model's ``token_trace`` (None for models without one),
     ``uncounted_ops`` (op -> calls), ``uncounted_share`` (+ ``uncounted_share_measure``) and
     ``uncounted_not_estimated`` (uncounted ops the share does not cover).
@@ -114,6 +115,8 @@ def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, 
     model.eval()
     if has_schedule:
         model.set_progress(1.0)
+    called: set[nn.Module] = set()  # the modules the test-time forward runs
+    hooks = [m.register_forward_pre_hook(lambda mod, _: called.add(mod)) for m in model.modules()]
     try:
         x = torch.randn(batch, 3, input_size, input_size)
         calls: Counter = Counter()
@@ -130,14 +133,25 @@ def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, 
         uncounted = dict(sorted((calls + not_estimated).items()))
         trace = getattr(model, "token_trace", None) or {}
     finally:
+        for h in hooks:
+            h.remove()
         model.train(was_training)
         if has_schedule and progress is not None:
             model.set_progress(progress)
+    # a module counts when it or a submodule ran: a parent called through another method
+    # (encoder.forward_features) still owns what the run used (its class token, positions)
+    ran = {name for name, m in model.named_modules() if m in called}
+    used = {".".join(n.split(".")[:i]) for n in ran for i in range(n.count(".") + 2)}
+    test_params = {id(p): p.numel() for name, m in model.named_modules() if name in used
+                   for p in m.parameters(recurse=False)}
     return {
         "gflops": total / batch / 1e9,
         "flop_convention": FLOP_CONVENTION,
         "gflops_by_operator": {op: v / batch / 1e9 for op, v in sorted(by_op.items())},
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        # what inference uses; below params_m for models with training-only parts (PF-ViT's
+        # generator, discriminator and frozen feature network)
+        "params_test_m": sum(test_params.values()) / 1e6,
         "input_size": input_size,
         "batch": batch,
         "tokens_per_block": trace.get("blocks"),

@@ -448,7 +448,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         "cell": cell.to_dict(),
         "metrics": metrics,
         "class_names": list(data.class_names),
-        "cost": {k: flops.get(k) for k in ("gflops", "params_m", "tokens_per_block", "tokens_before_head",
+        "cost": {k: flops.get(k) for k in ("gflops", "params_m", "params_test_m", "tokens_per_block", "tokens_before_head",
                                            "flop_convention")},
         "timing": {"train_s": state["train_s"], "eval_s": eval_s, "setup_s": setup_s,
                    "epochs": epochs, "steps": state["step"], "final_train_loss": last_loss,

@@ -136,3 +136,20 @@ def test_cli_tiny_preset(capsys):
 def test_cli_bad_input(capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_test_time_parameters_leave_out_pfvits_training_only_parts():
+    import timm
+
+    import methods  # noqa: F401
+    from harness.run.train.flops import count_flops
+
+    torch.manual_seed(0)
+    model = timm.create_model("pfvit", preset="tiny")
+    cost = count_flops(model, model.recipe.img_size)
+    inference = sum(p.numel() for part in (model.encoder, model.separator, model.head) for p in part.parameters())
+    assert cost["params_test_m"] == pytest.approx(inference / 1e6)
+    assert cost["params_m"] > 3 * cost["params_test_m"]  # G, D and the frozen network are most of the module
+    plain = timm.create_model("apvit", preset="tiny")
+    plain_cost = count_flops(plain, plain.recipe.img_size)
+    assert plain_cost["params_test_m"] == pytest.approx(plain_cost["params_m"])
