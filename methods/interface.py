@@ -71,7 +71,10 @@ class Recipe:
     epochs: int = allowed(40, ge=0)  # 0: evaluate the starting weights, train nothing (`eval`)
     batch_size: int = allowed(128, ge=1)
     grad_clip: float | None = allowed(10.0, gt=0)  # L2 norm; None disables
-    schedule: str = allowed("cosine", choices=("cosine", "step", "constant"))
+    # plateau: the lr times lr_gamma when validation accuracy has not improved for plateau_epochs
+    # epochs (torch's ReduceLROnPlateau, stepped once an epoch; no warm-up)
+    schedule: str = allowed("cosine", choices=("cosine", "step", "constant", "plateau"))
+    plateau_epochs: int = allowed(30, ge=1)
     # step schedule: fractions of training at which the lr is multiplied by lr_gamma; () = three equal steps
     milestones: tuple[float, ...] = ()
     lr_gamma: float = allowed(0.1, gt=0, le=1)  # step schedule: the lr's factor at each milestone

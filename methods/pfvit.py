@@ -81,8 +81,10 @@ Choices the paper does not state (ours; each is a key where it is a number or a 
 * which class is neutral: ``pfvit.neutral`` (index, default 0): every FERbench loader maps labels
   to the canonical order, which starts with neutral (``harness/data/labels.py``); a ``folder``
   dataset with its own class order sets the key.
-* schedule: the paper's "x0.1 after 30 epochs without improvement" is not a schedule the harness
-  has; the lr is constant (selection on validation, as everywhere here).
+* schedule and augmentation at ``paper``: the paper's, the lr divided by 10 when the (validation)
+  accuracy has not improved for 30 epochs (``train.schedule: plateau``), and "random scaling and
+  flipping" (``scale_flip``: a square crop of 80-100% of the area, flip p 0.5; the paper gives no
+  parameters). The ``tiny`` recipe keeps MAE-ViT's tiny cosine and h-flip (below).
 
 Override keys (checked when the model is built; a bad one raises ``ValueError`` naming it):
 
@@ -539,8 +541,9 @@ GENERATOR_PARAMS = ["encoder.", "separator.", "head.", "generator."]
 GENERATOR_TERMS = ["ce", "rec", "rec_poker", "orth", "adv_g"]
 
 _PAPER_RECIPE = Recipe(
-    name="pfvit", optimizer="adam", lr=2e-5, weight_decay=0.0, epochs=100, batch_size=32, schedule="constant",
-    milestones=(), warmup_epochs=0, grad_clip=None, augment="mae", img_size=224, loss="ce", sampler="none",
+    name="pfvit", optimizer="adam", lr=2e-5, weight_decay=0.0, epochs=100, batch_size=32, schedule="plateau",
+    lr_gamma=0.1, plateau_epochs=30, milestones=(), warmup_epochs=0, grad_clip=None, augment="scale_flip",
+    img_size=224, loss="ce", sampler="none",
     mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
     optimizers={"generator": {"params": GENERATOR_PARAMS, "losses": GENERATOR_TERMS},
                 "discriminator": {"params": ["discriminator."], "losses": ["adv_d"], "lr": 1e-4,

@@ -382,6 +382,15 @@ def flip_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean:
     return _normalize_(x, 1.0, mean, std)
 
 
+def scale_flip_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
+                     std: Stats = STD) -> torch.Tensor:
+    """PF-ViT's paper: "random scaling and flipping". No parameters are given; ours: a square crop of
+    80-100% of the area resized back (the scaling), horizontal flip p 0.5, as one warp. uint8
+    [B, 3, S, S] -> float [B, 3, s, s]."""
+    x = geometric(images, g, img_size, rot_p=0.0, scale=(0.8, 1.0))  # [B, 3, s, s] in [0, 1]
+    return _normalize_(x, 1.0, mean, std)
+
+
 # TransFER (methods/transfer.py): the paper's operations, and the PaddlePaddle port's config.
 
 def transfer_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
@@ -418,5 +427,5 @@ def transfer_paddle_train(images: torch.Tensor, g: torch.Generator, img_size: in
 
 
 _MORE_TRAIN = {"mae": mae_train, "mae_pretrain": mae_pretrain_train, "flip": flip_train,
-               "transfer": transfer_train, "transfer_paddle": transfer_paddle_train}
+               "transfer": transfer_train, "transfer_paddle": transfer_paddle_train, "scale_flip": scale_flip_train}
 PIPELINES = PIPELINES + tuple(_MORE_TRAIN)

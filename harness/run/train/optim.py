@@ -130,7 +130,8 @@ def warmup_steps(recipe: Recipe, steps_per_epoch: int, warmup_epochs: int | None
 
 
 def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, **settings: Any):
-    """Per-step schedule: optional linear warm-up, then cosine to 0, step decay or constant.
+    """Per-step schedule: optional linear warm-up, then cosine to 0, step decay or constant; or
+    ``plateau``, torch's ``ReduceLROnPlateau`` on the validation accuracy, stepped once an epoch.
 
     ``step`` multiplies the lr by ``lr_gamma`` (0.1) at ``milestones`` (fractions of all steps, warm-up
     included), or, with none given, at each third of the steps after warm-up. ``settings``
@@ -141,6 +142,10 @@ def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch:
     total = max(training_length(recipe, steps_per_epoch)[1], 1)
     warm = warmup_steps(recipe, steps_per_epoch, settings.get("warmup_epochs"))
     lrs = torch.optim.lr_scheduler
+    if schedule == "plateau":  # stepped once an epoch with the validation accuracy (Stepper.end_epoch)
+        # torch reduces once more than `patience` epochs went without improvement
+        return lrs.ReduceLROnPlateau(opt, mode="max", factor=recipe.lr_gamma, patience=recipe.plateau_epochs - 1,
+                                     threshold=0.0)
     if schedule == "cosine":
         main = lrs.CosineAnnealingLR(opt, T_max=total - warm)
     elif schedule == "step" and milestones:
@@ -151,7 +156,7 @@ def build_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch:
     elif schedule == "constant":
         main = lrs.ConstantLR(opt, factor=1.0)
     else:
-        raise ValueError(f"train.schedule={schedule!r}; allowed: cosine, step, constant")
+        raise ValueError(f"train.schedule={schedule!r}; allowed: cosine, step, constant, plateau")
     if warm <= 0:
         return main
     return lrs.SequentialLR(opt, [lrs.LinearLR(opt, start_factor=0.01, total_iters=warm), main], [warm])

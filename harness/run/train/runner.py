@@ -128,7 +128,7 @@ class Stepper:
 
     def lr(self) -> float:
         """The first optimiser's current lr (for messages)."""
-        return next(iter(self.scheds.values())).get_last_lr()[0]
+        return next(iter(self.opts.values())).param_groups[0]["lr"]
 
     def step(self, terms: dict[str, torch.Tensor]) -> bool:
         """Backward each optimiser's objective into its own parameters; every ``accum_steps``-th
@@ -157,8 +157,15 @@ class Stepper:
             if self.plan[name]["grad_clip"]:
                 nn.utils.clip_grad_norm_(self.params[name], self.plan[name]["grad_clip"])
             o.step()
-            self.scheds[name].step()
+            if not isinstance(self.scheds[name], torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheds[name].step()
         return True
+
+    def end_epoch(self, val_accuracy: float) -> None:
+        """Step the once-an-epoch schedules (``plateau``) with the epoch's validation accuracy."""
+        for sched in self.scheds.values():
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(val_accuracy)
 
     def state_dict(self) -> dict[str, Any]:
         """Optimiser and schedule states, by optimiser name."""
@@ -418,6 +425,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         set_progress(model, 1.0)  # validate what will be tested: a keep schedule's final k and r
         val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2, **where)
         val_acc = float((val_logits.argmax(1) == val_y).mean() * 100)
+        stepper.end_epoch(val_acc)
         if val_acc > state["best_val"]:
             state.update(best_val=val_acc, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
         state["train_s"] += time.time() - t0

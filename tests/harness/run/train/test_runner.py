@@ -130,3 +130,30 @@ def test_mixup_is_timms_with_soft_targets_and_refused_where_the_loss_needs_hard_
 
     with pytest.raises(UserError, match="computes its own loss terms"):
         mixer(Recipe(batch_size=8, cutmix=1.0), OwnLoss(4, 7), 7)
+
+
+def test_plateau_divides_the_lr_after_that_many_epochs_without_improvement():
+    from harness.run.train.runner import Stepper
+
+    model = torch.nn.Linear(2, 2)
+    recipe = Recipe(optimizer="adam", lr=1.0, schedule="plateau", lr_gamma=0.1, plateau_epochs=30, grad_clip=None)
+    stepper = Stepper(model, recipe, steps_per_epoch=1)
+    x, y = torch.randn(4, 2), torch.tensor([0, 1, 0, 1])
+    lrs = []
+    for epoch in range(62):
+        stepper.step({"loss": torch.nn.functional.cross_entropy(model(x), y)})  # per step: the lr stays
+        stepper.end_epoch(50.0 if epoch == 0 else 40.0)  # the best epoch is the first
+        lrs.append(stepper.lr())
+    # 30 epochs without improvement (1..30): divided by 10 after epoch 30, and again 30 epochs later
+    assert lrs[29] == 1.0 and lrs[30] == pytest.approx(0.1) and lrs[59] == pytest.approx(0.1)
+    assert lrs[60] == pytest.approx(0.01)
+
+
+def test_pfvit_paper_recipe_is_the_papers_plateau_and_scaling_with_flipping():
+    import timm
+
+    import methods  # noqa: F401
+
+    with torch.device("meta"):
+        recipe = timm.create_model("pfvit", preset="paper").recipe
+    assert (recipe.schedule, recipe.lr_gamma, recipe.plateau_epochs, recipe.augment) == ("plateau", 0.1, 30, "scale_flip")
