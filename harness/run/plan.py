@@ -210,12 +210,14 @@ def _resolve_dataset(source: DataSource, key: str, name: str, protocol: str | No
     else:
         if knobs_d:
             raise UserError(f"data.* overrides {sorted(knobs_d)} apply to synthetic data only")
-        # a column's own folder, else its loader's: one dataset read as two columns (another
-        # protocol, an aligned copy) needs one copy under the data root
-        root = next((source.root / d for d in dict.fromkeys((key, name)) if (source.root / d).is_dir()), None)
+        # a column's own folder, else its loader's: one dataset read under two protocols needs one
+        # copy under the data root; an aligned column never falls back to the copy as shipped
+        names = tuple(dict.fromkeys((key,) if align.get("align") else (key, name)))
+        root = next((source.root / d for d in names if (source.root / d).is_dir()), None)
         if root is None:
-            tried = " or ".join(str(source.root / d) for d in dict.fromkeys((key, name)))
-            raise UserError(f"dataset {key!r}: {tried} does not exist (data root {source.root})")
+            tried = " or ".join(str(source.root / d) for d in names)
+            hint = f"; write the aligned copy with `python -m harness data align {name}`" if align.get("align") else ""
+            raise UserError(f"dataset {key!r}: {tried} does not exist (data root {source.root}){hint}")
         check_alignment(root, **align)
     ds = load_dataset(name, root, protocol=protocol, decode_size=32, split_seed=0, cache=not source.dry_run,
                       skip_bad=skip_bad)

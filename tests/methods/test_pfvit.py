@@ -317,3 +317,24 @@ def test_imagenet_orthogonality_needs_a_file_at_paper_and_stands_in_only_on_requ
     assert paper.init["weights.ir50"] == "file:ir50_imagenet.pth"  # refused when missing, like every file
     assert paper.stand_in["weights.ir50"] == "stage:generic_ir50"  # only under --stand-ins
     assert tiny(**{"pfvit.orth": "imagenet"}).recipe.init["weights.ir50"] == "stage:generic_ir50"
+
+
+def test_test_mask_ratio_hides_patches_at_test_time_only():
+    """``pfvit.test_mask_ratio`` masks the encoder's input in forward (validation and test), not in training."""
+    whole = tiny(**{"pfvit.generator": "mae"}).eval()
+    masked = tiny(**{"pfvit.generator": "mae", "pfvit.test_mask_ratio": 0.5}).eval()
+    masked.load_state_dict(whole.state_dict())
+    x, y = batch([0, 1, 2, 3])
+    with torch.no_grad():
+        torch.manual_seed(2)
+        a = masked(x)
+        torch.manual_seed(3)
+        b = masked(x)
+        assert a.shape == whole(x).shape and a.shape[0] == 4
+        assert not torch.allclose(a, whole(x)) and not torch.allclose(a, b)  # a fresh random half each pass
+        torch.manual_seed(1)
+        want = whole.training_step(x, y, CE)["ce"]
+        torch.manual_seed(1)
+        assert float(masked.training_step(x, y, CE)["ce"]) == pytest.approx(float(want), rel=1e-5)
+    with pytest.raises(ValueError, match="pfvit.test_mask_ratio"):
+        tiny(**{"pfvit.test_mask_ratio": 1.0})
