@@ -215,6 +215,7 @@ class TableSpec(_Strict):
     figures: list[dict[str, Any]]
     rows: list[Row]
     excluded: list[dict[str, Any]] = Field(default_factory=list)
+    left_out: list[DatasetColumn] = Field(default_factory=list)  # columns a run left out (--datasets)
     path: str = ""
 
     def row(self, label: str) -> Row:
@@ -599,18 +600,31 @@ def load_spec(table_id: str, directory: Path | None = None) -> TableSpec:
     return parse_spec(data, path, node)
 
 
-def restrict_datasets(spec: TableSpec, keys: str | None) -> TableSpec:
-    """``spec`` with only the columns named in ``keys`` (comma-separated; None keeps every one).
+def dataset_keys(text: str | None) -> tuple[str, ...] | None:
+    """``--datasets KEY[,KEY]`` as a tuple of keys (None: every column); an empty list is an error."""
+    if text is None:
+        return None
+    keys = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    if not keys:
+        raise UserError(f"--datasets {text!r} names no column")
+    return keys
 
-    A short run leaves columns out at run time; the spec keeps the paper's table. An unknown key
-    raises ``UserError`` listing the table's columns.
+
+def restrict_datasets(spec: TableSpec, keys: str | tuple[str, ...] | None, *, strict: bool = True) -> TableSpec:
+    """``spec`` with only the columns named in ``keys`` (a ``--datasets`` text or tuple; None keeps
+    every one); the others are listed in ``left_out``.
+
+    A short run leaves columns out at run time; the spec keeps the paper's table. With ``strict``,
+    a key that is not a column raises ``UserError`` listing the table's columns; otherwise (a
+    command over several tables) such keys are ignored and the result may have no column.
     """
-    if keys is None:
+    wanted = dataset_keys(keys) if isinstance(keys, str) else keys
+    if wanted is None:
         return spec
-    wanted = [k.strip() for k in keys.split(",") if k.strip()]
     known = [c.key for c in spec.datasets]
     unknown = [k for k in wanted if k not in known]
-    if unknown or not wanted:
-        raise UserError(f"--datasets {keys!r}: {', '.join(unknown) or 'no column'} is not a column of {spec.id}; "
+    if strict and unknown:
+        raise UserError(f"--datasets {','.join(wanted)!r}: {', '.join(unknown)} is not a column of {spec.id}; "
                         f"allowed values: {', '.join(known)}")
-    return spec.model_copy(update={"datasets": [c for c in spec.datasets if c.key in wanted]})
+    return spec.model_copy(update={"datasets": [c for c in spec.datasets if c.key in wanted],
+                                   "left_out": [*spec.left_out, *(c for c in spec.datasets if c.key not in wanted)]})

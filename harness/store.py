@@ -14,7 +14,9 @@ Layout under the results directory (``results/`` by default, ``$FERBENCH_RESULTS
     cells/<cell id>/failure.json      the ledger entry of the last failure, with an attempt count
     cells/<cell id>/progress.json     the worker's heartbeat while it trains: pid, host, epoch, step, time
     cells/<cell id>/history.jsonl     one line per training start, discarded checkpoint, finish
-    runs/<table id>.json              the last ``reproduce`` invocation of a table (overrides, seeds)
+    cells/<cell id>/tensorboard/      TensorBoard event files: the training curves, per epoch
+                                      (written by :mod:`harness.run.tracking`, not by the store)
+    runs/<table id>.json              the last ``reproduce`` invocation of a table (overrides, seeds, columns)
     logs/                             executor logs (submitit folders)
 
 Every file is written to a temporary name and renamed, so a reader sees all of it or none. Every
@@ -536,10 +538,12 @@ class Store:
 
     # -- invocations -----------------------------------------------------------------------
     def record_invocation(self, table_id: str, *, overrides: dict[str, Any], seeds: int | None, scale: str,
-                          argv: list[str] | None = None) -> None:
-        """Remember a ``reproduce`` run configuration, so that status, collect and report see it."""
+                          argv: list[str] | None = None, datasets: list[str] | None = None) -> None:
+        """Remember a ``reproduce`` run configuration (``datasets``: its ``--datasets`` columns, None
+        for all), so that status, collect and report see it."""
         atomic_write_json(self.root / "runs" / f"{table_id}.json",
                           {"table": table_id, "set": overrides, "seeds": seeds, "scale": scale,
+                           "datasets": None if datasets is None else list(datasets),
                            "argv": list(argv or []), "time": time.time()})
 
     def invocation(self, table_id: str) -> dict[str, Any] | None:

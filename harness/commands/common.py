@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from harness.errors import env
+from harness.errors import UserError, env
 
 
 def add_results_flag(p: argparse.ArgumentParser) -> None:
@@ -51,31 +51,56 @@ def add_run_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=positive_int, default=None,
                    help="seed count of the run to show (default: that of the last reproduce, else the spec's)")
     p.add_argument("--spec-only", action="store_true",
-                   help="show the tables as their specs state them, ignoring the last reproduce's --set/--seeds")
+                   help="show the tables as their specs state them, ignoring the last reproduce's "
+                        "--set/--seeds/--datasets")
+    p.add_argument("--datasets", default=None, metavar="KEY[,KEY]",
+                   help="only these columns (default: those of the last reproduce of each table, else every "
+                        "one); a table with none of them is left out")
 
 
 def run_configs(results: str | os.PathLike, tables: list[str], args: argparse.Namespace) -> dict:
-    """``{table id: (extra overrides, seeds)}`` for collect: explicit flags, else the recorded run."""
+    """``{table id: RunConfig}`` to show: explicit flags, else the recorded run.
+
+    Explicit ``--datasets`` keys must each be a column of at least one of ``tables``.
+    """
+    from harness.report.collect import RunConfig
     from harness.run.plan import parse_sets
     from harness.store import Store
 
     explicit = parse_sets(getattr(args, "set", None))
     seeds = getattr(args, "seeds", None)
+    datasets = checked_datasets(tables, getattr(args, "datasets", None))
     if explicit or getattr(args, "spec_only", False):
-        return {t: (explicit, seeds) for t in tables}
+        return {t: RunConfig(explicit, seeds, datasets) for t in tables}
     store = Store(results, create=False)
     out = {}
     for t in tables:
         inv = store.invocation(t) or {}
-        out[t] = (inv.get("set", {}), seeds or inv.get("seeds"))
+        recorded = inv.get("datasets")
+        out[t] = RunConfig(inv.get("set", {}), seeds or inv.get("seeds"),
+                           datasets or (tuple(recorded) if recorded else None))
     return out
+
+
+def checked_datasets(tables: list[str], text: str | None) -> tuple[str, ...] | None:
+    """``--datasets`` as keys, each a column of at least one of ``tables`` (None: every column)."""
+    from harness.specs import dataset_keys, load_spec
+
+    keys = dataset_keys(text)
+    if keys is not None:
+        known = {c.key for t in tables for c in load_spec(t).datasets}
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise UserError(f"--datasets: {', '.join(unknown)} is not a column of "
+                            f"{tables[0] if len(tables) == 1 else 'any of these tables'}; allowed values: "
+                            f"{', '.join(sorted(known))}")
+    return keys
 
 
 def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...], *, force: bool) -> "Path":
     """An output file that can be written: a known suffix, not a folder, not overwritten without ``force``."""
     from pathlib import Path
 
-    from harness.errors import UserError
 
     out = Path(path)
     if out.is_dir():
@@ -92,7 +117,6 @@ def check_output_dir(path: str | os.PathLike) -> "Path":
     """An output folder that exists as a folder or can be created."""
     from pathlib import Path
 
-    from harness.errors import UserError
 
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -102,7 +126,6 @@ def check_output_dir(path: str | os.PathLike) -> "Path":
 
 
 def _check_parent_writable(folder) -> None:
-    from harness.errors import UserError
 
     existing = folder
     while not existing.exists() and existing != existing.parent:

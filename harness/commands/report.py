@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.commands.common import add_results_flag, add_run_config_flags, check_output_dir, run_configs
+from harness.commands.common import (add_results_flag, add_run_config_flags, check_output_dir, checked_datasets,
+                                     run_configs)
 from harness.errors import UserError
 
 
@@ -61,7 +62,7 @@ def _read_benchmarks(path: Path) -> pd.DataFrame:
 
 def run(args: argparse.Namespace) -> int:
     """Collect (or read) the frame, build the report, print the path of index.html."""
-    from harness.report.collect import collect_tables, one_scale, tables_with_results
+    from harness.report.collect import RunConfig, collect_tables, one_scale, run_spec, tables_with_results
     from harness.report.build import build_report, read_exported, staged
     from harness.specs import list_specs, load_spec
 
@@ -72,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--frame {path}: expected an existing frame.parquet written by a report")
         frame = read_exported(path)
         tables = args.table or list(dict.fromkeys(frame["table_id"]))
+        keys = checked_datasets(tables, args.datasets)
+        configs = {t: RunConfig({}, None, keys) for t in tables}
+        if keys is not None:
+            frame = frame[frame["dataset"].isin(keys)]
     else:
         results = Path(args.results)
         if not results.is_dir():
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         specs_checked = [load_spec(t) for t in tables]  # a misspelt id fails here, with suggestions
         frame = (collect_tables([s.id for s in specs_checked], results, scale=args.scale, configs=configs) if tables
                  else pd.DataFrame(columns=["table_id", "row", "dataset", "seed", "status", "synthetic"]))
-    specs = [load_spec(t) for t in tables]
+    specs = [s for t in tables if (s := run_spec(t, configs.get(t))) is not None]
     frame = one_scale(frame, args.scale)
     benchmarks = _read_benchmarks(Path(args.benchmarks)) if args.benchmarks else None
     if not tables and (benchmarks is None or benchmarks.empty):

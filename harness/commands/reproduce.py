@@ -21,12 +21,13 @@ from harness.run.cells import SCALES, split_overrides
 from harness.run.overrides import train_problems
 from harness.data.synth import data_problems
 from harness.commands.common import add_results_flag, nonnegative_int, positive_float, positive_int
-from harness.errors import UserError
+from harness.errors import UserError, env
 from harness.run.weights import WeightRef
 from harness.run.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
 from harness.run.interrupts import Cancelled, cancel_on_signals
+from harness.run.tracking import MLFLOW_ENV, check_mlflow, mlflow_for_workers
 from harness.run.plan import MAX_CELLS, DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
-from harness.specs import load_spec, restrict_datasets
+from harness.specs import dataset_keys, load_spec, restrict_datasets
 from harness.store import Store, atomic_write_json
 
 
@@ -74,6 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="add seeds in rounds to rows whose delta CI half-width is above W points")
     p.add_argument("--max-seeds", type=int, default=None, metavar="N",
                    help="the cap on seeds per row for --until-ci (required with it)")
+    p.add_argument("--mlflow", default=None, metavar="URI",
+                   help="also log every cell's training curves to this MLflow tracking URI, one run per cell "
+                        f"(needs mlflow; default: ${MLFLOW_ENV}); TensorBoard event files are written either way")
     add_results_flag(p)
     p.set_defaults(func=run)
 
@@ -103,6 +107,8 @@ def _check_set_values(extra: dict) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     t0 = time.time()
+    check_mlflow(args.mlflow)
+    check_mlflow(env(MLFLOW_ENV), f"${MLFLOW_ENV}")
     spec = restrict_datasets(load_spec(args.table), args.datasets)
     cfg = ExecutorConfig.from_profile(args.profile, name=args.executor, device=args.device,
                                       max_parallel=args.max_parallel,
@@ -128,7 +134,8 @@ def _run(args: argparse.Namespace) -> int:
     n_unique = len(cells) - len(stages)
     data_note = "SYNTHETIC stand-in data" if source.synthetic else f"data root {source.root}"
     stage_note = f" + {len(stages)} pre-training stage(s) ({', '.join(c.stage for c in stages)})" if stages else ""
-    print(f"{spec.id}: {len(spec.rows)} rows x {len(spec.datasets)} datasets x {args.seeds or spec.seeds} seeds "
+    left_out = f" (left out: {', '.join(c.key for c in spec.left_out)})" if spec.left_out else ""
+    print(f"{spec.id}: {len(spec.rows)} rows x {len(spec.datasets)} datasets{left_out} x {args.seeds or spec.seeds} seeds "
           f"= {n_unique} cells{stage_note} at scale {args.scale!r} on {data_note}; executor {cfg.name} "
           f"({cfg.parallel()} parallel x {cfg.cell_threads()} threads, device {cfg.device})", file=sys.stderr)
     if args.dry_run:
@@ -143,12 +150,14 @@ def _run(args: argparse.Namespace) -> int:
     store.check_writable()  # a read-only or full store: one clear error before anything trains
     if cfg.detach and cfg.name != "slurm":
         return _detach_local(args)
-    store.record_invocation(spec.id, overrides=extra, seeds=args.seeds, scale=args.scale, argv=args.argv)
+    store.record_invocation(spec.id, overrides=extra, seeds=args.seeds, scale=args.scale, argv=args.argv,
+                           datasets=dataset_keys(args.datasets))
     args.planned_ids = [c.id for c in cells]
-    summary = run_cells(cells, store, cfg)
-    failed = len(summary.failed)
-    if args.until_ci is not None:
-        failed += _budget_rounds(args, spec, planned, store, cfg, source, weights)
+    with mlflow_for_workers(args.mlflow):  # the workers read it from their environment
+        summary = run_cells(cells, store, cfg)
+        failed = len(summary.failed)
+        if args.until_ci is not None:
+            failed += _budget_rounds(args, spec, planned, store, cfg, source, weights)
     print(f"{spec.id}: {summary.line()} (total {time.time() - t0:.1f}s)", file=sys.stderr)
     if failed or summary.skipped_failed:
         print("failure ledger: python -m harness status --table " + spec.id, file=sys.stderr)

@@ -243,6 +243,25 @@ def started_from(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def tracking_links(frame: pd.DataFrame) -> dict[str, Any] | None:
+    """The TensorBoard event folders of a table's cells (``tensorboard`` column of the frame): one
+    entry per cell (row, dataset, seed, cell id, status, folder and its ``file://`` link) and the
+    ``--logdir`` that shows them all; None when no cell wrote events (or the frame predates them).
+
+    The folders stay in the results store, so the links work on the machine that holds it.
+    """
+    if "tensorboard" not in frame:
+        return None
+    run = frame[frame["tensorboard"].map(lambda v: isinstance(v, str) and bool(v))]
+    if run.empty:
+        return None
+    cells = [{"row": r["row"], "dataset": r.get("dataset_label", r["dataset"]), "seed": int(r["seed"]),
+              "cell": r.get("cell_id") or "", "status": r["status"], "folder": r["tensorboard"],
+              "href": Path(r["tensorboard"]).as_uri()}
+             for _, r in run.drop_duplicates("tensorboard").iterrows()]
+    return {"logdir": os.path.commonpath([c["folder"] for c in cells]), "cells": cells}
+
+
 def methods_notes() -> list[dict[str, str]]:
     """The paper-vs-code choices, from ``report_templates/methods_notes.yaml``."""
     return yaml.safe_load((TEMPLATES_DIR / "methods_notes.yaml").read_text())["notes"]
@@ -524,7 +543,7 @@ def build_report(
             "id": spec.id, "caption": spec.caption, "source": spec.source, "reading": spec.reading,
             "method": spec.method, "base": spec.base, "scale_set": spec.scale_set, "baseline": spec.baseline,
             "seeds": spec.seeds,
-            "datasets": spec.datasets, "excluded": spec.excluded,
+            "datasets": spec.datasets, "excluded": spec.excluded, "left_out": spec.left_out,
             "n_rows": len(spec.rows), "n_ran": int(ran["row"].nunique()) if len(ran) else 0,
             "synthetic": spec.id in synthetic_tables,
             "table_html": Markup(table_html),
@@ -537,6 +556,8 @@ def build_report(
             "failed_html": _html(ledger(frame[frame["table_id"] == spec.id], "failed")),
             "stale_html": _html(ledger(frame[frame["table_id"] == spec.id], "stale")),
             "started_html": _html(started_from(frame[frame["table_id"] == spec.id])),
+            # a published site is read elsewhere: links into this machine's results store would be dead there
+            "tracking": None if published else tracking_links(frame[frame["table_id"] == spec.id]),
             "files": {f: f"tables/{spec.id}.{f}" for f in ("md", "tex", "html")},
             "summary_rows": summ.to_dict("records") if len(summ) else [],
         }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,8 @@ from harness.run.codeversion import code_version
 from harness.data.align import describe_alignment
 from harness.errors import UserError
 from harness.run.plan import declared_model
-from harness.specs import TableSpec, load_spec
+from harness.run.tracking import events_dir, has_events
+from harness.specs import TableSpec, load_spec, restrict_datasets
 from harness.store import Store
 from methods.interface import recipe_summary
 
@@ -124,7 +125,14 @@ def _metric_columns(rec: dict[str, Any], store: Store) -> dict[str, Any]:
         "data_note": describe_data(rec["data"].get("split_info", {})),
         "recipe": recipe_summary(rec["recipe"]) if rec.get("recipe") else None,
         "selection": m.get("selection"),
+        "tensorboard": tensorboard_dir(store, rec["cell_id"]),
     }
+
+
+def tensorboard_dir(store: Store, cell_id: str) -> str | None:
+    """The absolute folder of a cell's TensorBoard event files, or None when it wrote none."""
+    folder = events_dir(store, cell_id)
+    return str(folder.resolve()) if has_events(folder) else None
 
 
 def describe_data(split_info: dict[str, Any]) -> str | None:
@@ -164,7 +172,8 @@ def _empty_metrics() -> dict[str, Any]:
             "git_dirty": None, "cpu": None, "gpu": None, "threads": None, "device_name": None, "amp": None,
             "history": None, "torch_version": None,
             "packages": None, "dataset_fingerprint": None, "hostname": None, "started_from": None,
-            "stand_in": False, "alignment": None, "data_note": None, "recipe": None, "selection": None}
+            "stand_in": False, "alignment": None, "data_note": None, "recipe": None, "selection": None,
+            "tensorboard": None}
 
 
 def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, extra: dict[str, Any] | None = None,
@@ -224,7 +233,8 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, ext
                     if fail is not None:
                         rows.append({**entry, **_empty_metrics(), "status": "failed", "stale": False, "failed": True,
                                      "error": f"{fail['error_type']}: {fail['message']}",
-                                     "attempts": fail["attempts"], "log_path": fail.get("log_path")})
+                                     "attempts": fail["attempts"], "log_path": fail.get("log_path"),
+                                     "tensorboard": tensorboard_dir(store, planned["id"])})  # up to the failure
                     elif old:
                         stale = max(old, key=lambda r: r["timing"].get("finished_at", 0))
                         rows.append({**entry, **_metric_columns(stale, store), "cell_id": stale["cell_id"],
@@ -257,26 +267,51 @@ def collect_planned(spec: TableSpec, planned: list, store: Store) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+class RunConfig(NamedTuple):
+    """Which run of a table to show: a ``reproduce`` run's ``--set`` overrides, ``--seeds`` and
+    ``--datasets`` columns (None: the spec's seeds, every column)."""
+
+    extra: dict[str, Any]
+    seeds: int | None = None
+    datasets: tuple[str, ...] | None = None
+
+
+def run_spec(table_id: str, config: RunConfig | None = None) -> TableSpec | None:
+    """The spec of ``table_id`` with the run's columns only; None when it has none of them."""
+    spec = load_spec(table_id)
+    if config is None or config.datasets is None:
+        return spec
+    spec = restrict_datasets(spec, config.datasets, strict=False)
+    return spec if spec.datasets else None
+
+
 def collect_tables(table_ids: list[str], results_dir: Path | str, *, scale: str | None = None,
-                   configs: dict[str, tuple[dict[str, Any], int | None]] | None = None) -> pd.DataFrame:
-    """The tidy frame of several tables, concatenated; ``configs`` maps a table to (extra, seeds)."""
+                   configs: dict[str, RunConfig] | None = None) -> pd.DataFrame:
+    """The tidy frame of several tables, concatenated; ``configs`` maps a table to its run (a
+    table with none of the run's columns contributes nothing)."""
     store = Store(results_dir, create=False)
     configs = configs or {}
-    frames = [collect_spec(load_spec(t), store, scale=scale, extra=configs.get(t, ({}, None))[0],
-                           seeds=configs.get(t, ({}, None))[1]) for t in table_ids]
+    frames = []
+    for t in table_ids:
+        cfg = configs.get(t, RunConfig({}))
+        spec = run_spec(t, cfg)
+        if spec is not None:
+            frames.append(collect_spec(spec, store, scale=scale, extra=cfg.extra, seeds=cfg.seeds))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def tables_with_results(results_dir: Path | str,
-                        configs: dict[str, tuple[dict[str, Any], int | None]] | None = None) -> list[str]:
-    """Ids of the specs that have at least one ok or failed cell in the store."""
+def tables_with_results(results_dir: Path | str, configs: dict[str, RunConfig] | None = None) -> list[str]:
+    """Ids of the specs that have at least one ok or failed cell (in the run's columns) in the store."""
     from harness.specs import list_specs
 
     out = []
     configs = configs or {}
     for t in list_specs():
-        extra, seeds = configs.get(t, ({}, None))
-        df = collect_spec(load_spec(t), Store(results_dir, create=False), extra=extra, seeds=seeds)
+        cfg = configs.get(t, RunConfig({}))
+        spec = run_spec(t, cfg)
+        if spec is None:
+            continue
+        df = collect_spec(spec, Store(results_dir, create=False), extra=cfg.extra, seeds=cfg.seeds)
         if (df["status"].isin(["ok", "failed", "stale"])).any():
             out.append(t)
     return out

@@ -201,11 +201,11 @@ def check_results(results: Path) -> Path:
 
 def _collect(results: Path, tables: list[str] | None, scale: str | None,
              configs: dict | None) -> tuple[pd.DataFrame, list]:
-    from harness.report.collect import collect_tables, one_scale
-    from harness.specs import list_specs, load_spec
+    from harness.report.collect import collect_tables, one_scale, run_spec
+    from harness.specs import list_specs
 
     check_results(results)
-    specs = [load_spec(t) for t in (tables or list_specs())]
+    specs = [s for t in (tables or list_specs()) if (s := run_spec(t, (configs or {}).get(t))) is not None]
     frame = collect_tables([s.id for s in specs], results, scale=scale, configs=configs)
     return one_scale(frame, scale), specs
 
@@ -301,7 +301,7 @@ def publish(out: Path, results: Path, *, tables: list[str] | None = None, scale:
             repo: Path | None = None, command: str = "", configs: dict | None = None) -> Published:
     """Collect, build the site into ``out``, then optionally archive it and commit it to ``git_branch``.
 
-    ``configs`` maps a table to the run configuration to show, ``(extra overrides, seeds)``
+    ``configs`` maps a table to the run configuration to show (a ``RunConfig``: overrides, seeds, columns)
     (:func:`harness.commands.common.run_configs`: by default what its last ``reproduce`` ran).
     """
     from harness.report.benchmarks import load_benchmark_json

@@ -152,7 +152,7 @@ def test_cli_publish_archive_and_branch(inputs, repo, tmp_path, capsys, monkeypa
     record = json.loads((out / "site.json").read_text())
     assert record["command"].startswith("python -m harness publish --out ") and "--archive" in record["command"]
     assert record["tables"] == ["apvit_tab13"]
-    assert seen["configs"] == {"apvit_tab13": ({"train.epochs": 1}, None)}  # the run configuration shown
+    assert seen["configs"] == {"apvit_tab13": ({"train.epochs": 1}, None, None)}  # the run configuration shown
     assert main(["publish", "--out", str(out), "--results", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
