@@ -12,8 +12,8 @@ import sys
 
 from harness.errors import UserError
 
-COMMANDS = ("tables", "models", "keys", "reproduce", "status", "collect", "report", "publish", "flops", "latency", "throughput", "data",
-            "eval")
+COMMANDS = ("tables", "models", "keys", "show", "reproduce", "status", "collect", "report", "publish", "flops", "latency",
+            "throughput", "data", "eval", "predict")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

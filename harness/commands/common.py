@@ -72,10 +72,10 @@ def run_configs(results: str | os.PathLike, tables: list[str], args: argparse.Na
     datasets = checked_datasets(tables, getattr(args, "datasets", None))
     if explicit or getattr(args, "spec_only", False):
         return {t: RunConfig(explicit, seeds, datasets) for t in tables}
-    store = Store(results, create=False)
+    store = Store(results, create=False) if Path(results).is_dir() else None  # no store: nothing recorded
     out = {}
     for t in tables:
-        inv = store.invocation(t) or {}
+        inv = (store.invocation(t) if store is not None else None) or {}
         recorded = inv.get("datasets")
         out[t] = RunConfig(inv.get("set", {}), seeds or inv.get("seeds"),
                            datasets or (tuple(recorded) if recorded else None))
@@ -97,10 +97,8 @@ def checked_datasets(tables: list[str], text: str | None) -> tuple[str, ...] | N
     return keys
 
 
-def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...], *, force: bool) -> "Path":
+def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...], *, force: bool) -> Path:
     """An output file that can be written: a known suffix, not a folder, not overwritten without ``force``."""
-    from pathlib import Path
-
 
     out = Path(path)
     if out.is_dir():
@@ -113,10 +111,8 @@ def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...], *, for
     return out
 
 
-def check_output_dir(path: str | os.PathLike) -> "Path":
+def check_output_dir(path: str | os.PathLike) -> Path:
     """An output folder that exists as a folder or can be created."""
-    from pathlib import Path
-
 
     out = Path(path)
     if out.exists() and not out.is_dir():
