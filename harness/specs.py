@@ -239,14 +239,22 @@ class TableSpec(_Strict):
                                            **(row.per_dataset.get(column.key, {}) if column else {})}
 
 
+def tables_dirs() -> list[Path]:
+    """The folders holding table specs, searched in order: ``$FERBENCH_TABLES`` (one folder, or
+    several joined with ``os.pathsep``, e.g. a plugin's tables and the repository's) overrides
+    the repository's ``tables/``."""
+    value = env("FERBENCH_TABLES")
+    return [Path(p) for p in dict.fromkeys(value.split(os.pathsep)) if p] if value else [TABLES_DIR]
+
+
 def tables_dir() -> Path:
-    """The directory holding table specs (``$FERBENCH_TABLES`` overrides the repository's)."""
-    return Path(env("FERBENCH_TABLES") or TABLES_DIR)
+    """The first folder of :func:`tables_dirs` (where the comparison spec and stages are looked for first)."""
+    return tables_dirs()[0]
 
 
 def list_specs(directory: Path | None = None) -> list[str]:
-    """The ids of every table spec, sorted."""
-    return sorted(p.stem for p in (directory or tables_dir()).glob("*.yaml"))
+    """The ids of every table spec (in ``directory``, else in every tables folder), sorted."""
+    return sorted({p.stem for d in ([directory] if directory else tables_dirs()) for p in d.glob("*.yaml")})
 
 
 def _format_label(template: str, setting: dict[str, Any], where: str) -> str:
@@ -583,17 +591,19 @@ def load_spec(table_id: str, directory: Path | None = None) -> TableSpec:
 
     A table id names a spec in the tables folder, never a path.
     """
-    directory = directory or tables_dir()
+    dirs = [directory] if directory else tables_dirs()
+    where = " or ".join(map(str, dirs))
     if not TABLE_ID.fullmatch(table_id) or table_id.endswith(".yaml"):
-        raise UserError(f"table id {table_id!r} is not an id: ids name the specs in {directory} "
+        raise UserError(f"table id {table_id!r} is not an id: ids name the specs in {where} "
                         f"(letters, digits, '_', '-', '.'; no path, no .yaml); known tables: "
                         f"{', '.join(list_specs(directory))}")
-    path = directory / f"{table_id}.yaml"
-    if not path.is_file():
+    path = next((d / f"{table_id}.yaml" for d in dirs if (d / f"{table_id}.yaml").is_file()), None)
+    if path is None:
         known = list_specs(directory)
         near = difflib.get_close_matches(table_id, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(near)}?" if near else ""
-        raise UserError(f"unknown table {table_id!r} (no {path}).{hint} Known tables: {', '.join(known)}")
+        raise UserError(f"unknown table {table_id!r} (no {table_id}.yaml in {where}).{hint} "
+                        f"Known tables: {', '.join(known)}")
     data, node = read_yaml(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: a table spec must be a YAML mapping")

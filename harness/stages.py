@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UserError
-from harness.specs import TABLES_DIR, load_yaml, tables_dir
+from harness.specs import TABLES_DIR, load_yaml, tables_dirs
 
 
 STAGE_ID = re.compile(r"[A-Za-z0-9_]+")  # a stage id is a file name in a stages folder, never a path
@@ -51,8 +51,8 @@ class StageSpec(BaseModel):
 
 
 def stages_dirs() -> list[Path]:
-    """Where stages are declared: ``<tables>/stages`` (``$FERBENCH_TABLES``), then the repository's."""
-    return list(dict.fromkeys([tables_dir() / "stages", TABLES_DIR / "stages"]))
+    """Where stages are declared: each tables folder's ``stages/`` (``$FERBENCH_TABLES``), then the repository's."""
+    return list(dict.fromkeys([*(d / "stages" for d in tables_dirs()), TABLES_DIR / "stages"]))
 
 
 def list_stages() -> list[str]:

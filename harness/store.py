@@ -7,6 +7,7 @@ Layout under the results directory (``results/`` by default, ``$FERBENCH_RESULTS
     cells/<cell id>/record.json       the result: metrics, costs, provenance (atomic, last written)
     cells/<cell id>/predictions.npz   per-sample test labels, predictions and logits
     cells/<cell id>/<key>.pt          what a pre-training stage hands on (``weights.ir50.pt``, ...)
+    cells/<cell id>/model.pt          the model's selected weights (best validation epoch): ``predict``
     cells/<cell id>/checkpoint.pt     per-epoch training state, removed once the record exists
     cells/<cell id>/checkpoint.prev.pt  the epoch before it (a fallback if the last one is corrupt)
     cells/<cell id>/claim.json        who is computing the cell now (created with O_EXCL): the
@@ -65,6 +66,7 @@ RECORD_SCHEMA = {"schema": int, "cell_id": str, "cell": CELL_SCHEMA,
 FAILURE_SCHEMA = {"cell_id": str, "error_type": str, "message": str, "attempts": int, "time": _NUM}
 CLAIM_SCHEMA = {"pid": int, "host": str}
 PROGRESS_SCHEMA = {"epoch": int, "epochs": int, "pid": int}
+MODEL_WEIGHTS = "model.pt"  # a cell's selected weights, a state dict
 INVOCATION_SCHEMA = {"table": str, "set": dict, "seeds": (int, type(None)), "scale": str}
 
 
@@ -292,9 +294,12 @@ class Store:
                                lambda c: None if c["id"] == cell_id else f"its id {c['id']!r} is not its folder's")
 
     def write_result(self, cell_id: str, record: dict[str, Any], arrays: dict[str, np.ndarray],
-                     artifacts: dict[str, bytes] | None = None) -> None:
-        """Write predictions and artifacts (a stage's weights), then the record that points at
-        them, with their checksums; the record lands last."""
+                     artifacts: dict[str, bytes] | None = None, weights: bytes | None = None) -> None:
+        """Write predictions, artifacts (a stage's weights) and the model's selected weights, then
+        the record that points at them, with their checksums; the record lands last.
+
+        The weights (``model.pt``) are checked by their reader (``predict``), not on every read of
+        the record: a paper-scale model is hundreds of MB, and status and collect read every record."""
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         blob = buf.getvalue()
@@ -304,6 +309,9 @@ class Store:
         for key, data in (artifacts or {}).items():
             atomic_write_bytes(d / f"{key}.pt", data)
             files[key] = {"file": f"{key}.pt", "sha256": hashlib.sha256(data).hexdigest()}
+        if weights is not None:
+            atomic_write_bytes(d / MODEL_WEIGHTS, weights)
+            record = {**record, "weights_file": {"file": MODEL_WEIGHTS, "sha256": hashlib.sha256(weights).hexdigest()}}
         finish = _event("finish")
         history = [*self.history(cell_id), finish]
         record = {**record, "schema": SCHEMA_VERSION, "cell_id": cell_id, "artifacts": files,

@@ -243,8 +243,9 @@ def model_presets(model_name: str) -> tuple[str, ...]:
 
 def describe_overrides(model_name: str, preset: str) -> dict[str, dict[str, Any]]:
     """Every override key ``model_name`` takes at ``preset``: ``{key: {"allowed", "doc", "default"}}``,
-    from the family's own ``describe_overrides`` (its validation, not a hand-kept list)."""
-    return model_family(model_name).describe_overrides(model_name, preset)
+    from the family's own ``describe_overrides`` (its validation, not a hand-kept list; none: no keys)."""
+    describe = getattr(model_family(model_name), "describe_overrides", None)
+    return describe(model_name, preset) if describe is not None else {}  # a family without override keys
 
 
 def recipe_fields(recipe: Recipe) -> dict[str, dict[str, Any]]:

@@ -20,13 +20,14 @@ def families() -> dict[str, dict[str, Any]]:
     """``{family: {"paper": first docstring line, "models": [...], "presets": [...]}}`` from timm's registry."""
     import timm
 
-    import methods  # noqa: F401  (registers every family)
-    from methods import _FAMILIES
+    from methods import FAMILIES  # importing it registers every family, plugins included
     from methods.interface import model_family, model_presets
 
     out = {}
-    for name in _FAMILIES:
-        models = timm.list_models(module=name)
+    for name, module_name in FAMILIES.items():
+        models = [m for m in timm.list_models() if timm.models.model_entrypoint(m).__module__ == module_name]
+        if not models:
+            continue  # a family module that registers nothing (yet)
         module = model_family(models[0])
         presets = model_presets(models[0])
         out[name] = {"paper": (module.__doc__ or "").strip().splitlines()[0], "models": models,

@@ -11,8 +11,9 @@ The model is either a stored cell::
 
     --checkpoint FILE --model NAME [--preset tiny|paper] [--set KEY=VALUE ...]
 
-A cell is loaded from the selected weights its record keeps (the ``weights.model`` artifact);
-a record without them cannot be predicted from. A checkpoint is a state dict of the whole model
+A cell is loaded from the selected weights the store keeps beside its record (``model.pt``, the
+best validation epoch's, checked against the record's checksum); a record without them cannot be
+predicted from. A checkpoint is a state dict of the whole model
 (``torch.save(model.state_dict())``, or a dict holding one under ``model`` or ``state_dict``),
 loaded strictly: any missing or unexpected key, or a shape that differs, is refused and listed.
 Its class count is read from the checkpoint's classifier, so a 7-class and an 8-class model of
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     from harness.data.align import Face
     from harness.store import Store
 
-CELL_WEIGHTS = "weights.model"  # the record artifact that holds a cell's selected weights (a state dict)
 ALIGN_SIZE = 112  # the side ``data align`` and ``data.align`` use when no size is given
 LISTED = 6  # keys named per kind in a checkpoint mismatch message
 
@@ -264,6 +264,7 @@ def cell_predictor(store: Store, cell_id: str) -> Predictor:
     from harness.run.cells import Cell, is_weights_key
     from harness.run.codeversion import code_version
     from harness.run.overrides import build_model
+    from harness.store import MODEL_WEIGHTS, file_sha256
 
     rec = store.record(cell_id)
     if rec is None:
@@ -272,10 +273,13 @@ def cell_predictor(store: Store, cell_id: str) -> Predictor:
                             "(`python -m harness collect` lists the cells of a table)")
         raise UserError(f"cell {cell_id} has no result in {store.root} yet (see `python -m harness status`)")
     cell = Cell.from_dict(rec["cell"])
-    weights = rec.get("artifacts", {}).get(CELL_WEIGHTS)
+    weights = rec.get("weights_file")
     if weights is None:
-        raise UserError(f"cell {cell_id}'s record keeps no weights (no {CELL_WEIGHTS} artifact): the runner that "
+        raise UserError(f"cell {cell_id}'s record keeps no weights (no {MODEL_WEIGHTS}): the runner that "
                         "wrote it kept test predictions only; a cell trained again keeps them")
+    if file_sha256(store.cell_dir(cell_id) / weights["file"]) != weights["sha256"]:
+        raise UserError(f"cell {cell_id}: {store.cell_dir(cell_id) / weights['file']} is missing or does not match "
+                        "the checksum its record holds")
     if cell.code_version != code_version(cell.method):
         print(f"note: cell {cell_id} was trained by other code than this checkout's; its weights are loaded into "
               "today's model", file=sys.stderr)

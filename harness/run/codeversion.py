@@ -19,10 +19,20 @@ So a comment, a docstring, a reformat, a moved or renamed file keeps every store
 while any change to a statement of the training path (a constant, an operator, a default) makes
 the results of the methods whose path holds it stale. A module-level ``__file__``-relative path
 would tie meaning to location: the training path has none.
+
+A method plugin's family (an installed package announced in ``methods.PLUGIN_GROUP``) is on the
+path with its own package's modules, read from where the package is installed.
+
+Run tracking (:mod:`harness.run.tracking`) observes training and never changes it, so it is not
+on the path: its module is not followed, and a statement that only talks to the tracker is
+dropped, namely an assignment to the name ``track`` and an expression statement calling a method
+of ``track`` (``track.epoch(...)``). Adding, moving or removing tracking keeps every result valid;
+the name ``track`` is reserved for the tracker on the training path.
 """
 from __future__ import annotations
 
 import ast
+import importlib.util
 import hashlib
 from functools import lru_cache
 from pathlib import Path
@@ -30,14 +40,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER_MODULE = "harness.run.train.runner"
 PROJECT_PACKAGES = ("harness", "methods")
+OBSERVERS = ("harness.run.tracking",)  # modules that watch training without changing it
+TRACKER = "track"  # the name the training path gives its tracker
 
 
-def module_file(name: str, root: Path) -> Path | None:
-    """The file of module ``name`` (``a.b`` -> ``a/b.py`` or ``a/b/__init__.py``) under ``root``."""
-    base = root.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
+def module_file(name: str, root: Path | tuple[Path, ...]) -> Path | None:
+    """The file of module ``name`` (``a.b`` -> ``a/b.py`` or ``a/b/__init__.py``) under ``root``
+    (or the first of several roots that has it)."""
+    for r in (root,) if isinstance(root, Path) else root:
+        base = r.joinpath(*name.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
     return None
 
 
@@ -69,7 +83,8 @@ def _is_project(name: str, packages: tuple[str, ...]) -> bool:
 
 
 class _Normalise(ast.NodeTransformer):
-    """Drop docstrings and imports of project modules from a module's syntax tree."""
+    """Drop docstrings, imports of project modules and statements on the tracker from a module's
+    syntax tree."""
 
     def __init__(self, module: str, is_package: bool, packages: tuple[str, ...]) -> None:
         self.module, self.is_package, self.packages = module, is_package, packages
@@ -89,6 +104,17 @@ class _Normalise(ast.NodeTransformer):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.ImportFrom | None:
         return None if _is_project(_resolve(node, self.module, self.is_package), self.packages) else node
 
+    def visit_Assign(self, node: ast.Assign) -> ast.Assign | None:
+        targets = node.targets
+        return None if len(targets) == 1 and isinstance(targets[0], ast.Name) and targets[0].id == TRACKER \
+            else self.generic_visit(node)
+
+    def visit_Expr(self, node: ast.Expr) -> ast.Expr | None:
+        call = node.value
+        on_tracker = isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+            and isinstance(call.func.value, ast.Name) and call.func.value.id == TRACKER
+        return None if on_tracker else self.generic_visit(node)
+
 
 def normalised_statements(source: str, module: str = "", is_package: bool = False,
                           packages: tuple[str, ...] = PROJECT_PACKAGES) -> tuple[list[str], set[str]]:
@@ -107,7 +133,7 @@ def normalised_statements(source: str, module: str = "", is_package: bool = Fals
     return statements, imports
 
 
-def training_path(roots: tuple[str, ...], root: Path, packages: tuple[str, ...] = PROJECT_PACKAGES
+def training_path(roots: tuple[str, ...], root: Path | tuple[Path, ...], packages: tuple[str, ...] = PROJECT_PACKAGES
                   ) -> dict[str, Path]:
     """Module name -> file of every project module reached by imports from ``roots``, with the
     packages that contain them."""
@@ -115,7 +141,7 @@ def training_path(roots: tuple[str, ...], root: Path, packages: tuple[str, ...] 
     todo = list(roots)
     while todo:
         name = todo.pop()
-        if name in found or not _is_project(name, packages):
+        if name in found or not _is_project(name, packages) or name in OBSERVERS:
             continue
         path = module_file(name, root)
         if path is None:
@@ -127,7 +153,8 @@ def training_path(roots: tuple[str, ...], root: Path, packages: tuple[str, ...] 
     return found
 
 
-def source_version(roots: tuple[str, ...], root: Path = ROOT, packages: tuple[str, ...] = PROJECT_PACKAGES) -> str:
+def source_version(roots: tuple[str, ...], root: Path | tuple[Path, ...] = ROOT,
+                   packages: tuple[str, ...] = PROJECT_PACKAGES) -> str:
     """16 hex digits of the SHA-256 of the normalised training path reached from ``roots``."""
     statements: list[str] = []
     imports: set[str] = set()
@@ -154,4 +181,13 @@ def model_module(method: str) -> str:
 def code_version(method: str) -> str:
     """The code version of ``method``'s cells: :func:`source_version` of the runner and the
     method's module (see the module docstring for what keeps it and what changes it)."""
-    return source_version((RUNNER_MODULE, model_module(method)))
+    module = model_module(method)
+    package = module.split(".")[0]
+    if package in PROJECT_PACKAGES:
+        return source_version((RUNNER_MODULE, module))
+    # A plugin family (methods.PLUGIN_GROUP): its own package is on the path too, read where it is installed.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"model {method!r}: its family {module} is not in an importable package")
+    installed = Path(next(iter(spec.submodule_search_locations))).parent
+    return source_version((RUNNER_MODULE, module), (ROOT, installed), (*PROJECT_PACKAGES, package))

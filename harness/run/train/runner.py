@@ -44,6 +44,7 @@ from timm.loss import SoftTargetCrossEntropy
 
 from harness.errors import UserError
 from harness.run.cells import Cell
+from harness.run import tracking
 from harness.run.devices import amp_dtype, device_name, resolve_device
 from harness.run.overrides import apply_train_overrides, build_model
 from harness.store import Store
@@ -374,6 +375,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         state = ck["state"]
         state["resumed_from_epoch"] = state["epoch"]
     setup_s = time.time() - t_start
+    # Observation only: statements on `track` are not part of the code version (harness.run.codeversion).
+    track = tracking.open_run(cell, store, first_epoch=state["epoch"])
 
     epochs, total_steps = training_length(recipe, steps_per_epoch)
     last_loss = float("nan")
@@ -420,6 +423,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
                 sums[k] = sums.get(k, 0.0) + v
             if state["step"] >= total_steps:
                 break  # recipe.iterations reached inside the last epoch
+        track.throughput(epoch, images=n_steps * recipe.batch_size, seconds=time.time() - t0)
         epoch_losses = {k: v / max(n_steps, 1) for k, v in sums.items()}
         last_loss = sum(epoch_losses.values()) if epoch_losses else float("nan")
         set_progress(model, 1.0)  # validate what will be tested: a keep schedule's final k and r
@@ -433,6 +437,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
                                  "val_accuracy": val_acc,
                                  "test_accuracy": None if cell.stage else
                                  epoch_test_accuracy(model, test_split, eval_tf, recipe.batch_size * 2, **where)})
+        track.epoch(epoch, state["history"][-1], stepper.opts)
         state["epoch"] = epoch + 1
         _save_checkpoint(store, cell.id, model, stepper, state)
 
@@ -471,7 +476,9 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
     record["timing"].update(wall_s=time.time() - t_start, finished_at=time.time())
     store.write_result(cell.id, record, {"y_true": y_true.astype(np.int16), "y_pred": y_pred.astype(np.int16),
                                          "logits": logits.astype(np.float32)},
-                       artifacts={k: _tensor_bytes(v) for k, v in get_exports(model).items()})
+                       artifacts={k: _tensor_bytes(v) for k, v in get_exports(model).items()},
+                       weights=_tensor_bytes(state["best_state"]))
+    track.finish(record)
     return record
 
 

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from harness.cli import main
-from harness.commands.predict import CELL_WEIGHTS
 from harness.data.labels import CANONICAL_CLASSES
 from harness.store import Store
 from tests.harness.conftest import write_spec
@@ -82,8 +81,7 @@ def test_a_stored_cell_predicts_its_own_test_images_at_its_recorded_accuracy(har
     store = Store(harness_env["results"])
     (cid,) = store.cell_ids()
     rec = store.record(cid)
-    if CELL_WEIGHTS not in rec["artifacts"]:
-        pytest.xfail(f"the runner does not keep a cell's selected weights ({CELL_WEIGHTS} artifact) yet")
+    assert rec["weights_file"]["file"] == "model.pt"
     cell = rec["cell"]
     data = load_dataset(cell["dataset"], cell["data_root"], protocol=cell["protocol"],
                         decode_size=rec["recipe"]["img_size"])

@@ -112,3 +112,16 @@ def test_splitting_a_file_keeps_the_version(tree):
     (layers / "pooling.py").write_text(text[:cut] + "\nfrom methods.layers.pooling_more import *  # noqa\n")
     assert "methods.layers.pooling_more" in training_path((RUNNER_MODULE, "methods.apvit"), tree)
     assert _version(tree) == before
+
+
+def test_run_tracking_is_not_part_of_the_version(tree):
+    before = _version(tree)
+    runner = module_file(RUNNER_MODULE, tree)
+    text = runner.read_text()
+    untracked = re.sub(r"^\s*(track[.= ].*|from harness\.run import tracking)\n", "", text, flags=re.M)
+    assert untracked.count("\n") < text.count("\n") - 3  # the runner opens, feeds and finishes a tracker
+    runner.write_text(untracked)
+    (tree / "harness" / "run" / "tracking.py").write_text("LOGGED = 'anything else'\n")  # never followed
+    assert _version(tree) == before
+    runner.write_text(untracked + "\ntracked = 0\n")  # only the name `track` is the tracker's
+    assert _version(tree) != before
