@@ -55,12 +55,47 @@ class Source(_Strict):
     file: str
 
 
+class EvalTarget(_Strict):
+    """A test set that a column's trained models are also evaluated on, without retraining.
+
+    Written as a dataset key (``ferplus``; a key that names a column of the table takes that
+    column's loader, protocol and label) or as a mapping like a column's: ``key`` (the folder under
+    the data root), ``dataset`` (the loader, when it differs from ``key``), ``protocol``, ``label``.
+    """
+
+    key: str
+    label: str | None = None
+    dataset: str | None = None
+    protocol: str | None = None
+
+    @property
+    def loader(self) -> str:
+        """The dataset loader this target reads."""
+        return self.dataset or self.key
+
+
+def _targets(value: Any) -> Any:
+    """``eval_on`` entries as mappings: a bare string is a key."""
+    if isinstance(value, list):
+        return [{"key": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _unique_targets(value: list[EvalTarget] | None) -> list[EvalTarget] | None:
+    keys = [t.key for t in value or []]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"eval_on names {dup} twice: one target is evaluated once")
+    return value
+
+
 class DatasetColumn(_Strict):
     """A column: a dataset, its protocol, and overrides for every cell in it (a per-dataset recipe).
 
     ``key`` names the column and its folder under the data root (the loader's folder when there is
     none of that name); ``dataset`` names the loader when it differs from ``key``, so one dataset
-    can be two columns (``set: {data.align: mtcnn}``, or another ``protocol``).
+    can be two columns (``set: {data.align: mtcnn}``, or another ``protocol``). ``eval_on`` lists
+    other test sets the column's models are evaluated on (None: the table's ``eval_on``).
     """
 
     key: str
@@ -68,6 +103,10 @@ class DatasetColumn(_Strict):
     dataset: str | None = None
     protocol: str | None = None
     set: dict[str, Any] = Field(default_factory=dict)
+    eval_on: list[EvalTarget] | None = None
+
+    eval_on_keys = field_validator("eval_on", mode="before")(_targets)
+    eval_on_unique = field_validator("eval_on")(_unique_targets)
 
     @property
     def loader(self) -> str:
@@ -88,6 +127,8 @@ class Row(_Strict):
     per_dataset: dict[str, dict[str, Any]] = Field(default_factory=dict)
     method: str | None = None
     paper: dict[str, PaperValue] = Field(default_factory=dict)
+    # Cross-dataset values: trained on a column (key) -> tested on an eval_on target (key) -> value.
+    paper_cross: dict[str, dict[str, PaperValue]] = Field(default_factory=dict)
     paper_extra: dict[str, Any] = Field(default_factory=dict)
     reference: bool = False
     note: str = ""
@@ -176,6 +217,7 @@ class RawSpec(_Strict):
     scale_set: dict[Literal["tiny", "paper"], dict[str, Any]] = Field(default_factory=dict)
     metric: Literal["accuracy", "mean_class_accuracy"] = "accuracy"
     datasets: list[DatasetColumn]
+    eval_on: list[EvalTarget] = Field(default_factory=list)  # every column's, unless it names its own
     seeds: int = Field(3, ge=1)
     baseline: str | None = None
     # Equivalence margin (points) for "reproduced": our mean within paper +- margin (TOST).
@@ -183,6 +225,9 @@ class RawSpec(_Strict):
     columns_extra: list[str] = Field(default_factory=list)
     figures: list[Figure] = Field(default_factory=list)
     rows: list[Row | RowEntry] = Field(min_length=1)
+
+    eval_on_keys = field_validator("eval_on", mode="before")(_targets)
+    eval_on_unique = field_validator("eval_on")(_unique_targets)
 
     @field_validator("datasets")
     @classmethod
@@ -208,6 +253,7 @@ class TableSpec(_Strict):
     scale_set: dict[str, dict[str, Any]]
     metric: str
     datasets: list[DatasetColumn]
+    eval_on: list[EvalTarget]
     seeds: int
     baseline: str | None
     margin: float
@@ -228,6 +274,17 @@ class TableSpec(_Strict):
     def paper_value(self, label: str, dataset: str) -> float | None:
         """The paper's value for a cell, or None when the paper does not report it."""
         v = self.row(label).paper.get(dataset, NOT_REPORTED)
+        return None if v == NOT_REPORTED else float(v)
+
+    def eval_targets(self, column: DatasetColumn) -> list[EvalTarget]:
+        """The test sets ``column``'s models are evaluated on besides its own (resolved: loader,
+        protocol and label filled in)."""
+        targets = self.eval_on if column.eval_on is None else column.eval_on
+        return [t for t in targets if t.key != column.key]
+
+    def paper_cross_value(self, label: str, trained: str, tested: str) -> float | None:
+        """The paper's value for a row trained on column ``trained`` and tested on ``tested``."""
+        v = self.row(label).paper_cross.get(trained, {}).get(tested, NOT_REPORTED)
         return None if v == NOT_REPORTED else float(v)
 
     def resolved(self, row: Row, column: DatasetColumn | None = None, scale: str | None = None
@@ -418,6 +475,34 @@ def _check_figures(raw: RawSpec, rows: list[Row], path: Path, node: yaml.Node | 
                                 f"keys the rows set: {', '.join(sorted(set_keys)) or 'none'}")
 
 
+def _resolve_targets(raw: RawSpec, rows: list[Row], path: Path) -> RawSpec:
+    """Fill in each ``eval_on`` target's loader, protocol and label (from the column of that key,
+    if any) and check that every ``paper_cross`` value names a column and one of its targets."""
+    columns = {c.key: c for c in raw.datasets}
+
+    def resolve(t: EvalTarget) -> EvalTarget:
+        col = columns.get(t.key)
+        return EvalTarget(key=t.key, label=t.label or (col.label if col else t.key),
+                          dataset=t.dataset or (col.loader if col else t.key),
+                          protocol=t.protocol if t.protocol is not None or t.dataset else (col.protocol if col else None))
+
+    datasets = [c if c.eval_on is None else c.model_copy(update={"eval_on": [resolve(t) for t in c.eval_on]})
+                for c in raw.datasets]
+    table = [resolve(t) for t in raw.eval_on]
+    for r in rows:
+        for trained, tested in r.paper_cross.items():
+            col = next((c for c in datasets if c.key == trained), None)
+            if col is None:
+                raise UserError(f"{path}: row {r.label!r}: paper_cross for {trained!r}, which is not a column; "
+                                f"the table's datasets are {list(columns)}")
+            targets = [t.key for t in (table if col.eval_on is None else col.eval_on) if t.key != trained]
+            unknown = sorted(set(tested) - set(targets))
+            if unknown:
+                raise UserError(f"{path}: row {r.label!r}: paper_cross {trained!r} -> {unknown}: not a test set the "
+                                f"column is evaluated on (its eval_on: {targets or 'none'})")
+    return raw.model_copy(update={"datasets": datasets, "eval_on": table})
+
+
 def parse_spec(data: dict, path: Path, node: yaml.Node | None = None) -> TableSpec:
     """Validate the shape of a spec's YAML data and expand generated rows.
 
@@ -457,6 +542,7 @@ def parse_spec(data: dict, path: Path, node: yaml.Node | None = None) -> TableSp
                 raise UserError(f"{path}: row {r.label!r}: per_dataset overrides for unknown dataset {ds!r}; "
                                 f"the table's datasets are {keys}")
     _check_figures(raw, rows, path, node)
+    raw = _resolve_targets(raw, rows, path)
     if raw.id != path.stem:
         raise UserError(f"{path}: id {raw.id!r} does not match the file name {path.stem!r}")
     return TableSpec(**{k: v for k, v in raw.__dict__.items() if k not in ("rows", "figures")}, rows=rows,

@@ -148,6 +148,7 @@ from methods.layers.vit import (SUPERVISED_RECIPES, HybridArch, SupervisedViT, V
 from methods.layers.keys import OverrideKey, check_path, choice, int_range, load_weight_files, validate
 from methods.layers.ir50 import IR50, LoadReport, ir50_cut, load_ir50_checkpoint, read_state_dict, strict_load
 from methods.layers.pooling import (
+    atp_keep_count,
     APP_CRITERIA,
     ATP_CRITERIA,
     LEARNED_APP_CRITERIA,
@@ -383,6 +384,42 @@ class APViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, 3, H, W] -> logits [B, num_classes]."""
         return self.forward_head(self.forward_features(x))
+
+    @torch.no_grad()
+    def kept_patches(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """Which patches survive each pruning step of one forward pass of x [B, 3, H, W] (the
+        report's pictures): ``[("APP", kept [B, grid] bool), ("block i", ...), ...]``, by their place
+        on the backbone's grid. The keep indices are recomputed from the scores the criterion
+        modules return in that pass, by the same top-k rule; their counts must match the token trace."""
+        seen: dict[Any, torch.Tensor] = {}
+        hooks = [self.app_criterion.register_forward_hook(lambda m, i, o: seen.__setitem__("app", o))]
+        for i, blk in enumerate(self.blocks):
+            if blk.prune:  # the attention's second output: the class token's attention logits
+                hooks.append(blk.attn.register_forward_hook(lambda m, i_, o, i=i: seen.__setitem__(i, o[1])))
+        try:
+            self(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        trace = self.token_trace
+        grid, B = trace["grid"], x.shape[0]
+        pos = torch.arange(grid, device=x.device).expand(B, grid)  # [B, n]: grid place of each patch token
+        if trace["app_active"] and trace["app_mode"] == "hard":
+            pos = pos.gather(1, topk_indices(seen["app"], trace["app_k"]))  # [B, k_eff]
+
+        def mask() -> torch.Tensor:
+            return torch.zeros(B, grid, dtype=torch.bool, device=x.device).scatter_(1, pos, True)  # [B, grid]
+
+        stages = [("APP", mask())]
+        for i in trace["atp_blocks"]:
+            scores = ATP_CRITERIA[self.blocks[i].criterion](seen[i])  # [B, n]
+            pos = pos.gather(1, topk_indices(scores, atp_keep_count(pos.shape[1] + 1, trace["atp_r"])))
+            after = trace["blocks"][i + 1] if i + 1 < len(trace["blocks"]) else trace["before_head"]
+            if pos.shape[1] + 1 != after:
+                raise RuntimeError(f"the token trace has {after} tokens leaving block {i}, the recomputed keep "
+                                   f"{pos.shape[1] + 1}")
+            stages.append((f"block {i}", mask()))
+        return stages
 
     def load_vit_checkpoint(self, path: str) -> LoadReport:
         """Load a timm ViT checkpoint (old ``vit_small`` key layout) strictly; see the module docstring."""

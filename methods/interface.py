@@ -23,6 +23,9 @@ and learns everything else it needs from two attributes the model carries:
   its own parameters only (a GAN's generator and discriminator step from one forward pass);
   each has its own lr schedule. Without any, one optimiser ``"main"`` owns every trainable
   parameter and minimises every term;
+* pictures for the report, optional: ``model.kept_patches(x)`` -- which patches survive each
+  token-pruning step (``[(stage, kept [B, grid] bool), ...]``); ``model.generate(x)`` -- named
+  images a generator makes of x (``{name: [B, 3, H, W]}``, in the input's normalised space);
 * layer-wise lr decay (``Recipe.layer_decay``) uses timm's ``param_groups_layer_decay``, i.e. the
   model's ``group_matcher`` (every timm ViT has one).
 
@@ -210,6 +213,18 @@ def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: n
             raise TypeError(f"{type(model).__name__}.training_step must return a non-empty dict of named losses")
         return terms
     return {"loss": loss_fn(model(x), y)}
+
+
+def kept_patches(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]] | None:
+    """The model's ``kept_patches(x)`` (which patches each pruning step keeps), or None without the hook."""
+    hook = getattr(model, "kept_patches", None)
+    return hook(x) if callable(hook) else None
+
+
+def generated_images(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """The model's ``generate(x)`` (named images its generator makes), or None without the hook."""
+    hook = getattr(model, "generate", None)
+    return hook(x) if callable(hook) else None
 
 
 def set_progress(model: nn.Module, progress: float) -> None:

@@ -358,6 +358,21 @@ class PFViT(nn.Module):
         z_e, _ = self.separate(z)
         return self.head(z_e[:, 0])
 
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generator's images of x [B, 3, H, W] in the input's normalised space (the report's
+        pictures): ``reconstructed``, and with a separator ``poker`` (from the residue z_r alone), as
+        :meth:`training_step` makes them but with every patch seen, as at test time."""
+        s = self.settings
+        z = self.encoder.forward_features(x)  # [B, 1 + N, D]
+        gen = (lambda t: self.generator.forward_masked(t, None)) if s["pfvit.generator"] == "mae" else self.generator
+        z_e, z_r = self.separate(z)
+        apart = z_r is not None and s["pfvit.generator"] == "cross" and s["pfvit.fusion"] == "separate"
+        out = {"reconstructed": self.generator(z_e, z_r) if apart else gen(z)}
+        if z_r is not None:
+            out["poker"] = gen(z_r)
+        return out
+
     # -- training ----------------------------------------------------------------------------
 
     def train(self, mode: bool = True) -> "PFViT":

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from harness.commands.common import add_results_flag, check_output_file, nonnegative_int, positive_int
 from harness.data.base import IMAGE_SUFFIXES
 from harness.errors import UserError
+from harness.run.cellmodel import load_strict, read_state_dict
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 ALIGN_SIZE = 112  # the side ``data align`` and ``data.align`` use when no size is given
-LISTED = 6  # keys named per kind in a checkpoint mismatch message
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -261,41 +261,17 @@ def table_cell_id(store: Store, table: str, row: str, dataset: str, seed: int, s
 
 def cell_predictor(store: Store, cell_id: str) -> Predictor:
     """The stored cell ``cell_id``'s model with its selected weights, and its test-time settings."""
-    from harness.run.cells import Cell, is_weights_key
-    from harness.run.codeversion import code_version
-    from harness.run.overrides import build_model
-    from harness.store import MODEL_WEIGHTS, file_sha256
+    from harness.run.cellmodel import load_cell_model
 
-    rec = store.record(cell_id)
-    if rec is None:
-        if store.cell(cell_id) is None:
-            raise UserError(f"unknown cell {cell_id!r}: {store.root} has no such cell "
-                            "(`python -m harness collect` lists the cells of a table)")
-        raise UserError(f"cell {cell_id} has no result in {store.root} yet (see `python -m harness status`)")
-    cell = Cell.from_dict(rec["cell"])
-    weights = rec.get("weights_file")
-    if weights is None:
-        raise UserError(f"cell {cell_id}'s record keeps no weights (no {MODEL_WEIGHTS}): the runner that "
-                        "wrote it kept test predictions only; a cell trained again keeps them")
-    if file_sha256(store.cell_dir(cell_id) / weights["file"]) != weights["sha256"]:
-        raise UserError(f"cell {cell_id}: {store.cell_dir(cell_id) / weights['file']} is missing or does not match "
-                        "the checksum its record holds")
-    if cell.code_version != code_version(cell.method):
-        print(f"note: cell {cell_id} was trained by other code than this checkout's; its weights are loaded into "
-              "today's model", file=sys.stderr)
+    loaded = load_cell_model(store, cell_id)
+    rec = loaded.record
     recipe = rec["recipe"]
-    names = list(rec["class_names"])
-    # Every starting point is replaced by the selected weights: build from nothing, then load them.
-    model_o = {k: (None if is_weights_key(k) else v) for k, v in cell.model.items()}
-    what = f"cell {cell_id} ({cell.method}, {cell.scale}, {cell.dataset})"
-    state = read_state_dict(store.cell_dir(cell_id) / weights["file"])
-    model = build_model(cell.method, cell.scale, {**model_o, "num_classes": len(names)})
-    load_strict(model, state, what)
     alignment = rec["data"].get("split_info", {}).get("alignment") or {}
-    return Predictor(model=model, class_names=names, img_size=recipe["img_size"], augment=recipe["augment"],
-                     mean=tuple(recipe["mean"]), std=tuple(recipe["std"]), amp=recipe.get("amp", "auto"),
-                     batch_size=recipe["batch_size"] * 2, align_size=alignment.get("size") or ALIGN_SIZE,
-                     aligned_as=alignment.get("method"), what=what)
+    return Predictor(model=loaded.model, class_names=list(rec["class_names"]), img_size=recipe["img_size"],
+                     augment=recipe["augment"], mean=tuple(recipe["mean"]), std=tuple(recipe["std"]),
+                     amp=recipe.get("amp", "auto"), batch_size=recipe["batch_size"] * 2,
+                     align_size=alignment.get("size") or ALIGN_SIZE, aligned_as=alignment.get("method"),
+                     what=loaded.what)
 
 
 def checkpoint_predictor(path: Path, model_name: str, preset: str, sets: list[str]) -> Predictor:
@@ -337,25 +313,6 @@ def checkpoint_predictor(path: Path, model_name: str, preset: str, sets: list[st
                      batch_size=recipe.batch_size * 2, align_size=ALIGN_SIZE, aligned_as=None, what=what)
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``path``: the file's mapping of tensors, or the one under ``model``/``state_dict``."""
-    import torch
-
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        # weights_only: tensors and plain containers only, so a planted file cannot run code
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"checkpoint {path} cannot be read: not a file torch.save wrote, or one holding more than "
-                        f"tensors and plain containers ({type(err).__name__})") from None
-    for candidate in (obj, *(obj.get(k) for k in ("model", "state_dict") if isinstance(obj, dict))):
-        if isinstance(candidate, dict) and candidate and all(torch.is_tensor(v) for v in candidate.values()):
-            return candidate
-    raise UserError(f"checkpoint {path} holds no state dict (a mapping of names to tensors, at the top or under "
-                    "'model' or 'state_dict')")
-
-
 def checkpoint_classes(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
     """The class count of ``state``: the model's own, unless every shape difference is the
     classifier's first dimension (then the checkpoint's)."""
@@ -371,22 +328,6 @@ def checkpoint_classes(model: torch.nn.Module, state: dict[str, torch.Tensor]) -
         else:
             return n  # an architecture mismatch, which load_strict reports
     return counts.pop() if len(counts) == 1 else n
-
-
-def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Load ``state`` into ``model``; any missing or unexpected key or differing shape is refused, listed."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} (checkpoint {list(state[k].shape)}, model {list(own[k].shape)})"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    problems = [f"{len(keys)} {kind}: {', '.join(keys[:LISTED])}{', ...' if len(keys) > LISTED else ''}"
-                for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                   ("shape mismatches", shapes)) if keys]
-    if problems:
-        raise UserError(f"{what}: the weights do not match the model: {'; '.join(problems)}")
-    model.load_state_dict(state, strict=True)
-    model.eval()
 
 
 def decode_images(paths: list[Path], predictor: Predictor, detector: Callable[[np.ndarray], list[Face]] | None

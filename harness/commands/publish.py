@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from functools import partial
 from pathlib import Path
 
 from harness.commands.common import add_results_flag, add_run_config_flags, run_configs
@@ -25,12 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "current branch are not touched, nothing is pushed")
     p.add_argument("--repo", default=None, metavar="DIR", help="repository for --git-branch (default: the current one)")
     p.add_argument("--archive", action="store_true", help="also write DIR.tar.gz (replaced if it is a file; a link or folder there is refused)")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="leave out the pictures rebuilt from stored weights (those of real data always are)")
     add_run_config_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Publish; print the site's index.html, then the archive and the commit when made."""
+    from harness.pictures import make_pictures
     from harness.report.publish import check_results, publish
     from harness.specs import list_specs
 
@@ -39,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     command = "python -m harness " + shlex.join(getattr(args, "argv", None) or ["publish", "--out", args.out])
     done = publish(Path(args.out), results, tables=args.table, scale=args.scale, configs=configs,
                    benchmarks=Path(args.benchmarks) if args.benchmarks else None, git_branch=args.git_branch,
-                   archive=args.archive, repo=Path(args.repo) if args.repo else None, command=command)
+                   archive=args.archive, repo=Path(args.repo) if args.repo else None, command=command,
+                   pictures=None if args.no_pictures else partial(make_pictures, results, synthetic_only=True))
     print(done.site / "index.html")
     if done.archive:
         print(done.archive)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(name, machine, median_ms, iqr_ms, gflops, ...); default: <results>/benchmarks")
     p.add_argument("--seed-test", choices=("paired-t", "wilcoxon", "welch"), default="paired-t",
                    help="the seed-level primary test against the baseline (default: paired t on seed-matched deltas)")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="leave out the pictures (token keeps, GradCAM++, generated faces) rebuilt from stored weights")
     add_run_config_flags(p)
     p.set_defaults(func=run)
 
@@ -99,7 +102,13 @@ def run(args: argparse.Namespace) -> int:
     if not tables and (benchmarks is None or benchmarks.empty):
         raise UserError(f"no table has results and {args.benchmarks} holds no pytest-benchmark results")
     out = Path(args.out)
-    with staged(out, merge=True) as tmp:  # a failure mid-way leaves the previous report as it was
-        build_report(frame, specs, tmp, benchmarks=benchmarks, seed_test=args.seed_test)
+    with staged(out, merge=True) as tmp, tempfile.TemporaryDirectory(prefix="ferbench-pictures.") as folder:
+        pictures = None
+        if not args.frame and not args.no_pictures and tables:
+            from harness.pictures import make_pictures
+
+            # a local report: pictures of real data too (publish leaves them out)
+            pictures = make_pictures(Path(args.results), frame, specs, Path(folder))
+        build_report(frame, specs, tmp, benchmarks=benchmarks, seed_test=args.seed_test, pictures=pictures)
     print(out / "index.html")
     return 0

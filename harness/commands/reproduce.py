@@ -7,6 +7,12 @@ width only, never at significance. Added seeds are ordinary cells (cached, ledge
 baseline of a dataset gets as many seeds as its neediest row, so every comparison stays
 seed-matched. The budget (W, N, each round's counts) is written to
 ``<results>/budgets/<table>.json`` and the report says how many seeds each row got and why.
+
+A table whose columns list ``eval_on`` targets also plans cross-dataset evaluations
+(:mod:`harness.run.evals`): once the executor has finished, every trained cell with a record is
+tested in this process on each target's test split (cached like cells; ``--dry-run`` lists them).
+A local ``--detach`` run evaluates at its end, in its own session; a SLURM ``--detach`` evaluates
+nothing: the next ``reproduce`` of the table, with every cell cached, evaluates.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from harness.run.weights import WeightRef
 from harness.run.executors import EXECUTORS, ExecutorConfig, check_executor, run_cells
 from harness.run.interrupts import Cancelled, cancel_on_signals
 from harness.run.tracking import MLFLOW_ENV, check_mlflow, mlflow_for_workers
+from harness.run.evals import plan_evaluations
 from harness.run.plan import MAX_CELLS, DataSource, WeightsSource, cell_recipe, parse_sets, plan_table, with_upstream
 from harness.specs import dataset_keys, load_spec, restrict_datasets
 from harness.store import Store, atomic_write_json
@@ -130,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     cells = with_upstream(planned)
     if not planned:
         raise UserError(f"{spec.path}: the table plans no cell to run")
+    evals = plan_evaluations(spec, planned, source)
     stages = [c for c in cells if c.stage]
     n_unique = len(cells) - len(stages)
     data_note = "SYNTHETIC stand-in data" if source.synthetic else f"data root {source.root}"
@@ -138,6 +146,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{spec.id}: {len(spec.rows)} rows x {len(spec.datasets)} datasets{left_out} x {args.seeds or spec.seeds} seeds "
           f"= {n_unique} cells{stage_note} at scale {args.scale!r} on {data_note}; executor {cfg.name} "
           f"({cfg.parallel()} parallel x {cfg.cell_threads()} threads, device {cfg.device})", file=sys.stderr)
+    if evals:
+        print(f"{spec.id}: + {len(evals)} cross-dataset evaluation(s) of the trained cells (in this process, once "
+              "their cells have records)", file=sys.stderr)
     if args.dry_run:
         for c in stages:
             print(f"{c.id}  stage:{c.stage:18s} {c.dataset:10s} seed {c.seed}")
@@ -145,6 +156,9 @@ def _run(args: argparse.Namespace) -> int:
             start = ", ".join(f"{k}={WeightRef.parse(v).label}" for k, v in sorted(p.cell.weights.items()))
             print(f"{p.cell.id}  {p.row:24s} {p.dataset:10s} seed {p.seed}  recipe {cell_recipe(p.cell).summary()}"
                   + (f"  from {start}" if start else ""))
+        for e in evals:
+            print(f"{e.evaluation.id}  eval {e.row:19s} {e.dataset} -> {e.target} seed {e.seed}  of cell "
+                  f"{e.evaluation.cell_id}" + (f" ({e.evaluation.protocol})" if e.evaluation.protocol else ""))
         return 0
     store = Store(args.results)
     store.check_writable()  # a read-only or full store: one clear error before anything trains
@@ -157,8 +171,18 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_cells(cells, store, cfg)
         failed = len(summary.failed)
         if args.until_ci is not None:
-            failed += _budget_rounds(args, spec, planned, store, cfg, source, weights)
-    print(f"{spec.id}: {summary.line()} (total {time.time() - t0:.1f}s)", file=sys.stderr)
+            more, planned = _budget_rounds(args, spec, planned, store, cfg, source, weights)
+            failed += more
+            evals = plan_evaluations(spec, planned, source)  # the seeds the rounds added, too
+    eval_line = ""
+    if evals and not cfg.detach:
+        from harness.run.evaluate import run_evaluations
+
+        done = run_evaluations([e.evaluation for e in evals], store, threads=cfg.cell_threads(), device=cfg.device,
+                               retry_failed=cfg.retry_failed)
+        failed += len(done.failed)
+        eval_line = f"; evaluations: {done.line()}"
+    print(f"{spec.id}: {summary.line()}{eval_line} (total {time.time() - t0:.1f}s)", file=sys.stderr)
     if failed or summary.skipped_failed:
         print("failure ledger: python -m harness status --table " + spec.id, file=sys.stderr)
     return 1 if failed else 0
@@ -181,8 +205,9 @@ def _check_budget_args(args: argparse.Namespace, spec) -> None:
 
 
 def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: ExecutorConfig,
-                   source: DataSource, weights: WeightsSource) -> int:
-    """Add seeds in rounds until every delta CI is within ``--until-ci`` or at ``--max-seeds``."""
+                   source: DataSource, weights: WeightsSource) -> tuple[int, list]:
+    """Add seeds in rounds until every delta CI is within ``--until-ci`` or at ``--max-seeds``;
+    return the failures and the last plan."""
     from harness.report.collect import budget_path, collect_planned
     from harness.stats import compare_to_baseline
     from harness.stats.power import next_seed_counts
@@ -210,7 +235,7 @@ def _budget_rounds(args: argparse.Namespace, spec, planned, store: Store, cfg: E
     capped = [f"{r} / {d}" for (r, d), n in counts.items() if n >= args.max_seeds and r != spec.baseline]
     print(f"{spec.id}: seed budget done after {len(rounds)} round(s); at the cap of {args.max_seeds}: "
           f"{', '.join(capped) or 'none'}", file=sys.stderr)
-    return failed
+    return failed, planned
 
 
 def _report_cancelled(err: Cancelled, args: argparse.Namespace) -> None:

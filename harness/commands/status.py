@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import pandas as pd
+
 from harness.report.collect import collect_tables
 from harness.commands.common import add_results_flag, add_run_config_flags, run_configs
 from harness.specs import list_specs
@@ -26,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     tables = args.table or list_specs()
     df = collect_tables(tables, args.results, configs=run_configs(args.results, tables, args))
     df = df[df["status"] != "reference"]
+    evals = df["kind"].eq("eval") if "kind" in df else pd.Series(False, index=df.index)
+    evaluations = {t: g["status"].value_counts().to_dict() for t, g in df[evals].groupby("table_id")}
+    df = df[~evals]  # cross-dataset evaluations are counted on their own line, not as cells
     pending = df.loc[df["status"].isin(["missing", "failed"]), "cell_id"].dropna().unique()
     claims = {cid: store.claim_state(cid) for cid in pending}
     claims = {cid: c for cid, c in claims.items() if c is not None and c["state"] != "dead"}
@@ -33,11 +38,14 @@ def run(args: argparse.Namespace) -> int:
     counts = {t: g["status"].value_counts().to_dict() for t, g in df.groupby("table_id")}
     ledger = [f for f in store.ledger() if f["cell_id"] in set(df["cell_id"].dropna())]
     if args.json:
-        print(json.dumps({"counts": counts, "running": running, "claims": claims, "failures": ledger}, default=str))
+        print(json.dumps({"counts": counts, "evaluations": evaluations, "running": running, "claims": claims,
+                          "failures": ledger}, default=str))
         return 0
     for t, c in counts.items():
         line = ", ".join(f"{n} {k}" for k, n in sorted(c.items()))
         print(f"{t}: {line}")
+        if t in evaluations:
+            print(f"  cross-dataset evaluations: {', '.join(f'{n} {k}' for k, n in sorted(evaluations[t].items()))}")
     training = {cid: p for cid, p in running.items() if p}
     for cid, prog in training.items():
         c = claims[cid]

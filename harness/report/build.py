@@ -43,7 +43,7 @@ from harness import stats
 from harness.errors import UserError
 from harness.stats.inference import finite
 
-from harness.report import compare, figures, render
+from harness.report import compare, cross, figures, render
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "report_templates"
 ARRAY_COLUMNS = ("y_true", "y_pred")
 FRAME_KEY_COLUMNS = ("table_id", "row", "dataset", "seed", "status")  # what every results frame has
@@ -313,6 +313,31 @@ def _figures_for(frame: pd.DataFrame, cells: pd.DataFrame, spec: Any, out_dir: P
     return made
 
 
+def shown_pictures(pictures: list[dict[str, Any]], table_id: str, frame: pd.DataFrame, out_dir: Path, *,
+                   published: bool) -> dict[str, Any]:
+    """Copy ``table_id``'s pictures into ``out_dir/figures/<table_id>/pictures/``; return them (name,
+    caption, png, dataset) and the notes of rows that could not be pictured. Published, a picture
+    is kept only when every cell it shows is synthetic in ``frame``: real faces never leave the
+    machine that holds them, whatever the picture's own flag says."""
+    synthetic = set(frame.loc[frame["synthetic"].eq(True), "cell_id"]) if "cell_id" in frame and "synthetic" in frame \
+        else set()
+    shown, notes = [], []
+    for p in pictures:
+        if p.get("table_id") != table_id:
+            continue
+        if "note" in p:
+            notes.append(f"{p['dataset']}: {p['note']}")
+            continue
+        if published and not (p.get("synthetic") and p["cells"] and set(p["cells"]) <= synthetic):
+            continue
+        dest = out_dir / "figures" / table_id / "pictures" / f"{p['name']}.png"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p["file"], dest)
+        shown.append({"name": p["name"], "caption": p["caption"], "dataset": p["dataset"],
+                      "png": dest.relative_to(out_dir).as_posix()})
+    return {"shown": shown, "notes": [] if published else notes}
+
+
 def _html(frame: pd.DataFrame, css: str = "plain") -> Markup:
     # Styler escapes every cell and header itself (format(escape="html")).
     return Markup(render.plain_html(frame, css))
@@ -489,6 +514,7 @@ def build_report(
     seed_test: str = "paired-t",
     comparison: compare.ComparisonSpec | bool = True,
     published: dict[str, Any] | None = None,
+    pictures: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write the static report for ``specs`` from ``frame`` into ``out_dir``; return index.html.
 
@@ -500,6 +526,8 @@ def build_report(
     precomputed :class:`harness.stats.Analysis` of the same frame. ``comparison`` is the methods
     comparison of the index (True: ``tables/comparison/methods.yaml`` when there is one; False:
     none). ``published`` (commit, command; see :mod:`harness.report.publish`) is printed in every footer.
+    ``pictures`` are the PNGs :func:`harness.pictures.make_pictures` wrote, copied into the table pages;
+    with ``published``, only those whose cells are all synthetic in ``frame`` (:func:`shown_pictures`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -559,9 +587,11 @@ def build_report(
             # a published site is read elsewhere: links into this machine's results store would be dead there
             "tracking": None if published else tracking_links(frame[frame["table_id"] == spec.id]),
             "files": {f: f"tables/{spec.id}.{f}" for f in ("md", "tex", "html")},
+            "cross": cross.cross_matrices(frame, cells, spec), "cross_legend": cross.LEGEND,
             "summary_rows": summ.to_dict("records") if len(summ) else [],
         }
         page["figures"] = _figures_for(frame, cells, spec, out_dir) if len(tcells) else []
+        page["pictures"] = shown_pictures(pictures or [], spec.id, frame, out_dir, published=published is not None)
         pages.append(page)
         (out_dir / f"{spec.id}.html").write_text(
             env.get_template("table.html").render(page=page, title=spec.id, **common))

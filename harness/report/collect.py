@@ -10,6 +10,12 @@ Cells are re-planned from the specs without touching datasets: the current code 
 data fingerprint recorded with each cell's config decide which record is current. A row has the
 spec's seeds, or more where the store holds more (``reproduce --seeds N`` or ``--until-ci``);
 the seed budget of ``--until-ci`` (``<results>/budgets/<table>.json``) is carried as columns.
+
+A table with ``eval_on`` targets adds one row per (table, row, trained column, target, seed): the
+cross-dataset evaluation of that seed's cell (:mod:`harness.run.evals`), with ``kind`` ``"eval"``,
+``trained_on``/``tested_on`` (column and target keys), ``dataset`` ``"<trained>→<tested>"`` (so
+every per-dataset statistic treats the pair as one more column) and the accuracy over the shared
+classes (``shared_accuracy``; ``target_only_classes`` lists those counted as errors).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import pandas as pd
 
 from harness.run.cells import SLOT_FIELDS, canonical_json, split_overrides
 from harness.run.codeversion import code_version
+from harness.run.evals import EvalStore, eval_code_version, eval_slot, target_knobs
 from harness.data.align import describe_alignment
 from harness.errors import UserError
 from harness.run.plan import declared_model
@@ -243,7 +250,86 @@ def collect_spec(spec: TableSpec, store: Store, *, scale: str | None = None, ext
                     else:
                         rows.append({**entry, **_empty_metrics(), "status": "missing", "stale": False,
                                      "failed": False})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows + _eval_rows(spec, rows, store))
+
+
+CROSS = "→"  # joins the trained and the tested dataset key in an evaluation row's ``dataset``
+
+
+def _eval_metric_columns(rec: dict[str, Any], estore: EvalStore) -> dict[str, Any]:
+    """The frame columns of an evaluation record (what a cell's record gives, where it applies)."""
+    m, prov = rec["metrics"], rec.get("provenance", {})
+    arrays = estore.predictions(rec["eval_id"])
+    return {**_empty_metrics(),
+            "accuracy": m["accuracy"], "mean_class_accuracy": m["mean_class_accuracy"],
+            "per_class_accuracy": m["per_class_accuracy"], "class_names": rec["class_names"],
+            "y_true": arrays["y_true"].astype(np.int64), "y_pred": arrays["y_pred"].astype(np.int64),
+            "eval_s": rec.get("timing", {}).get("eval_s", NAN),
+            "shared_accuracy": NAN if m["shared_accuracy"] is None else m["shared_accuracy"],
+            "shared_classes": ", ".join(m["shared_classes"]),
+            "target_only_classes": ", ".join(m.get("target_only_classes", [])),
+            "git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"), "cpu": prov.get("cpu"),
+            "gpu": prov.get("gpu"), "threads": prov.get("threads"), "device_name": prov.get("device_name"),
+            "amp": prov.get("amp"), "torch_version": prov.get("packages", {}).get("torch"),
+            "packages": prov.get("packages", {}), "dataset_fingerprint": prov.get("dataset_fingerprint"),
+            "hostname": prov.get("hostname"),
+            # synthetic when either side is: the model's training data or the target
+            "synthetic": bool(rec["data"]["synthetic"] or rec.get("trained", {}).get("synthetic"))}
+
+
+def _eval_rows(spec: TableSpec, cell_rows: list[dict[str, Any]], store: Store) -> list[dict[str, Any]]:
+    """The cross-dataset evaluation rows of a table, one per cell row and ``eval_on`` target.
+
+    The evaluation shown is the one of the row's cell (ok or stale) by today's evaluation code,
+    found by its slot among the configs in the store; an older one's record is shown as stale.
+    """
+    targets = {c.key: spec.eval_targets(c) for c in spec.datasets}
+    if not any(targets.values()):
+        return []
+    estore = EvalStore(store.root)
+    by_slot: dict[str, list[dict]] = {}
+    for c in estore.configs():  # newest first
+        by_slot.setdefault(eval_slot(c["cell_id"], c["dataset"], c["protocol"], c["data"]), []).append(c)
+    out = []
+    for r in cell_rows:
+        if r["status"] == "reference":
+            continue
+        for t in targets.get(r["dataset"], []):
+            pv = spec.paper_cross_value(r["row"], r["dataset"], t.key)
+            entry = {**{k: r[k] for k in ("table_id", "row", "row_index", "paper_extra", "is_baseline", "reference",
+                                          "method", "overrides", "margin", "budget_width", "budget_max_seeds",
+                                          "seed", "scale")},
+                     "dataset": f"{r['dataset']}{CROSS}{t.key}",
+                     "dataset_label": f"{r['dataset_label']} {CROSS} {t.label or t.key}",
+                     "paper_value": NAN if pv is None else pv, "kind": "eval", "trained_on": r["dataset"],
+                     "tested_on": t.key, "trained_label": r["dataset_label"], "tested_label": t.label or t.key,
+                     "trained_cell_id": r["cell_id"], "cell_id": None, "synthetic": r["synthetic"],
+                     "error": None, "attempts": 0, "log_path": None, "stale": False, "failed": False,
+                     "shared_accuracy": NAN, "shared_classes": None, "target_only_classes": None}
+            cell = store.cell(r["cell_id"]) if r["status"] in ("ok", "stale") and r["cell_id"] else None
+            if cell is None:  # no trained model to evaluate yet
+                out.append({**_empty_metrics(), **entry, "status": "missing"})
+                continue
+            found = by_slot.get(eval_slot(cell["id"], t.loader, t.protocol, target_knobs(cell["data"])), [])
+            version = eval_code_version(r["method"])
+            current = next((c for c in found if c["code_version"] == version), None)
+            rec = estore.record(current["id"]) if current else None
+            fail = estore.failure(current["id"]) if current and rec is None else None
+            old = [x for c in found if c is not current and (x := estore.record(c["id"])) is not None]
+            if rec is not None:
+                out.append({**entry, **_eval_metric_columns(rec, estore), "cell_id": current["id"],
+                            "status": r["status"], "stale": r["status"] == "stale"})
+            elif fail is not None:
+                out.append({**_empty_metrics(), **entry, "cell_id": current["id"], "status": "failed", "failed": True,
+                            "error": f"{fail['error_type']}: {fail['message']}", "attempts": fail["attempts"]})
+            elif old:
+                stale = max(old, key=lambda x: x.get("timing", {}).get("finished_at", 0))
+                out.append({**entry, **_eval_metric_columns(stale, estore), "cell_id": stale["eval_id"],
+                            "status": "stale", "stale": True})
+            else:
+                out.append({**_empty_metrics(), **entry, "cell_id": current["id"] if current else None,
+                            "status": "missing"})
+    return out
 
 
 def collect_planned(spec: TableSpec, planned: list, store: Store) -> pd.DataFrame:

@@ -47,7 +47,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -211,9 +211,11 @@ def _collect(results: Path, tables: list[str] | None, scale: str | None,
 
 
 def build_site(out: Path, frame: pd.DataFrame, specs: list, *, benchmarks: pd.DataFrame | None = None,
-               command: str = "", repo: Path | None = None) -> dict[str, Any]:
+               command: str = "", repo: Path | None = None,
+               pictures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Write the site into ``out`` (replaced whole once complete; refused, see :func:`check_out`,
-    unless it is missing, empty or a site this command wrote); return the ``site.json`` record."""
+    unless it is missing, empty or a site this command wrote); return the ``site.json`` record.
+    Of ``pictures`` (:func:`harness.pictures.make_pictures`) only those of synthetic cells go in."""
     from harness.report.build import build_report, provenance, staged
 
     out = Path(out)
@@ -221,7 +223,9 @@ def build_site(out: Path, frame: pd.DataFrame, specs: list, *, benchmarks: pd.Da
     state = code_state(repo)
     published = {**state, "command": command}
     with staged(out) as tmp:
-        build_report(frame, specs, tmp, benchmarks=benchmarks, published=published)
+        # Real faces are licence-gated: a picture of one never goes into a site (build_report checks again).
+        shown = [p for p in pictures or [] if "note" not in p and p.get("synthetic") is True]
+        build_report(frame, specs, tmp, benchmarks=benchmarks, published=published, pictures=shown)
         (tmp / "data" / "provenance.json").write_text(
             json.dumps(provenance(frame), indent=1, sort_keys=True, default=str) + "\n")
         (tmp / ".nojekyll").write_text("")
@@ -298,8 +302,13 @@ def _has_identity(repo: Path) -> bool:
 
 def publish(out: Path, results: Path, *, tables: list[str] | None = None, scale: str | None = None,
             benchmarks: Path | None = None, git_branch: str | None = None, archive: bool = False,
-            repo: Path | None = None, command: str = "", configs: dict | None = None) -> Published:
+            repo: Path | None = None, command: str = "", configs: dict | None = None,
+            pictures: Callable[[pd.DataFrame, list, Path], list[dict[str, Any]]] | None = None) -> Published:
     """Collect, build the site into ``out``, then optionally archive it and commit it to ``git_branch``.
+
+    ``pictures(frame, specs, folder)`` makes the table pages' pictures into a temporary folder (the
+    command passes :func:`harness.pictures.make_pictures`, which the report may not import: it builds
+    models); only synthetic ones are published.
 
     ``configs`` maps a table to the run configuration to show (a ``RunConfig``: overrides, seeds, columns)
     (:func:`harness.commands.common.run_configs`: by default what its last ``reproduce`` ran).
@@ -318,7 +327,9 @@ def publish(out: Path, results: Path, *, tables: list[str] | None = None, scale:
     frame, specs = _collect(results, tables, scale, configs)
     bench_dir = Path(benchmarks) if benchmarks else results / "benchmarks"
     bench = load_benchmark_json([bench_dir]) if bench_dir.exists() else None
-    record = build_site(Path(out), frame, specs, benchmarks=bench, command=command, repo=repo)
+    with tempfile.TemporaryDirectory(prefix="ferbench-pictures.") as folder:
+        made = pictures(frame, specs, Path(folder)) if pictures else None
+        record = build_site(Path(out), frame, specs, benchmarks=bench, command=command, repo=repo, pictures=made)
     done = Published(Path(out), record)
     if archive:
         done.archive = write_archive(Path(out))

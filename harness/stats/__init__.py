@@ -10,9 +10,11 @@ described in ``docs/statistics.md``; the report prints its short form (:func:`st
 * ``verdicts``: the verdict definitions, the rule that assigns them, the significance markers.
 * ``frame``: functions over the pandas results frame, up to :func:`analyse`.
 * ``text``: the definitions the report prints.
+* ``cross``: the train x test matrix of cross-dataset evaluations.
 
 Dependencies run one way: inference <- power <- verdicts <- frame; text reads inference and power.
 """
+from harness.stats.cross import CROSS_COLUMNS, cross_dataset_stats
 from harness.stats.frame import (
     CELL_COLUMNS,
     CELL_KEYS,
@@ -89,4 +91,6 @@ __all__ = [
     "analyse", "cell_stats", "compare_to_baseline", "selection_cost", "table_summary",
     # text
     "statistics_text",
+    # cross
+    "CROSS_COLUMNS", "cross_dataset_stats",
 ]
