@@ -197,13 +197,18 @@ def generated_faces(model: Any, x: torch.Tensor) -> dict[str, torch.Tensor] | No
 # --- figures ---------------------------------------------------------------------------------------
 
 
-def _grid(lines: list[str], n: int, title: str):
+def _grid(lines: list[str], pixels: np.ndarray, classes: list[str], title: str):
+    """A figure of one line per label in ``lines`` after a first line of the input images, titled by class."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    lines, n = ["input", *lines], len(pixels)
     fig, axes = plt.subplots(len(lines), n, figsize=(1.25 * n + 1.6, 1.3 * len(lines) + 0.7), squeeze=False)
+    for j in range(n):
+        axes[0, j].imshow(pixels[j])
+        axes[0, j].set_title(classes[j], fontsize=7)
     for ax, label in zip(axes[:, 0], lines):
         ax.set_ylabel("\n".join(textwrap.wrap(label, 22)), fontsize=7, rotation=0, ha="right", va="center")
     for ax in axes.flat:
@@ -218,11 +223,8 @@ def tokens_figure(pixels: np.ndarray, classes: list[str], rows: list[tuple[str, 
     """Input line, then one line per (row, stage): kept patches as they are, dropped ones greyed.
     ``pixels`` [n, H, W, 3] in [0, 1]; a stage's mask [n, grid] bool."""
     n = len(pixels)
-    lines = ["input"] + [f"{row}: {stage}" for row, stages in rows for stage, _ in stages]
-    fig, axes = _grid(lines, n, "Patches kept by APP and tokens kept after each ATP block")
-    for j in range(n):
-        axes[0, j].imshow(pixels[j])
-        axes[0, j].set_title(classes[j], fontsize=7)
+    lines = [f"{row}: {stage}" for row, stages in rows for stage, _ in stages]
+    fig, axes = _grid(lines, pixels, classes, "Patches kept by APP and tokens kept after each ATP block")
     line = 1
     for row, stages in rows:
         for stage, keep in stages:
@@ -240,10 +242,7 @@ def tokens_figure(pixels: np.ndarray, classes: list[str], rows: list[tuple[str, 
 def cam_figure(pixels: np.ndarray, classes: list[str], rows: list[tuple[str, np.ndarray, list[str]]]):
     """Input line, then one line per row: GradCAM++ map over the image, titled with the prediction."""
     n = len(pixels)
-    fig, axes = _grid(["input"] + [r[0] for r in rows], n, "GradCAM++ for the predicted class")
-    for j in range(n):
-        axes[0, j].imshow(pixels[j])
-        axes[0, j].set_title(classes[j], fontsize=7)
+    fig, axes = _grid([r[0] for r in rows], pixels, classes, "GradCAM++ for the predicted class")
     for i, (_, maps, preds) in enumerate(rows, start=1):
         for j in range(n):
             axes[i, j].imshow(pixels[j])
@@ -257,11 +256,8 @@ def cam_figure(pixels: np.ndarray, classes: list[str], rows: list[tuple[str, np.
 def faces_figure(pixels: np.ndarray, classes: list[str], rows: list[tuple[str, dict[str, np.ndarray]]]):
     """Input line, then per row its generated images (reconstructed, poker face where there is one)."""
     n = len(pixels)
-    lines = ["input"] + [f"{row}: {kind}" for row, made in rows for kind in made]
-    fig, axes = _grid(lines, n, "Generated faces: reconstruction and poker (neutral) face")
-    for j in range(n):
-        axes[0, j].imshow(pixels[j])
-        axes[0, j].set_title(classes[j], fontsize=7)
+    lines = [f"{row}: {kind}" for row, made in rows for kind in made]
+    fig, axes = _grid(lines, pixels, classes, "Generated faces: reconstruction and poker (neutral) face")
     line = 1
     for _, made in rows:
         for imgs in made.values():
