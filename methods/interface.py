@@ -185,8 +185,22 @@ def recipe_summary(d: dict[str, Any]) -> str:
     batch = f"batch {d.get('batch_size')}" + (f" x {accum} accumulated" if accum > 1 else "")
     mixing = (f", mixup {d['mixup']:g} / cutmix {d.get('cutmix', 0):g} / smoothing {d.get('mix_smoothing', 0):g}"
               if d.get("mixup") or d.get("cutmix") else "")
-    return (f"{head}{d.get('optimizer')} lr {d.get('lr'):g}, {length}, {batch}, sampler {d.get('sampler')}, "
-            f"augment {d.get('augment')}{mixing}")
+    return (f"{head}{d.get('optimizer')} lr {d.get('lr'):g} {_schedule_text(d)}, {length}, {batch}, "
+            f"sampler {d.get('sampler')}, augment {d.get('augment')}{mixing}")
+
+
+def _schedule_text(d: dict[str, Any]) -> str:
+    """The lr schedule in a few words: ``(cosine, warm-up 1 epoch)``, ``(x0.1 at 1/3, 2/3 of training)``."""
+    kind, gamma = d.get("schedule", "cosine"), d.get("lr_gamma", 0.1)
+    if kind == "step":
+        steps = ", ".join(f"{m:g}" for m in d.get("milestones") or ()) or "1/3, 2/3"
+        text = f"x{gamma:g} at {steps} of training"
+    elif kind == "plateau":
+        text = f"x{gamma:g} after {d.get('plateau_epochs')} epochs without a better validation accuracy"
+    else:
+        text = kind
+    warm = d.get("warmup_epochs") or 0
+    return f"({text}" + (f", warm-up {warm} epoch{'s' if warm > 1 else ''})" if warm else ")")
 
 
 def get_recipe(model: nn.Module, dataset: str | None = None) -> Recipe:

@@ -83,8 +83,8 @@ def test_eval_writes_a_record_that_collect_shows_beside_trained_rows(harness_env
     from harness.report.build import started_from
 
     shown = started_from(df.reset_index()).set_index("row")["recipe"]  # the table page's recipe column
-    assert shown["released checkpoint"].startswith("rafdb: adamw lr 0.001, 0 epochs")
-    assert shown["trained here"].startswith("rafdb: adamw lr 0.001, 1 epochs")
+    assert shown["released checkpoint"].startswith("rafdb: adamw lr 0.001 (cosine") and ", 0 epochs" in shown["released checkpoint"]
+    assert shown["trained here"].startswith("rafdb: adamw lr 0.001 (cosine") and ", 1 epochs" in shown["trained here"]
 
 
 def test_eval_with_a_mismatched_checkpoint_fails_listing_keys(harness_env, tmp_path, capsys):
