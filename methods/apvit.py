@@ -594,9 +594,10 @@ _PAPER_RECIPE = Recipe(
 # spread stayed wider (SD 4-7), as it did with batch 16 or label smoothing. 14 epochs with clipping
 # at 1 gave 72.7-82.9 (SD 4.1) at 1.5x the cost.
 # At most 2,400 steps (TransFER's tiny cap): the stand-ins stay under it; a 6,000-image real
-# FERPlus subsample (2,403 steps in 9 epochs under the sqrt sampler) loses its last 3; the full
-# split (25k images, ~9.7k steps in 9 epochs, 32 min a cell on a 2-core VM) trains ~2.2 epochs'
-# worth on the same cosine shape in about 5 min (docs/measurements.md).
+# FERPlus subsample comes to about 2,400 steps in 9 epochs under the sqrt sampler (computed from the
+# full split's class shares, not measured), so the cap may cut its last few; the full split (25k
+# images, 3 epochs of ~1,080 steps when capped; 32 min a cell uncapped on a 2-core VM) trains ~2.2
+# epochs' worth on the same cosine shape in about 5 min (docs/measurements.md).
 _TINY_RECIPE = replace(_PAPER_RECIPE, optimizer="adamw", lr=1e-3, weight_decay=0.05, epochs=9, batch_size=32,
                        max_iterations=2400, grad_clip=1.0, warmup_epochs=1, img_size=48, augment="none",
                        init={"weights.ir50": FACEID_STAGE, "weights.vit": APVIT_VIT_STAGE}, stand_in={})

@@ -14,6 +14,20 @@ def add_results_flag(p: argparse.ArgumentParser) -> None:
                    help="results store (default: $FERBENCH_RESULTS or ./results)")
 
 
+def check_model_preset(model: str, preset: str) -> None:
+    """Refuse (``UserError``) a model timm does not know, or a preset the model cannot be built at."""
+    import timm
+
+    import methods  # noqa: F401  (registers the models)
+    from methods.interface import model_presets
+
+    if not timm.is_model(model):
+        raise UserError(f"unknown model {model!r}; `python -m harness models` lists them")
+    presets = model_presets(model)
+    if preset not in presets:
+        raise UserError(f"--preset {preset!r} is not allowed for {model}; allowed values: {', '.join(presets)}")
+
+
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     """``MODEL [--preset paper|tiny] [--set KEY=VALUE ...]``: one model configuration."""
     p.add_argument("model", help="registered model name, e.g. apvit")

@@ -11,7 +11,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
-from harness.errors import UserError
+from harness.commands.common import check_model_preset
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,23 +33,15 @@ def _recipe(model: str, preset: str):
 
 def keys(model: str, preset: str) -> dict[str, dict[str, dict[str, Any]]]:
     """``{"model": {...}, "train": {...}, "data": {...}}``: every key with allowed values, default, meaning."""
-    import timm
-
-    import methods  # noqa: F401
     from harness.data.align import ALIGN_KNOBS, METHODS
     from harness.data.base import LOADER_KNOBS
     from harness.data.synth.knobs import Knobs
     from harness.data.transforms import PIPELINES
-    from methods.interface import describe_overrides, model_family, model_presets, recipe_fields
+    from methods.interface import describe_overrides, recipe_fields
     from methods.losses import LOSSES
 
-    if not timm.is_model(model):
-        raise UserError(f"unknown model {model!r}; `python -m harness models` lists them")
-    presets = model_presets(model)
-    if preset not in presets:
-        raise UserError(f"--preset {preset!r} is not allowed for {model}; allowed values: {', '.join(presets)}")
-    family = model_family(model)
-    model_keys = describe_overrides(model, preset) if hasattr(family, "describe_overrides") else {}
+    check_model_preset(model, preset)
+    model_keys = describe_overrides(model, preset)  # {} for a family without override keys
     train = {f"train.{k}": {**v, "doc": ""} for k, v in recipe_fields(_recipe(model, preset)).items() if k != "name"}
     train["train.augment"]["allowed"] = " | ".join(PIPELINES)  # the registries the harness checks names against
     train["train.loss"]["allowed"] = " | ".join(sorted(LOSSES))

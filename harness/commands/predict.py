@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from harness.commands.common import add_results_flag, check_output_file, nonnegative_int, positive_int
+from harness.commands.common import (add_results_flag, check_model_preset, check_output_file, nonnegative_int,
+                                     positive_int)
 from harness.data.base import IMAGE_SUFFIXES
 from harness.errors import UserError
 from harness.run.cellmodel import load_strict, read_state_dict
@@ -276,20 +277,12 @@ def cell_predictor(store: Store, cell_id: str) -> Predictor:
 
 def checkpoint_predictor(path: Path, model_name: str, preset: str, sets: list[str]) -> Predictor:
     """``model_name`` at ``preset`` with ``sets`` overrides, holding the weights of ``path``."""
-    import timm
-
-    import methods  # noqa: F401  (registers the models)
     from harness.data.labels import CANONICAL_CLASSES
     from harness.run.cells import is_weights_key, split_overrides
     from harness.run.overrides import build_model, check_overrides
     from harness.run.plan import parse_sets
-    from methods.interface import model_presets
 
-    if not timm.is_model(model_name):
-        raise UserError(f"unknown model {model_name!r}; `python -m harness models` lists them")
-    presets = model_presets(model_name)
-    if preset not in presets:
-        raise UserError(f"--preset {preset!r} is not allowed for {model_name}; allowed values: {', '.join(presets)}")
+    check_model_preset(model_name, preset)
     overrides = parse_sets(sets)
     refused = sorted(k for k in overrides if is_weights_key(k) or k.startswith("data."))
     if refused:
