@@ -121,6 +121,9 @@ class Recipe:
     layer_decay: float | None = allowed(None, gt=0, le=1)
     # Mixed precision: "auto" = bf16 autocast on CUDA, off on CPU; "bf16" forces it; "off".
     amp: str = allowed("auto", choices=("auto", "bf16", "off"))
+    # torch.compile over the model ("default" or "max-autotune" mode); "off" = eager. Numerics move
+    # within float tolerance, so a changed value is a different cell (it is a train.* key).
+    compile: str = allowed("off", choices=("off", "default", "max-autotune"))
 
     def __post_init__(self) -> None:
         ms = self.milestones

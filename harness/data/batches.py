@@ -2,15 +2,24 @@
 
 Everything random is drawn from generators seeded by (seed, epoch), so epoch ``e`` of a
 resumed run sees exactly the batches it saw the first time.
+
+On a GPU the step waits on no host transfer: a split that fits stays on the device as uint8
+(:func:`resident`), the epoch's order is copied there once, batch k+1's augmentation parameters
+are drawn and sent (one packed non-blocking copy, :func:`harness.data.transforms.params_to`)
+before batch k is handed out, and a split that does not fit is gathered into pinned memory
+and copied on a side stream one batch ahead. The draws are the same, in the same order, so a
+batch is the same function of (seed, epoch) wherever it runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
 from harness.data.base import Split
+from harness.data.transforms import Pipeline, params_to
 from harness.errors import UserError
 
 SAMPLERS = ("none", "sqrt", "heavy")
@@ -68,23 +77,99 @@ def num_batches(split: Split, *, batch_size: int, sampler: str = "none", drop_la
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
-def iterate_batches(split: Split, *, batch_size: int, transform, seed: int, epoch: int,
-                    shuffle: bool, sampler: str = "none", drop_last: bool = False
-                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield (x float [B, 3, s, s], y int64 [B], index int64 [B]) for one epoch.
+RESIDENT_SHARE = 0.25  # at most this share of a GPU's free memory holds a resident split
 
-    The order comes from :func:`epoch_indices`; ``transform(images_uint8, generator)`` runs
-    per batch with a generator seeded by (seed, epoch), so the stream is reproducible.
-    ``split.images`` may be a view of the shared memory-mapped cache: it is only read (each
-    batch is gathered into a new tensor).
+
+def resident(split: Split, device: torch.device | str, share: float = RESIDENT_SHARE) -> Split:
+    """``split`` with its uint8 images on ``device`` when they take at most ``share`` of its free
+    memory (CUDA); else (and on the CPU) ``split`` itself, read from the host. Labels stay on the
+    host (epoch orders are drawn there); each epoch copies them over once."""
+    device = torch.device(device)
+    if device.type != "cuda" or split.images.device == device:
+        return split
+    free, _ = torch.cuda.mem_get_info(device)
+    if split.images.numel() * split.images.element_size() > share * free:
+        return split
+    return dataclasses.replace(split, images=split.images.to(device))
+
+
+def iterate_batches(split: Split, *, batch_size: int, transform, seed: int, epoch: int,
+                    shuffle: bool, sampler: str = "none", drop_last: bool = False,
+                    device: torch.device | str | None = None
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (x float [B, 3, s, s], y int64 [B], index int64 [B]) for one epoch; x and y on
+    ``device`` (default: where ``split.images`` are), the index on the host.
+
+    The order comes from :func:`epoch_indices`; the transform runs per batch with a generator
+    seeded by (seed, epoch), so the stream is reproducible. ``split.images`` may be a view of the
+    shared memory-mapped cache: it is only read (each batch is gathered into a new tensor).
     """
     if batch_size < 1:
         raise UserError(f"batch_size must be positive, got {batch_size}")
+    device = torch.device(device) if device is not None else split.images.device
     order = epoch_indices(split.labels, seed=seed, epoch=epoch, shuffle=shuffle, sampler=sampler)
     g = generator_for(seed, epoch, "transform")
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
-    for start in range(0, stop, batch_size):
+    starts = range(0, stop, batch_size)
+    if device.type == "cpu" and split.images.device.type == "cpu":
+        for start in starts:
+            idx = order[start:start + batch_size]
+            yield transform(split.images.index_select(0, idx), g), split.labels[idx], idx
+        return
+    loader = _DeviceLoader(split, order, device)
+    draw = transform.draw if isinstance(transform, Pipeline) else None
+    ahead: Any = None
+    for k, start in enumerate(starts):
         idx = order[start:start + batch_size]
-        yield transform(split.images.index_select(0, idx), g), split.labels[idx], idx
+        current = ahead if ahead is not None else loader.fetch(start, len(idx), draw, g)
+        if k + 1 < len(starts):  # the next batch's copy and draws go out before this one is used
+            nxt = starts[k + 1]
+            ahead = loader.fetch(nxt, min(batch_size, stop - nxt), draw, g)
+        x8, y, params = loader.ready(current)
+        yield (transform.apply(x8, params) if draw else transform(x8, g)), y, idx
+
+
+class _DeviceLoader:
+    """Batches of one epoch on ``device``: gathered there from a resident split, or gathered on
+    the host into pinned memory and copied on a side stream. ``fetch`` starts a batch, ``ready``
+    makes the current stream wait for it."""
+
+    def __init__(self, split: Split, order: torch.Tensor, device: torch.device) -> None:
+        self.split, self.device = split, device
+        self.on_device = split.images.device.type != "cpu"
+        cuda = device.type == "cuda"
+        self.order = order
+        if self.on_device:  # one copy of the epoch's order and the labels; batches are slices
+            move = (lambda t: t.pin_memory().to(device, non_blocking=True)) if cuda else (lambda t: t.to(device))
+            self.order, self.labels = move(order), move(split.labels)
+        self.stream = torch.cuda.Stream(device) if cuda and not self.on_device else None
+
+    def fetch(self, start: int, n: int, draw, g: torch.Generator) -> tuple[Any, ...]:
+        """Start batch ``order[start:start + n]``; its draws (if ``draw``) are taken now, in order."""
+        idx = self.order[start:start + n]
+        if self.on_device:
+            x8, y = self.split.images.index_select(0, idx), self.labels.index_select(0, idx)
+            return x8, y, params_to(draw(n, g), self.device) if draw else None
+        if self.stream is None:  # a device without streams (tests' "meta")
+            x8, y = self.split.images.index_select(0, idx), self.split.labels[idx]
+            return x8.to(self.device), y.to(self.device), params_to(draw(n, g), self.device) if draw else None
+        images = self.split.images
+        x8 = torch.empty((n, *images.shape[1:]), dtype=images.dtype, pin_memory=True)
+        torch.index_select(images, 0, idx, out=x8)  # gathered straight into pinned memory
+        y = self.split.labels[idx].pin_memory()
+        with torch.cuda.stream(self.stream):
+            x8, y = x8.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            params = params_to(draw(n, g), self.device) if draw else None
+        return x8, y, params
+
+    def ready(self, batch: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``batch`` usable on the current stream."""
+        if self.stream is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(self.stream)
+            for t in (batch[0], batch[1], *(batch[2] or {}).values()):
+                if isinstance(t, torch.Tensor):
+                    t.record_stream(current)
+        return batch
 
 

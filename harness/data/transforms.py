@@ -15,7 +15,14 @@ official APViT config's ``img_norm_cfg`` -- mean 123.675, 116.28, 103.53 and std
 pre-training uses 0.5 / 0.5 (:data:`HALF_MEAN`, :data:`HALF_STD`).
 
 All per-sample parameters are drawn from the passed generator, so a batch is a pure function
-of (images, generator state). The generator is a host (CPU) one and ``images`` may be on any
+of (images, generator state). Each pipeline but "apvit_tv" and "transfer_paddle" is a
+:class:`Pipeline` in two halves: ``draw(batch, g)`` takes every random number of a batch from the
+host generator, in the pipeline's fixed order, and composes them into small host tensors (one
+affine matrix per sample, colour factors, erasing boxes and their noise); ``apply(images, params)``
+does the per-pixel work on the images' device. The trainer draws batch k+1's parameters while
+batch k trains and moves them in one non-blocking copy from pinned memory
+(:func:`params_to`), so a GPU step waits on no host transfer; calling the pipeline does both
+halves at once. The generator is a host (CPU) one and ``images`` may be on any
 device: every random number is drawn on the host, in the same order wherever the images are, the
 small parameter tensors (affine matrices, colour maps, erasing noise) are moved to the images'
 device, and the per-pixel work (warp, colour matmul, normalisation, erasing, resize) runs there.
@@ -52,7 +59,8 @@ torch's (``affine_grid``/``grid_sample``, ``baddbmm``, ``interpolate``).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -68,24 +76,63 @@ STD: Stats = IMAGENET_DEFAULT_STD
 # face.evoLVe's IR-50 convention, (x - 0.5) / 0.5 (its MS-Celeb-1M training).
 HALF_MEAN: Stats = (0.5, 0.5, 0.5)
 HALF_STD: Stats = (0.5, 0.5, 0.5)
-PIPELINES = ("apvit", "apvit_tv", "none")
 _GREY = (0.299, 0.587, 0.114)
 
 
 def build_transform(name: str, img_size: int, *, train: bool, mean: Stats = MEAN, std: Stats = STD) -> Transform:
-    """Return the pipeline ``name`` ("apvit" or "none") at ``img_size`` for train or eval,
-    normalising with ``mean``/``std`` (the recipe's)."""
+    """Return the pipeline ``name`` at ``img_size`` for train or eval, normalising with
+    ``mean``/``std`` (the recipe's). A :class:`Pipeline` except "apvit_tv" and "transfer_paddle"
+    in training, which draw as they go (plain callables)."""
     if name not in PIPELINES:
         from harness.errors import UserError
         raise UserError(f"unknown augmentation {name!r}; known: {', '.join(PIPELINES)}")
     mean, std = tuple(mean), tuple(std)
-    if train and name == "apvit":
-        return lambda x, g: apvit_train(x, g, img_size, mean=mean, std=std)
-    if train and name == "apvit_tv":
-        return lambda x, g: apvit_train_tv(x, g, img_size, mean=mean, std=std)
-    if train and name in _MORE_TRAIN:
-        return lambda x, g: _MORE_TRAIN[name](x, g, img_size, mean=mean, std=std)
-    return lambda x, g: resize_normalize(x, img_size, mean=mean, std=std)
+    if not train or name == "none":
+        return Pipeline(_no_draws, lambda x, _: resize_normalize(x, img_size, mean=mean, std=std))
+    if name in _DRAWING:
+        return lambda x, g: _DRAWING[name](x, g, img_size, mean=mean, std=std)
+    return _PIPELINES[name](img_size, mean=mean, std=std)
+
+
+Params = dict[str, Any]
+_PACKED = (torch.float32, torch.int64, torch.bool)  # exact through float32 (indices are small)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A batch pipeline in two halves: ``draw(batch, g) -> params`` (host tensors and plain
+    erase boxes, every random number taken from ``g``) and ``apply(images, params)`` (per-pixel
+    work where ``images`` are, ``params`` already there). ``pipeline(images, g)`` runs both."""
+
+    draw: Callable[[int, torch.Generator], Params]
+    apply: Callable[[torch.Tensor, Params], torch.Tensor]
+
+    def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return self.apply(images, params_to(self.draw(images.shape[0], g), images.device))
+
+
+def _no_draws(batch: int, g: torch.Generator) -> Params:
+    return {}
+
+
+def params_to(params: Params, device: torch.device) -> Params:
+    """``params`` with its tensors on ``device``: packed into one float32 buffer (pinned on CUDA)
+    and moved with one non-blocking copy, then unpacked as views. Unchanged on the CPU."""
+    tensors = {k: v for k, v in params.items() if isinstance(v, torch.Tensor)}
+    if device.type == "cpu" or not tensors:
+        return params
+    bad = [k for k, v in tensors.items() if v.dtype not in _PACKED]
+    if bad:
+        raise TypeError(f"params_to: {bad} are not float32, int64 or bool")
+    flat = torch.cat([v.reshape(-1).to(torch.float32) for v in tensors.values()])
+    if device.type == "cuda":
+        flat = flat.pin_memory()
+    flat = flat.to(device, non_blocking=True)
+    out, start = dict(params), 0
+    for k, v in tensors.items():
+        out[k] = flat[start:start + v.numel()].view(v.shape).to(v.dtype)
+        start += v.numel()
+    return out
 
 
 def normalize(x: torch.Tensor, mean: Stats = MEAN, std: Stats = STD) -> torch.Tensor:
@@ -115,15 +162,10 @@ def _u(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return torch.rand(n, generator=g) * (hi - lo) + lo
 
 
-def geometric(images: torch.Tensor, g: torch.Generator, img_size: int, *,
-              rot_p: float = 0.5, degrees: float = 6.0, scale: tuple[float, float] = (0.8, 1.0),
-              flip_p: float = 0.5, unit: bool = True) -> torch.Tensor:
-    """Rotate -> RandomResizedCrop (ratio 1) -> h-flip, as one warp.
-
-    images: uint8 [B, 3, S, S] -> float [B, 3, img_size, img_size] in [0, 1] (in [0, 255]
-    when ``unit`` is False).
-    """
-    b = images.shape[0]
+def affine_draws(g: torch.Generator, b: int, *, rot_p: float = 0.5, degrees: float = 6.0,
+                 scale: tuple[float, float] = (0.8, 1.0), flip_p: float = 0.5) -> torch.Tensor:
+    """Rotate -> RandomResizedCrop (ratio 1) -> h-flip drawn and composed into one affine map per
+    sample, host float32 [B, 2, 3] (``F.affine_grid``'s theta)."""
     angle = torch.where(torch.rand(b, generator=g) < rot_p,
                         _u(g, b, -degrees, degrees), torch.zeros(b)) * (math.pi / 180)  # [B]
     half = _u(g, b, scale[0], scale[1]).sqrt()  # [B] crop half-size in normalised units
@@ -132,11 +174,23 @@ def geometric(images: torch.Tensor, g: torch.Generator, img_size: int, *,
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)  # [B,2,2]
     scale_m = torch.diag_embed(torch.stack([half * flip, half], -1))  # [B, 2, 2]
-    theta = torch.cat([rot @ scale_m, (rot @ centre.unsqueeze(-1))], -1)  # [B, 2, 3]
-    grid = F.affine_grid(theta.to(images.device), [b, 3, img_size, img_size], align_corners=False)
+    return torch.cat([rot @ scale_m, (rot @ centre.unsqueeze(-1))], -1)  # [B, 2, 3]
+
+
+def warp(images: torch.Tensor, theta: torch.Tensor, img_size: int, *, unit: bool = True) -> torch.Tensor:
+    """One bilinear warp (zero fill outside, as torchvision's rotate): images uint8 [B, 3, S, S],
+    theta [B, 2, 3] on their device -> float [B, 3, img_size, img_size] in [0, 1] (0..255 when
+    ``unit`` is False)."""
+    grid = F.affine_grid(theta, [images.shape[0], 3, img_size, img_size], align_corners=False)
     x = images.float()
     return F.grid_sample(x.div_(255.0) if unit else x, grid, mode="bilinear",
                          padding_mode="zeros", align_corners=False)
+
+
+def geometric(images: torch.Tensor, g: torch.Generator, img_size: int, *, unit: bool = True,
+              **draws: Any) -> torch.Tensor:
+    """:func:`affine_draws` then :func:`warp` in one call; ``draws`` are affine_draws' keywords."""
+    return warp(images, affine_draws(g, images.shape[0], **draws).to(images.device), img_size, unit=unit)
 
 
 def grey(x: torch.Tensor) -> torch.Tensor:
@@ -223,28 +277,33 @@ _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.
 _YIQ_INV = torch.linalg.inv(_YIQ)
 
 
-def colour_matrices(means: torch.Tensor, g: torch.Generator, *, grey_p: float = 0.2,
-                    p: float = 0.8, strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random grayscale + colour jitter as per-sample affine colour maps.
-
-    means: [B, 3] per-sample channel means of the input (for contrast), on any device. Returns
-    (M [B, 3, 3], o [B, 3]) on that device, with output pixel = M @ pixel + o, before clamping.
-    Draws the same random numbers, in the same order, from the host generator ``g`` as
-    :func:`random_grayscale` followed by :func:`colour_jitter`.
-    """
-    b, dev = means.shape[0], means.device
-    use_grey = torch.rand(b, generator=g) < grey_p  # [B], host draws first, then moved
+def colour_draws(g: torch.Generator, b: int, *, grey_p: float = 0.2, p: float = 0.8,
+                 strength: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)) -> Params:
+    """Random grayscale + colour jitter draws, host: ``use_grey`` bool [B], ``factors`` [B, 4]
+    (brightness, contrast, saturation, hue; identity where jitter is off) and ``order`` int64
+    [B, 4] (torchvision's random per-sample op order). The same numbers, in the same order, as
+    :func:`random_grayscale` followed by :func:`colour_jitter`."""
+    use_grey = torch.rand(b, generator=g) < grey_p  # [B]
     apply = torch.rand(b, generator=g) < p  # [B]
     br, co, sa, hu = strength
     f = torch.stack([_u(g, b, 1 - br, 1 + br), _u(g, b, 1 - co, 1 + co),
                      _u(g, b, 1 - sa, 1 + sa), _u(g, b, -hu, hu)], 1)  # [B, 4]
     order = torch.argsort(torch.rand(b, 4, generator=g), 1)  # [B, 4]
-    f = torch.where(apply.unsqueeze(1), f, torch.tensor([1.0, 1.0, 1.0, 0.0])).to(dev)  # identity if off
-    order = order.to(dev)
+    f = torch.where(apply.unsqueeze(1), f, torch.tensor([1.0, 1.0, 1.0, 0.0]))  # identity if off
+    return {"use_grey": use_grey, "factors": f, "order": order}
+
+
+def compose_colour(means: torch.Tensor, use_grey: torch.Tensor, factors: torch.Tensor,
+                   order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`colour_draws` as per-sample affine colour maps on ``means``' device.
+
+    means: [B, 3] per-sample channel means of the input (for contrast). Returns (M [B, 3, 3],
+    o [B, 3]) with output pixel = M @ pixel + o, before clamping.
+    """
+    b, dev, f = means.shape[0], means.device, factors
     eye = torch.eye(3, device=dev).expand(b, 3, 3)
     grey_m = torch.tensor(_GREY, device=dev).view(1, 1, 3).expand(b, 3, 3)  # every row = luma weights
-    m = torch.where(use_grey.to(dev).view(-1, 1, 1), grey_m, eye)  # [B, 3, 3]
+    m = torch.where(use_grey.view(-1, 1, 1), grey_m, eye)  # [B, 3, 3]
     o = torch.zeros(b, 3, device=dev)
     luma = torch.tensor(_GREY, device=dev)
     ang = f[:, 3] * 2 * math.pi
@@ -271,6 +330,12 @@ def colour_matrices(means: torch.Tensor, g: torch.Generator, *, grey_p: float = 
     return m, o
 
 
+def colour_matrices(means: torch.Tensor, g: torch.Generator, **draws: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`colour_draws` then :func:`compose_colour` in one call (``draws``: its keywords)."""
+    p = params_to(colour_draws(g, means.shape[0], **draws), means.device)
+    return compose_colour(means, p["use_grey"], p["factors"], p["order"])
+
+
 def erase_boxes(shape: torch.Size, g: torch.Generator, *, p: float = 0.5,
                 scale: tuple[float, float] = (0.02, 0.33), ratio: tuple[float, float] = (0.3, 3.3),
                 attempts: int = 10) -> list[tuple[int, int, int, int, int]]:
@@ -295,28 +360,29 @@ def erase_boxes(shape: torch.Size, g: torch.Generator, *, p: float = 0.5,
             for i in torch.nonzero(apply).flatten().tolist()]
 
 
-def random_erasing(x: torch.Tensor, g: torch.Generator, *, p: float = 0.5,
-                   scale: tuple[float, float] = (0.02, 0.33),
-                   ratio: tuple[float, float] = (0.3, 3.3), value: float | str = "random",
-                   attempts: int = 10) -> torch.Tensor:
-    """Erase one random box per sample with probability p, in place; x float [B, C, H, W].
-
-    ``value="random"`` fills every erased pixel and channel with N(0, 1) drawn from ``g``
-    (torchvision's ``RandomErasing(value='random')``, the official APViT config); a number fills
-    with that constant. Boxes and noise are drawn on the host and the noise moved to x's device
-    in one transfer; a box is then one slice copy there (at most B small copies: a loop costs
-    less than masking the whole batch, on the CPU and on a GPU alike).
-    """
+def erase_draws(shape: torch.Size | tuple[int, ...], g: torch.Generator, *, value: float | str = "random",
+                **box: Any) -> Params:
+    """Random-erasing draws, host: ``boxes`` (:func:`erase_boxes`, ``box`` its keywords) and, for
+    ``value="random"``, ``noise``: float32, every erased pixel and channel from N(0, 1), one draw
+    per box in sample order ([C, h, w] each, as torchvision), concatenated flat."""
     if isinstance(value, str) and value != "random":
         raise ValueError(f"random_erasing: value {value!r} is not allowed; allowed values: a number or 'random'")
-    boxes = erase_boxes(x.shape, g, p=p, scale=scale, ratio=ratio, attempts=attempts)
-    if not boxes:
-        return x
-    c = x.shape[1]
-    if value == "random":  # one draw per box, in sample order, each [C, h, w], as torchvision
-        noise = torch.cat([torch.randn(c, h, w, generator=g, dtype=x.dtype).flatten()
-                           for _, _, _, h, w in boxes]).to(x.device)
-    start = 0
+    boxes = erase_boxes(shape, g, **box)
+    out: Params = {"boxes": boxes}
+    if value == "random" and boxes:
+        c = shape[1]
+        out["noise"] = torch.cat([torch.randn(c, h, w, generator=g).flatten() for _, _, _, h, w in boxes])
+    return out
+
+
+def erase(x: torch.Tensor, boxes: list[tuple[int, int, int, int, int]], noise: torch.Tensor | None = None,
+          value: float | str = "random") -> torch.Tensor:
+    """Fill ``boxes`` of x float [B, C, H, W] in place, with ``noise`` (on x's device) or ``value``.
+
+    A box is one slice copy (at most B small copies: a loop costs less than masking the whole
+    batch, on the CPU and on a GPU alike); its bounds are host integers, so nothing waits.
+    """
+    c, start = x.shape[1], 0
     for i, top, left, h, w in boxes:
         if value == "random":
             x[i, :, top:top + h, left:left + w] = noise[start:start + c * h * w].view(c, h, w)
@@ -326,15 +392,55 @@ def random_erasing(x: torch.Tensor, g: torch.Generator, *, p: float = 0.5,
     return x
 
 
-def apvit_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
-                std: Stats = STD, erase_value: float | str = "random") -> torch.Tensor:
-    """The APViT/TransFER training pipeline; images uint8 [B, 3, S, S] -> float [B, 3, s, s]."""
-    x = geometric(images, g, img_size, unit=False)  # [B, 3, s, s] in 0..255
-    b = x.shape[0]
-    m, o = colour_matrices(x.mean((2, 3)) / 255.0, g)  # [B, 3, 3], [B, 3]
-    x = torch.baddbmm(o.unsqueeze(-1), m / 255.0, x.view(b, 3, -1)).view_as(x)  # [B, 3, s, s]
-    x = _normalize_(x.clamp_(0.0, 1.0), 1.0, mean, std)
-    return random_erasing(x, g, value=erase_value)
+def random_erasing(x: torch.Tensor, g: torch.Generator, *, value: float | str = "random", **box: Any) -> torch.Tensor:
+    """Erase one random box per sample (p 0.5, area 0.02-0.33, aspect 0.3-3.3 unless ``box`` says
+    otherwise), in place; x float [B, C, H, W].
+
+    ``value="random"`` fills every erased pixel and channel with N(0, 1) drawn from ``g``
+    (torchvision's ``RandomErasing(value='random')``, the official APViT config); a number fills
+    with that constant.
+    """
+    p = params_to(erase_draws(x.shape, g, value=value, **box), x.device)
+    return erase(x, p["boxes"], p.get("noise"), value)
+
+
+def augment(img_size: int, *, mean: Stats, std: Stats, warp_kw: dict[str, Any] | None = None,
+            colour_kw: dict[str, Any] | None = None, erase_kw: dict[str, Any] | None = None) -> Pipeline:
+    """A training :class:`Pipeline`: one affine warp (:func:`affine_draws` with ``warp_kw``), then
+    grayscale + colour jitter as one colour map when ``colour_kw`` is given (:func:`colour_draws`),
+    normalisation, and random erasing when ``erase_kw`` is given (:func:`erase_draws`). Draws
+    happen in that order."""
+    warp_kw = warp_kw or {}
+
+    def draw(b: int, g: torch.Generator) -> Params:
+        params: Params = {"theta": affine_draws(g, b, **warp_kw)}
+        if colour_kw is not None:
+            params.update(colour_draws(g, b, **colour_kw))
+        if erase_kw is not None:
+            params.update(erase_draws((b, 3, img_size, img_size), g, **erase_kw))
+        return params
+
+    def apply(images: torch.Tensor, params: Params) -> torch.Tensor:
+        if colour_kw is None:
+            x = _normalize_(warp(images, params["theta"], img_size), 1.0, mean, std)
+        else:
+            x = warp(images, params["theta"], img_size, unit=False)  # [B, 3, s, s] in 0..255
+            b = x.shape[0]
+            m, o = compose_colour(x.mean((2, 3)) / 255.0, params["use_grey"], params["factors"], params["order"])
+            x = torch.baddbmm(o.unsqueeze(-1), m / 255.0, x.view(b, 3, -1)).view_as(x)  # [B, 3, s, s]
+            x = _normalize_(x.clamp_(0.0, 1.0), 1.0, mean, std)
+        if erase_kw is not None:
+            x = erase(x, params["boxes"], params.get("noise"), erase_kw.get("value", "random"))
+        return x
+
+    return Pipeline(draw, apply)
+
+
+def apvit_train(img_size: int, *, mean: Stats = MEAN, std: Stats = STD,
+                erase_value: float | str = "random") -> Pipeline:
+    """The APViT/TransFER training pipeline (see the module docstring); uint8 [B, 3, S, S] ->
+    float [B, 3, s, s]."""
+    return augment(img_size, mean=mean, std=std, colour_kw={}, erase_kw={"value": erase_value})
 
 
 def apvit_train_tv(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
@@ -346,61 +452,45 @@ def apvit_train_tv(images: torch.Tensor, g: torch.Generator, img_size: int, *, m
     return random_erasing(normalize(x, mean, std), g, value=erase_value)
 
 
-# MAE-ViT (methods/mae.py): its fine-tuning and pre-training pipelines, composed of the above.
 
-def mae_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
-              std: Stats = STD) -> torch.Tensor:
+# MAE-ViT (methods/mae.py): its fine-tuning and pre-training pipelines.
+
+def mae_train(img_size: int, *, mean: Stats = MEAN, std: Stats = STD) -> Pipeline:
     """MAE-ViT fine-tuning: random affine, h-flip, colour jitter, random erasing.
 
     The paper names the four operations and no parameters; ours: rotation +-10 deg and a
-    scale/translation crop (0.8-1 of the area) with flip p 0.5, as one warp (:func:`geometric`);
-    colour jitter (0.4, 0.4, 0.4, 0.1) on every sample, no grayscale; normalise; random erasing
-    p 0.25 with N(0, 1) pixels (MAE's fine-tuning ``reprob`` and mode). uint8 [B, 3, S, S] ->
-    float [B, 3, s, s].
+    scale/translation crop (0.8-1 of the area) with flip p 0.5, as one warp; colour jitter (0.4,
+    0.4, 0.4, 0.1) on every sample, no grayscale; normalise; random erasing p 0.25 with N(0, 1)
+    pixels (MAE's fine-tuning ``reprob`` and mode).
     """
-    x = geometric(images, g, img_size, rot_p=1.0, degrees=10.0, scale=(0.8, 1.0), unit=False)
-    b = x.shape[0]
-    m, o = colour_matrices(x.mean((2, 3)) / 255.0, g, grey_p=0.0, p=1.0)  # [B, 3, 3], [B, 3]
-    x = torch.baddbmm(o.unsqueeze(-1), m / 255.0, x.view(b, 3, -1)).view_as(x)  # [B, 3, s, s]
-    x = _normalize_(x.clamp_(0.0, 1.0), 1.0, mean, std)
-    return random_erasing(x, g, p=0.25, value="random")
+    return augment(img_size, mean=mean, std=std, warp_kw={"rot_p": 1.0, "degrees": 10.0},
+                   colour_kw={"grey_p": 0.0, "p": 1.0}, erase_kw={"p": 0.25})
 
 
-def mae_pretrain_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
-                       std: Stats = STD) -> torch.Tensor:
+def mae_pretrain_train(img_size: int, *, mean: Stats = MEAN, std: Stats = STD) -> Pipeline:
     """MAE pre-training: RandomResizedCrop (area 0.2-1; aspect ratio 1, MAE's is 3/4-4/3) + h-flip."""
-    x = geometric(images, g, img_size, rot_p=0.0, scale=(0.2, 1.0))  # [B, 3, s, s] in [0, 1]
-    return _normalize_(x, 1.0, mean, std)
+    return augment(img_size, mean=mean, std=std, warp_kw={"rot_p": 0.0, "scale": (0.2, 1.0)})
 
 
-def flip_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
-               std: Stats = STD) -> torch.Tensor:
+def flip_train(img_size: int, *, mean: Stats = MEAN, std: Stats = STD) -> Pipeline:
     """Horizontal flip (p 0.5) only: the mildest of the papers' operations, for tiny recipes whose
-    48-pixel ViTs stay at the majority class under the full pipelines. uint8 [B, 3, S, S] -> float
-    [B, 3, s, s]."""
-    x = geometric(images, g, img_size, rot_p=0.0, scale=(1.0, 1.0))  # [B, 3, s, s] in [0, 1]
-    return _normalize_(x, 1.0, mean, std)
+    48-pixel ViTs stay at the majority class under the full pipelines."""
+    return augment(img_size, mean=mean, std=std, warp_kw={"rot_p": 0.0, "scale": (1.0, 1.0)})
 
 
-def scale_flip_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
-                     std: Stats = STD) -> torch.Tensor:
+def scale_flip_train(img_size: int, *, mean: Stats = MEAN, std: Stats = STD) -> Pipeline:
     """PF-ViT's paper: "random scaling and flipping". No parameters are given; ours: a square crop of
-    80-100% of the area resized back (the scaling), horizontal flip p 0.5, as one warp. uint8
-    [B, 3, S, S] -> float [B, 3, s, s]."""
-    x = geometric(images, g, img_size, rot_p=0.0, scale=(0.8, 1.0))  # [B, 3, s, s] in [0, 1]
-    return _normalize_(x, 1.0, mean, std)
+    80-100% of the area resized back (the scaling), horizontal flip p 0.5, as one warp."""
+    return augment(img_size, mean=mean, std=std, warp_kw={"rot_p": 0.0, "scale": (0.8, 1.0)})
 
 
 # TransFER (methods/transfer.py): the paper's operations, and the PaddlePaddle port's config.
 
-def transfer_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
-                   std: Stats = STD) -> torch.Tensor:
+def transfer_train(img_size: int, *, mean: Stats = MEAN, std: Stats = STD) -> Pipeline:
     """TransFER's paper: "random rotate and crop, random horizontal flip, and random erasing", no
     colour operation. The paper gives no parameters; ours are the "apvit" pipeline's (rotation p 0.5,
-    +-6 deg; crop 0.8-1 of the area; flip p 0.5; erasing p 0.5 with N(0, 1) pixels). uint8
-    [B, 3, S, S] -> float [B, 3, s, s]."""
-    x = geometric(images, g, img_size)  # [B, 3, s, s] in [0, 1]
-    return random_erasing(_normalize_(x, 1.0, mean, std), g, value="random")
+    +-6 deg; crop 0.8-1 of the area; flip p 0.5; erasing p 0.5 with N(0, 1) pixels)."""
+    return augment(img_size, mean=mean, std=std, erase_kw={})
 
 
 def transfer_paddle_train(images: torch.Tensor, g: torch.Generator, img_size: int, *, mean: Stats = MEAN,
@@ -426,6 +516,7 @@ def transfer_paddle_train(images: torch.Tensor, g: torch.Generator, img_size: in
     return random_erasing(x, g, p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=0.0)
 
 
-_MORE_TRAIN = {"mae": mae_train, "mae_pretrain": mae_pretrain_train, "flip": flip_train,
-               "transfer": transfer_train, "transfer_paddle": transfer_paddle_train, "scale_flip": scale_flip_train}
-PIPELINES = PIPELINES + tuple(_MORE_TRAIN)
+_PIPELINES = {"apvit": apvit_train, "mae": mae_train, "mae_pretrain": mae_pretrain_train, "flip": flip_train,
+              "transfer": transfer_train, "scale_flip": scale_flip_train}
+_DRAWING = {"apvit_tv": apvit_train_tv, "transfer_paddle": transfer_paddle_train}
+PIPELINES = ("apvit", "apvit_tv", "none", "mae", "mae_pretrain", "flip", "transfer", "transfer_paddle", "scale_flip")

@@ -53,7 +53,7 @@ def test_augmentation_statistics():
     x = torch.zeros(2000, 3, 8, 8, dtype=torch.uint8)
     x[:, 0] = 200  # red image: grayscale or saturation changes make channels equal/closer
     # channel-equal normalisation and a zero fill, so grey pixels and erased boxes are exact
-    out = apvit_train(x, torch.Generator().manual_seed(0), 8, mean=HALF_MEAN, std=HALF_STD, erase_value=0.0)
+    out = apvit_train(8, mean=HALF_MEAN, std=HALF_STD, erase_value=0.0)(x, torch.Generator().manual_seed(0))
     erased = (out == 0).all(1).any((1, 2)).float().mean().item()  # exact zeros after normalise
     assert 0.4 < erased < 0.6
     grey = (out[:, 0] - out[:, 1]).abs().amax((1, 2)) < 1e-4

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import math
 import warnings
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -118,7 +120,7 @@ def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, 
     called: set[nn.Module] = set()  # the modules the test-time forward runs
     hooks = [m.register_forward_pre_hook(lambda mod, _: called.add(mod)) for m in model.modules()]
     try:
-        x = torch.randn(batch, 3, input_size, input_size)
+        x = torch.randn(batch, 3, input_size, input_size, device=next(model.parameters(), torch.empty(0)).device)
         calls: Counter = Counter()
         estimating = {op: _estimating_handle(op, calls) for op in ESTIMATED_OPS}
         with warnings.catch_warnings():
@@ -161,3 +163,36 @@ def count_flops(model: nn.Module, input_size: int, batch: int = 1) -> dict[str, 
         "uncounted_share_measure": UNCOUNTED_SHARE_MEASURE,
         "uncounted_not_estimated": sorted(not_estimated),
     }
+
+
+COST_KEYS = ("gflops", "params_m", "params_test_m", "tokens_per_block", "tokens_before_head", "flop_convention")
+
+
+def cached_flops(model: nn.Module, input_size: int, cache_dir: Path, key: dict[str, Any]) -> dict[str, Any]:
+    """A result record's cost fields (:data:`COST_KEYS` of :func:`count_flops`), counted once per model
+    configuration ``key`` (method, scale, non-weights overrides, classes, input size, code version:
+    weights do not change a count) and kept as JSON in ``cache_dir``; an unreadable entry is counted
+    again. A compiled model is counted through its eager forward (fvcore traces it)."""
+    from harness.run.cells import short_hash
+    from harness.store import atomic_write_json
+
+    path = Path(cache_dir) / f"{short_hash(key)}.json"
+    try:
+        cost = json.loads(path.read_text())
+        if isinstance(cost, dict) and set(cost) == set(COST_KEYS):
+            return cost
+    except (OSError, ValueError):
+        pass
+    compiled = getattr(model, "_compiled_call_impl", None)  # set by nn.Module.compile
+    model._compiled_call_impl = None
+    try:
+        flops = count_flops(model, input_size)
+    finally:
+        model._compiled_call_impl = compiled
+    cost = {k: flops.get(k) for k in COST_KEYS}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, cost)
+    except OSError:  # a read-only store still gets its numbers, just not cached
+        pass
+    return cost

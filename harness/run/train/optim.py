@@ -73,6 +73,13 @@ def optimizer_plan(model: nn.Module, recipe: Recipe) -> dict[str, dict[str, Any]
     return plan
 
 
+def fused_kwargs(params: list[torch.Tensor]) -> dict[str, bool]:
+    """``{"fused": True}`` when every parameter is a floating-point CUDA tensor (torch's fused
+    kernels: one launch per step instead of one per tensor); on the CPU torch's default, so CPU
+    results stay bit for bit."""
+    return {"fused": True} if params and all(p.is_cuda and p.is_floating_point() for p in params) else {}
+
+
 def build_optimizers(model: nn.Module, recipe: Recipe) -> dict[str, torch.optim.Optimizer]:
     """One optimiser per entry of :func:`optimizer_plan`, over the parameters it owns."""
     named = dict(model.named_parameters())
@@ -84,12 +91,13 @@ def build_optimizers(model: nn.Module, recipe: Recipe) -> dict[str, torch.optim.
             groups = _decay_groups([(n, named[n]) for n in s["params"]], recipe.no_weight_decay, s["weight_decay"])
         for g in groups:
             g["lr"] = s["lr"] * g.get("lr_scale", 1.0)
+        fused = fused_kwargs([p for g in groups for p in g["params"]])
         if s["optimizer"] == "sgd":
-            opts[name] = torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"])
+            opts[name] = torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"], **fused)
         elif s["optimizer"] == "adam":
-            opts[name] = torch.optim.Adam(groups, lr=s["lr"], betas=s["betas"])
+            opts[name] = torch.optim.Adam(groups, lr=s["lr"], betas=s["betas"], **fused)
         elif s["optimizer"] == "adamw":
-            opts[name] = torch.optim.AdamW(groups, lr=s["lr"], betas=s["betas"])
+            opts[name] = torch.optim.AdamW(groups, lr=s["lr"], betas=s["betas"], **fused)
         else:
             raise ValueError(f"train.optimizer={s['optimizer']!r}; allowed: sgd, adam, adamw")
     return opts

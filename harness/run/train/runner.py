@@ -14,6 +14,17 @@ and augmentation draw from generators seeded by ``(seed, epoch)``, so a run resu
 epoch checkpoint continues exactly as the uninterrupted run would have. On CPU with a fixed
 thread count the same cell gives the same predictions bit for bit.
 
+What a step costs besides the model (:mod:`harness.data.batches` for the data path): a step's
+loss terms are read on the host one step late (a GPU never waits for them); validation and the
+per-epoch test pass run back to back with their logits kept on the device and copied once;
+checkpoints are written by wall time (after the first epoch of a run, then every
+:data:`CHECKPOINT_EVERY_S`, and after the last) from a host snapshot on a background thread; the
+best state is a host copy, kept in memory; FLOPs are counted once per model configuration
+(:func:`harness.run.train.flops.cached_flops`). On CUDA, conv-bearing models run
+``channels_last`` under ``cudnn.benchmark``, optimisers are torch's fused ones, and
+``train.compile`` compiles the model (:func:`speed_settings`); none of these applies on the CPU,
+where results stay bit for bit those of the code before them.
+
 :class:`CellJob` is what executors submit: a ``submitit`` checkpointable whose ``checkpoint``
 re-submits itself on preemption or timeout; the resubmitted job resumes from the last epoch
 checkpoint and its record says so.
@@ -23,6 +34,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import threading
 import platform
 import random
 import signal
@@ -53,6 +65,9 @@ from harness.run.weights import WeightRef, file_digest
 from methods.interface import Recipe, get_exports, get_recipe, set_progress, training_step
 
 HEARTBEAT_S = 60.0  # seconds between progress heartbeats inside an epoch
+# Seconds between epoch checkpoints (a run's first epoch and its last are always written); a
+# preempted or killed run repeats at most this much training. $FERBENCH_CHECKPOINT_S overrides it.
+CHECKPOINT_EVERY_S = 300.0
 PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pandas", "scipy")
 
 
@@ -182,33 +197,54 @@ class Stepper:
             self.scheds[n].load_state_dict(state["scheds"][n])
 
 
-def on_device(transform, device: torch.device):
-    """A batch transform that first moves the uint8 batch to ``device`` (augmentation runs there)."""
-    if device.type == "cpu":
-        return transform
-    return lambda images, g: transform(images.to(device, non_blocking=True), g)
-
-
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """``torch.autocast`` on ``device`` in ``dtype``, or a no-op context for full precision."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+def eval_batch_size(train_batch: int, device: torch.device) -> int:
+    """Evaluation batch: twice the training batch (on the CPU exactly that, so results stay bit for
+    bit), at least 256 on a GPU."""
+    return 2 * train_batch if device.type == "cpu" else max(2 * train_batch, 256)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, split, transform, batch_size: int, device: torch.device | None = None,
-            amp: torch.dtype | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of a whole split, in the split's order. Returns ([N, C], [N]) on the host."""
+def predict_splits(model: nn.Module, splits: list, transform, batch_size: int, device: torch.device | None = None,
+                   amp: torch.dtype | None = None, memory_format: torch.memory_format | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Logits and labels of each split, in its order, in one pass: ([N, C], [N]) per split on the
+    host. Logits stay on the device until every split is done, then come over in one copy."""
     from harness.data import iterate_batches
 
     device = device or torch.device("cpu")
     model.eval()
-    logits, labels = [], []
-    for x, y, _ in iterate_batches(split, batch_size=batch_size, transform=on_device(transform, device), seed=0,
-                                   epoch=0, shuffle=False):
-        with autocast(device, amp):
-            logits.append(model(x).float().cpu())
-        labels.append(y)
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+    logits, labels, sizes = [], [], []
+    for split in splits:
+        n = 0
+        for x, y, _ in iterate_batches(split, batch_size=batch_size, transform=transform, seed=0, epoch=0,
+                                       shuffle=False, device=device):
+            if memory_format is not None:
+                x = x.contiguous(memory_format=memory_format)
+            with autocast(device, amp):
+                logits.append(model(x).float())
+            labels.append(y)
+            n += len(y)
+        sizes.append(n)
+    all_logits, all_labels = torch.cat(logits).cpu().numpy(), torch.cat(labels).cpu().numpy()
+    bounds = np.cumsum([0, *sizes])
+    return [(all_logits[a:b], all_labels[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def predict(model: nn.Module, split, transform, batch_size: int, device: torch.device | None = None,
+            amp: torch.dtype | None = None, memory_format: torch.memory_format | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of a whole split, in the split's order. Returns ([N, C], [N]) on the host."""
+    return predict_splits(model, [split], transform, batch_size, device, amp, memory_format)[0]
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in %."""
+    return float((logits.argmax(1) == labels).mean() * 100)
 
 
 MAX_CONFUSION_CLASSES = 64  # a face-ID stage has hundreds of classes: no confusion matrix for those
@@ -224,20 +260,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
             "mean_class_accuracy": float(np.nanmean(per_class)),
             "per_class_accuracy": {n: (None if np.isnan(a) else float(a)) for n, a in zip(class_names, per_class)},
             "confusion": confusion.tolist() if c <= MAX_CONFUSION_CLASSES else None}
-
-
-def epoch_test_accuracy(model: nn.Module, test_split, transform, batch_size: int, **where: Any) -> float:
-    """Test accuracy (%) of this epoch's weights: recorded to measure test-set selection, never used.
-
-    Fine-tuning cells only: a pre-training stage's accuracy is in no table, so its epochs skip it
-    (for an MAE stage's linear probe that pass was over a third of the stage's time).
-
-    It runs after the validation step and selection, in eval mode and under no_grad, and draws
-    from no generator that training uses, so the selected model and the honest number are the
-    same with or without it (``tests/harness/test_runner_test_selection.py`` checks).
-    """
-    logits, y = predict(model, test_split, transform, batch_size, **where)
-    return float((logits.argmax(1) == y).mean() * 100)
 
 
 def selection_on_test(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -324,10 +346,141 @@ def _load_data(cell: Cell, decode_size: int):
     return limit_train(data, cell.data["train_limit"]) if "train_limit" in cell.data else data
 
 
+def epoch_eval_splits(cell: Cell, val_split, test_split) -> list:
+    """What each epoch evaluates: validation (for selection) and, for a fine-tuning cell, the test
+    split, recorded to measure test-set selection and never used. A pre-training stage's accuracy is
+    in no table, so its epochs skip the test pass (for an MAE stage's linear probe that pass was
+    over a third of the stage's time).
+
+    Both run in eval mode under no_grad and draw from no generator that training uses, so the
+    selected model and the honest number are the same with or without the test pass
+    (``tests/harness/run/train/test_runner_test_selection.py`` checks)."""
+    return [val_split] if cell.stage else [val_split, test_split]
+
+
+def host_copy(obj: Any) -> Any:
+    """``obj`` (a state dict, possibly nested) with every tensor copied to host memory."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: host_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(host_copy(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def speed_settings(model: nn.Module, recipe: Recipe, device: torch.device) -> dict[str, Any]:
+    """Apply the GPU speed settings to ``model`` and say which hold (for the record's provenance).
+
+    CUDA only: ``channels_last`` for a model with convolutions (IR-50 is 43% of APViT's FLOPs) and
+    ``cudnn.benchmark``; fused optimisers are chosen by the optimiser builder for CUDA parameters.
+    ``train.compile`` compiles the model in place (``nn.Module.compile``: state-dict keys and
+    custom training steps unchanged) on any device.
+    """
+    cuda = device.type == "cuda"
+    convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        if convs:
+            model.to(memory_format=torch.channels_last)
+    if recipe.compile != "off":
+        model.compile(mode=recipe.compile)
+    return {"channels_last": cuda and convs, "cudnn_benchmark": cuda, "compile": recipe.compile,
+            "fused_optimizer": cuda}
+
+
+class CheckpointWriter:
+    """Epoch checkpoints by wall time, written off the training thread.
+
+    :meth:`due` is true after a run's first epoch, after the last, and once ``every_s`` seconds have
+    passed since the previous one; :meth:`save` takes a host snapshot on the calling thread (the
+    live tensors keep changing) and serialises and writes it on a background thread. An error in the
+    writer is raised by the next :meth:`save` or by :meth:`close`.
+    """
+
+    def __init__(self, store: Store, cell_id: str, every_s: float | None = None) -> None:
+        self.store, self.cell_id = store, cell_id
+        self.every_s = float(os.environ.get("FERBENCH_CHECKPOINT_S", CHECKPOINT_EVERY_S)) if every_s is None \
+            else every_s
+        self.last: float | None = None
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def due(self, last_epoch: bool) -> bool:
+        """Whether the epoch just finished is checkpointed."""
+        return last_epoch or self.last is None or time.time() - self.last >= self.every_s
+
+    def save(self, model: nn.Module, stepper: "Stepper", state: dict[str, Any]) -> None:
+        """Snapshot ``model``, ``stepper`` and ``state`` now; write them in the background."""
+        self.close()
+        snapshot = {"model": host_copy(model.state_dict()), "optim": host_copy(stepper.state_dict()),
+                    "state": {**state, "history": list(state["history"])}}  # best_state: already a host copy
+        self.last = time.time()
+        self.thread = threading.Thread(target=self._write, args=(snapshot,), name=f"checkpoint-{self.cell_id}",
+                                       daemon=True)
+        self.thread.start()
+
+    def _write(self, snapshot: dict[str, Any]) -> None:
+        try:
+            self.store.save_checkpoint(self.cell_id, _tensor_bytes(snapshot))
+        except BaseException as err:  # raised on the training thread by the next save or close
+            self.error = err
+
+    def close(self) -> None:
+        """Wait for the write in flight; raise its error, if any."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+
+class LossMeter:
+    """Per-epoch sums of a step's named loss terms, read on the host one step late.
+
+    :meth:`add` keeps the step's terms as one detached device tensor and reads the previous step's
+    (by then long computed on a GPU): the step never waits for its own loss. A non-finite term fails
+    the cell with the epoch, step and lr of the step that produced it.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.pending: tuple[list[str], torch.Tensor, int, int, float] | None = None
+
+    def add(self, terms: dict[str, torch.Tensor], epoch: int, step: int, lr: float) -> None:
+        """Queue this step's terms; account for the previous step's."""
+        packed = torch.stack([v.detach().float() for v in terms.values()])  # [T]
+        self.flush()
+        self.pending = (list(terms), packed, epoch, step, lr)
+
+    def flush(self) -> None:
+        """Read the queued step's terms (one host sync)."""
+        if self.pending is None:
+            return
+        names, packed, epoch, step, lr = self.pending
+        self.pending = None
+        values = dict(zip(names, packed.tolist()))
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLoss(f"training loss is {values[bad[0]]} (term {bad[0]!r}) at epoch {epoch}, step "
+                                f"{step} (lr {lr:.3g}); the cell is failed, not recorded")
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def epoch_means(self, n_steps: int) -> dict[str, float]:
+        """Flush, then the epoch's mean per term; the sums restart."""
+        self.flush()
+        means = {k: v / max(n_steps, 1) for k, v in self.sums.items()}
+        self.sums = {}
+        return means
+
+
 def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "auto") -> dict[str, Any]:
     """Train on ``device``, select on validation, test once, and write the record. Returns the record."""
     from harness.data import build_transform, iterate_batches, num_batches
-    from harness.run.train.flops import count_flops
+    from harness.data.batches import resident
+    from harness.run.train.flops import cached_flops
     from harness.run.train.priors import resolve_loss_kwargs
     from methods.losses import build_loss
 
@@ -346,13 +499,15 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         model = build_model(cell.method, cell.scale, model_o, num_classes=data.num_classes)
     for key, report in getattr(model, "weight_reports", {}).items():
         started_from.setdefault(key, {})["load"] = report.summary()
-    train_split, val_split, test_split = (data.splits[k] for k in ("train", "val", "test"))
-    train_tf = on_device(build_transform(recipe.augment, recipe.img_size, train=True, mean=recipe.mean,
-                                         std=recipe.std), dev)
+    train_split, val_split, test_split = (resident(data.splits[k], dev) for k in ("train", "val", "test"))
+    train_tf = build_transform(recipe.augment, recipe.img_size, train=True, mean=recipe.mean, std=recipe.std)
     eval_tf = build_transform(recipe.augment, recipe.img_size, train=False, mean=recipe.mean, std=recipe.std)
     amp = amp_dtype(recipe.amp, dev)
-    where = {"device": dev, "amp": amp}
     model.to(dev)
+    speed = speed_settings(model, recipe, dev)
+    fmt = torch.channels_last if speed["channels_last"] else None
+    where = {"device": dev, "amp": amp, "memory_format": fmt}
+    eval_batch = eval_batch_size(recipe.batch_size, dev)
     loss_kwargs, loss_prior = resolve_loss_kwargs(recipe, data)  # prior: votes / file: -> the [K, K] matrix
     loss_fn = build_loss(recipe.loss, **loss_kwargs).to(dev)  # a prior is a buffer of the loss
     batches = num_batches(train_split, batch_size=recipe.batch_size, sampler=recipe.sampler, drop_last=True)
@@ -377,6 +532,8 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
     setup_s = time.time() - t_start
     # Observation only: statements on `track` are not part of the code version (harness.run.codeversion).
     track = tracking.open_run(cell, store, first_epoch=state["epoch"])
+    writer = CheckpointWriter(store, cell.id)
+    timing = {"eval_s": 0.0, "checkpoint_s": 0.0}
 
     epochs, total_steps = training_length(recipe, steps_per_epoch)
     last_loss = float("nan")
@@ -396,63 +553,67 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         torch.manual_seed(_epoch_seed(cell.seed, epoch))  # anything in the model that draws randomness
         np.random.seed(_epoch_seed(cell.seed, epoch) % 2**32)  # timm's Mixup draws from numpy
         model.train()
-        sums: dict[str, float] = {}
+        meter = LossMeter()
         n_steps = 0
         for i, (x, y, _) in enumerate(iterate_batches(train_split, batch_size=recipe.batch_size, transform=train_tf,
                                                       seed=cell.seed, epoch=epoch, shuffle=True,
-                                                      sampler=recipe.sampler, drop_last=True)):
+                                                      sampler=recipe.sampler, drop_last=True, device=dev)):
             if i >= steps_per_epoch * recipe.accum_steps:
                 break  # the last, incomplete accumulation group of the epoch
             set_progress(model, state["step"] / max(total_steps, 1))
-            y = y.to(dev, non_blocking=True)
+            if fmt is not None:
+                x = x.contiguous(memory_format=fmt)
             if mix is not None:
                 x, y = mix(x, y)  # soft targets [B, K]
             with autocast(dev, amp):
                 terms = training_step(model, x, y, loss_fn)
-            values = {k: float(v.detach()) for k, v in terms.items()}  # one host sync per step
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if bad:
-                raise NonFiniteLoss(f"training loss is {values[bad[0]]} (term {bad[0]!r}) at epoch {epoch}, step "
-                                    f"{state['step']} (lr {stepper.lr():.3g}); the cell is failed, not recorded")
+            meter.add(terms, epoch, state["step"], stepper.lr())
             state["step"] += int(stepper.step(terms))
             n_steps += 1
             if time.time() - beat > HEARTBEAT_S:  # so that a long epoch is not taken for a stopped worker
                 store.write_progress(cell.id, epoch=epoch, epochs=epochs, step=state["step"])
                 beat = time.time()
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
             if state["step"] >= total_steps:
                 break  # recipe.iterations reached inside the last epoch
+        epoch_losses = meter.epoch_means(n_steps)
         track.throughput(epoch, images=n_steps * recipe.batch_size, seconds=time.time() - t0)
-        epoch_losses = {k: v / max(n_steps, 1) for k, v in sums.items()}
         last_loss = sum(epoch_losses.values()) if epoch_losses else float("nan")
+        t_eval = time.time()
         set_progress(model, 1.0)  # validate what will be tested: a keep schedule's final k and r
-        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2, **where)
-        val_acc = float((val_logits.argmax(1) == val_y).mean() * 100)
+        evals = predict_splits(model, epoch_eval_splits(cell, val_split, test_split), eval_tf, eval_batch, **where)
+        val_acc = accuracy(*evals[0])
+        timing["eval_s"] += time.time() - t_eval
         stepper.end_epoch(val_acc)
         if val_acc > state["best_val"]:
-            state.update(best_val=val_acc, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
+            state.update(best_val=val_acc, best_epoch=epoch, best_state=host_copy(model.state_dict()))
         state["train_s"] += time.time() - t0
         state["history"].append({"epoch": epoch, "train_loss": last_loss, "losses": epoch_losses,
                                  "val_accuracy": val_acc,
-                                 "test_accuracy": None if cell.stage else
-                                 epoch_test_accuracy(model, test_split, eval_tf, recipe.batch_size * 2, **where)})
+                                 "test_accuracy": accuracy(*evals[1]) if len(evals) > 1 else None})
         track.epoch(epoch, state["history"][-1], stepper.opts)
         state["epoch"] = epoch + 1
-        _save_checkpoint(store, cell.id, model, stepper, state)
+        if writer.due(last_epoch=state["epoch"] >= epochs):
+            t_ck = time.time()
+            writer.save(model, stepper, state)
+            timing["checkpoint_s"] += time.time() - t_ck
+    t_ck = time.time()
+    writer.close()
+    timing["checkpoint_s"] += time.time() - t_ck
 
     if state["best_state"] is None:  # nothing trained (train.epochs 0): the loaded weights are the model
         set_progress(model, 1.0)
-        val_logits, val_y = predict(model, val_split, eval_tf, recipe.batch_size * 2, **where)
-        state.update(best_val=float((val_logits.argmax(1) == val_y).mean() * 100),
-                     best_state=copy.deepcopy(model.state_dict()))
+        state.update(best_val=accuracy(*predict(model, val_split, eval_tf, eval_batch, **where)),
+                     best_state=host_copy(model.state_dict()))
     t_eval = time.time()
     model.load_state_dict(state["best_state"])
     set_progress(model, 1.0)
-    logits, y_true = predict(model, test_split, eval_tf, recipe.batch_size * 2, **where)
+    logits, y_true = predict(model, test_split, eval_tf, eval_batch, **where)
     y_pred = logits.argmax(1)
     eval_s = time.time() - t_eval
-    flops = count_flops(model.cpu(), recipe.img_size)
+    flops = cached_flops(model, recipe.img_size, store.root / "cache" / "flops",
+                         key={"method": cell.method, "scale": cell.scale, "code_version": cell.code_version,
+                              "num_classes": data.num_classes, "img_size": recipe.img_size,
+                              "model": {k: v for k, v in cell.model.items() if not k.startswith("weights.")}})
     metrics = classification_metrics(y_true, y_pred, data.class_names)
     metrics.update(val_accuracy=state["best_val"], selected_epoch=state["best_epoch"],
                    selection="val" if state["history"] else "none",
@@ -461,17 +622,18 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         "cell": cell.to_dict(),
         "metrics": metrics,
         "class_names": list(data.class_names),
-        "cost": {k: flops.get(k) for k in ("gflops", "params_m", "params_test_m", "tokens_per_block", "tokens_before_head",
-                                           "flop_convention")},
+        "cost": flops,
         "timing": {"train_s": state["train_s"], "eval_s": eval_s, "setup_s": setup_s,
+                   "epoch_eval_s": timing["eval_s"], "checkpoint_s": timing["checkpoint_s"],
                    "epochs": epochs, "steps": state["step"], "final_train_loss": last_loss,
                    "history": state["history"]},
         "recipe": {**recipe.to_dict(), "loss_prior": loss_prior},  # the prior's source and the matrix D
         "data": {"fingerprint": data.fingerprint, "split_info": data.split_info, "skipped": data.skipped,
-                 "synthetic": data.synthetic, "sizes": {k: len(v.labels) for k, v in data.splits.items()}},
+                 "synthetic": data.synthetic, "sizes": {k: len(v.labels) for k, v in data.splits.items()},
+                 "on_device": train_split.images.device.type != "cpu"},
         "resumed_from_epoch": state["resumed_from_epoch"],
         "started_from": started_from,
-        "provenance": {**provenance(threads, dev, amp), "dataset_fingerprint": data.fingerprint},
+        "provenance": {**provenance(threads, dev, amp), "dataset_fingerprint": data.fingerprint, "speed": speed},
     }
     record["timing"].update(wall_s=time.time() - t_start, finished_at=time.time())
     store.write_result(cell.id, record, {"y_true": y_true.astype(np.int16), "y_pred": y_pred.astype(np.int16),
@@ -488,11 +650,6 @@ def _tensor_bytes(obj: Any) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
-
-
-def _save_checkpoint(store: Store, cell_id: str, model: nn.Module, stepper: Stepper, state: dict) -> None:
-    store.save_checkpoint(cell_id, _tensor_bytes({"model": model.state_dict(), "optim": stepper.state_dict(),
-                                                  "state": state}))
 
 
 def _load_checkpoint(blob: bytes) -> dict[str, Any]:

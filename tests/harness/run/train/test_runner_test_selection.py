@@ -18,7 +18,12 @@ def test_per_epoch_test_accuracy_leaves_selection_and_honest_number_unchanged(ha
     (planned,) = plan_table(load_spec("sel_tab"), source=DataSource())
     with_test = runner.train_cell(planned.cell, Store(tmp_path / "a"))
     calls = []
-    monkeypatch.setattr(runner, "epoch_test_accuracy", lambda *a, **k: calls.append(1))  # never evaluates
+
+    def validation_only(cell, val, test):
+        calls.append(1)
+        return [val]
+
+    monkeypatch.setattr(runner, "epoch_eval_splits", validation_only)  # never evaluates the test split
     without = runner.train_cell(planned.cell, Store(tmp_path / "b"))
     assert len(calls) == with_test["timing"]["epochs"]
 
