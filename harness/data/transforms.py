@@ -58,6 +58,7 @@ torch's (``affine_grid``/``grid_sample``, ``baddbmm``, ``interpolate``).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -115,37 +116,57 @@ def _no_draws(batch: int, g: torch.Generator) -> Params:
     return {}
 
 
-def params_to(params: Params, device: torch.device) -> Params:
-    """``params`` with its tensors on ``device``: packed into one float32 buffer (pinned on CUDA)
-    and moved with one non-blocking copy, then unpacked as views. Unchanged on the CPU."""
+def pack_params(params: Params) -> tuple[torch.Tensor, list[tuple[str, torch.Size, torch.dtype]]]:
+    """The tensors of ``params`` in one flat float32 host tensor, and the layout to unpack it.
+    Exact: draws are float32, and int64 indices and bools are small whole numbers."""
     tensors = {k: v for k, v in params.items() if isinstance(v, torch.Tensor)}
-    if device.type == "cpu" or not tensors:
-        return params
     bad = [k for k, v in tensors.items() if v.dtype not in _PACKED]
     if bad:
-        raise TypeError(f"params_to: {bad} are not float32, int64 or bool")
-    flat = torch.cat([v.reshape(-1).to(torch.float32) for v in tensors.values()])
+        raise TypeError(f"pack_params: {bad} are not float32, int64 or bool")
+    layout = [(k, v.shape, v.dtype) for k, v in tensors.items()]
+    flat = torch.cat([v.reshape(-1).to(torch.float32) for v in tensors.values()]) if tensors else torch.empty(0)
+    return flat, layout
+
+
+def unpack_params(flat: torch.Tensor, layout: list[tuple[str, torch.Size, torch.dtype]]) -> Params:
+    """Inverse of :func:`pack_params`: views of ``flat`` (wherever it is) in their shapes and dtypes."""
+    out, start = {}, 0
+    for k, shape, dtype in layout:
+        n = math.prod(shape)
+        out[k] = flat[start:start + n].view(shape).to(dtype)
+        start += n
+    return out
+
+
+def params_to(params: Params, device: torch.device) -> Params:
+    """``params`` with its tensors on ``device``, moved in one non-blocking copy from pinned memory
+    (:func:`pack_params`); unchanged on the CPU."""
+    if device.type == "cpu" or not any(isinstance(v, torch.Tensor) for v in params.values()):
+        return params
+    flat, layout = pack_params(params)
     if device.type == "cuda":
         flat = flat.pin_memory()
-    flat = flat.to(device, non_blocking=True)
-    out, start = dict(params), 0
-    for k, v in tensors.items():
-        out[k] = flat[start:start + v.numel()].view(v.shape).to(v.dtype)
-        start += v.numel()
-    return out
+    return {**params, **unpack_params(flat.to(device, non_blocking=True), layout)}
+
+
+@functools.lru_cache(maxsize=64)
+def const(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A constant tensor made once per device: a host-to-device copy in every batch would make the
+    step wait (do not modify the result in place)."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def normalize(x: torch.Tensor, mean: Stats = MEAN, std: Stats = STD) -> torch.Tensor:
     """x: float [B, 3, H, W] in [0, 1] -> (x - mean) / std per channel."""
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    m = const(tuple(mean), x.device, x.dtype).view(1, 3, 1, 1)
+    s = const(tuple(std), x.device, x.dtype).view(1, 3, 1, 1)
     return (x - m) / s
 
 
 def _normalize_(x: torch.Tensor, scale: float = 1.0, mean: Stats = MEAN, std: Stats = STD) -> torch.Tensor:
     """In place: x * scale in [0, 1] -> normalised."""
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    m = const(tuple(mean), x.device, x.dtype).view(1, 3, 1, 1)
+    s = const(tuple(std), x.device, x.dtype).view(1, 3, 1, 1)
     return x.mul_(scale / s).sub_(m / s)
 
 
@@ -195,7 +216,7 @@ def geometric(images: torch.Tensor, g: torch.Generator, img_size: int, *, unit: 
 
 def grey(x: torch.Tensor) -> torch.Tensor:
     """x: float [B, 3, H, W] -> luma [B, 1, H, W] (ITU-R 601, as torchvision)."""
-    w = torch.tensor(_GREY, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    w = const(_GREY, x.device, x.dtype).view(1, 3, 1, 1)
     return (x * w).sum(1, keepdim=True)
 
 
@@ -273,8 +294,8 @@ def random_grayscale(x: torch.Tensor, g: torch.Generator, p: float = 0.2) -> tor
     return torch.where(m, grey(x).expand_as(x), x)
 
 
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_INV = torch.linalg.inv(_YIQ)
+_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+_YIQ_INV = tuple(map(tuple, torch.linalg.inv(torch.tensor(_YIQ)).tolist()))
 
 
 def colour_draws(g: torch.Generator, b: int, *, grey_p: float = 0.2, p: float = 0.8,
@@ -302,10 +323,10 @@ def compose_colour(means: torch.Tensor, use_grey: torch.Tensor, factors: torch.T
     """
     b, dev, f = means.shape[0], means.device, factors
     eye = torch.eye(3, device=dev).expand(b, 3, 3)
-    grey_m = torch.tensor(_GREY, device=dev).view(1, 1, 3).expand(b, 3, 3)  # every row = luma weights
+    grey_m = const(_GREY, dev).view(1, 1, 3).expand(b, 3, 3)  # every row = luma weights
     m = torch.where(use_grey.view(-1, 1, 1), grey_m, eye)  # [B, 3, 3]
     o = torch.zeros(b, 3, device=dev)
-    luma = torch.tensor(_GREY, device=dev)
+    luma = const(_GREY, dev)
     ang = f[:, 3] * 2 * math.pi
     cos, sin = torch.cos(ang), torch.sin(ang)
     rot = torch.zeros(b, 3, 3, device=dev)
@@ -315,7 +336,7 @@ def compose_colour(means: torch.Tensor, use_grey: torch.Tensor, factors: torch.T
         f[:, 0].view(-1, 1, 1) * eye,  # brightness
         None,  # contrast: depends on the current mean, built per step
         f[:, 2].view(-1, 1, 1) * eye + (1 - f[:, 2]).view(-1, 1, 1) * grey_m,  # saturation
-        _YIQ_INV.to(dev) @ rot @ _YIQ.to(dev),  # hue
+        const(_YIQ_INV, dev) @ rot @ const(_YIQ, dev),  # hue
     ]
     rows, no_off = torch.arange(b, device=dev), torch.zeros(b, 3, device=dev)
     for step in range(4):

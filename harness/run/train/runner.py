@@ -15,7 +15,7 @@ epoch checkpoint continues exactly as the uninterrupted run would have. On CPU w
 thread count the same cell gives the same predictions bit for bit.
 
 What a step costs besides the model (:mod:`harness.data.batches` for the data path): a step's
-loss terms are read on the host one step late (a GPU never waits for them); validation and the
+loss terms stay on the device and are read once per epoch (a GPU never waits for them); validation and the
 per-epoch test pass run back to back with their logits kept on the device and copied once;
 checkpoints are written by wall time (after the first epoch of a run, then every
 :data:`CHECKPOINT_EVERY_S`, and after the last) from a host snapshot on a background thread; the
@@ -437,43 +437,39 @@ class CheckpointWriter:
 
 
 class LossMeter:
-    """Per-epoch sums of a step's named loss terms, read on the host one step late.
+    """An epoch's named loss terms, kept on the device and read on the host once, at its end.
 
-    :meth:`add` keeps the step's terms as one detached device tensor and reads the previous step's
-    (by then long computed on a GPU): the step never waits for its own loss. A non-finite term fails
-    the cell with the epoch, step and lr of the step that produced it.
+    :meth:`add` keeps the step's terms as one detached device tensor (no host sync in the step);
+    :meth:`epoch_means` copies the epoch's [steps, terms] at once, adds them up in Python floats in
+    step order (the sums training recorded before) and fails the cell on a non-finite term, naming
+    the epoch, step and lr of the first step that produced one.
     """
 
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.pending: tuple[list[str], torch.Tensor, int, int, float] | None = None
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.names: list[str] | None = None
+        self.steps: list[tuple[int, float]] = []  # (step, lr) on the host
+        self.values: list[torch.Tensor] = []  # [T] per step, on the device
 
-    def add(self, terms: dict[str, torch.Tensor], epoch: int, step: int, lr: float) -> None:
-        """Queue this step's terms; account for the previous step's."""
-        packed = torch.stack([v.detach().float() for v in terms.values()])  # [T]
-        self.flush()
-        self.pending = (list(terms), packed, epoch, step, lr)
+    def add(self, terms: dict[str, torch.Tensor], step: int, lr: float) -> None:
+        """Keep this step's terms (the same names every step)."""
+        self.names = self.names or list(terms)
+        self.values.append(torch.stack([v.detach().float() for v in terms.values()]))
+        self.steps.append((step, lr))
 
-    def flush(self) -> None:
-        """Read the queued step's terms (one host sync)."""
-        if self.pending is None:
-            return
-        names, packed, epoch, step, lr = self.pending
-        self.pending = None
-        values = dict(zip(names, packed.tolist()))
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad:
-            raise NonFiniteLoss(f"training loss is {values[bad[0]]} (term {bad[0]!r}) at epoch {epoch}, step "
-                                f"{step} (lr {lr:.3g}); the cell is failed, not recorded")
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-
-    def epoch_means(self, n_steps: int) -> dict[str, float]:
-        """Flush, then the epoch's mean per term; the sums restart."""
-        self.flush()
-        means = {k: v / max(n_steps, 1) for k, v in self.sums.items()}
-        self.sums = {}
-        return means
+    def epoch_means(self) -> dict[str, float]:
+        """The epoch's mean per term; :class:`NonFiniteLoss` if any term was NaN or infinite."""
+        if not self.values:
+            return {}
+        rows = torch.stack(self.values).tolist()  # [S, T]: the epoch's one host sync
+        sums = dict.fromkeys(self.names, 0.0)
+        for (step, lr), row in zip(self.steps, rows):
+            for k, v in zip(self.names, row):
+                if not math.isfinite(v):
+                    raise NonFiniteLoss(f"training loss is {v} (term {k!r}) at epoch {self.epoch}, step {step} "
+                                        f"(lr {lr:.3g}); the cell is failed, not recorded")
+                sums[k] += v
+        return {k: v / len(rows) for k, v in sums.items()}
 
 
 def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "auto") -> dict[str, Any]:
@@ -553,7 +549,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
         torch.manual_seed(_epoch_seed(cell.seed, epoch))  # anything in the model that draws randomness
         np.random.seed(_epoch_seed(cell.seed, epoch) % 2**32)  # timm's Mixup draws from numpy
         model.train()
-        meter = LossMeter()
+        meter = LossMeter(epoch)
         n_steps = 0
         for i, (x, y, _) in enumerate(iterate_batches(train_split, batch_size=recipe.batch_size, transform=train_tf,
                                                       seed=cell.seed, epoch=epoch, shuffle=True,
@@ -567,7 +563,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
                 x, y = mix(x, y)  # soft targets [B, K]
             with autocast(dev, amp):
                 terms = training_step(model, x, y, loss_fn)
-            meter.add(terms, epoch, state["step"], stepper.lr())
+            meter.add(terms, state["step"], stepper.lr())
             state["step"] += int(stepper.step(terms))
             n_steps += 1
             if time.time() - beat > HEARTBEAT_S:  # so that a long epoch is not taken for a stopped worker
@@ -575,7 +571,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
                 beat = time.time()
             if state["step"] >= total_steps:
                 break  # recipe.iterations reached inside the last epoch
-        epoch_losses = meter.epoch_means(n_steps)
+        epoch_losses = meter.epoch_means()
         track.throughput(epoch, images=n_steps * recipe.batch_size, seconds=time.time() - t0)
         last_loss = sum(epoch_losses.values()) if epoch_losses else float("nan")
         t_eval = time.time()
