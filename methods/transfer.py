@@ -81,13 +81,14 @@ Attributes of a built model: ``recipe``, ``preset``, ``num_classes``, ``weight_r
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import trunc_normal_
+from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 
 from methods.interface import Recipe
@@ -271,7 +272,18 @@ class TransFER(nn.Module):
                 ignored[key] = "patch embedding (TransFER projects CNN features with a 1x1 conv)"
         prefixes = ("cls_token", "pos_embed", "blocks.", "norm.")
         target = {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
-        return strict_load(target, state, ignored, f"ViT weights {path}")
+        resampled = {}
+        pos = state.get("pos_embed")
+        if pos is not None and pos.dim() == 3 and pos.shape[1] != self.grid + 1:
+            # Table 2's stage-2 and stage-4 stems give 28x28 and 7x7 tokens where ImageNet's ViT has
+            # 14x14; the paper does not say how its weights meet them: resized as timm resizes
+            # position embeddings when loading at another resolution (bicubic, class token kept).
+            side = math.isqrt(self.grid)
+            state = {**state, "pos_embed": resample_abs_pos_embed(pos, new_size=[side, side], num_prefix_tokens=1)}
+            resampled["pos_embed"] = f"resampled {tuple(pos.shape)} -> {tuple(state['pos_embed'].shape)} (bicubic)"
+        report = strict_load(target, state, ignored, f"ViT weights {path}")
+        report.resampled.update(resampled)
+        return report
 
 
 # ---------------------------------------------------------------------------------------------

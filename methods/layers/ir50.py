@@ -130,11 +130,13 @@ class LoadReport:
     loaded: list[str] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)
     missing_buffers: list[str] = field(default_factory=list)
+    resampled: dict[str, str] = field(default_factory=dict)  # key -> how it was fitted to the model
 
     def summary(self) -> str:
         """One line for logs."""
+        fitted = "".join(f"; {k} {how}" for k, how in self.resampled.items())
         return (f"loaded {len(self.loaded)} tensors, ignored {len(self.ignored)}, "
-                f"missing buffers {len(self.missing_buffers)}")
+                f"missing buffers {len(self.missing_buffers)}{fitted}")
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:

@@ -248,3 +248,20 @@ def test_paper_recipe_is_the_papers_and_the_code_reading_is_the_paddle_ports():
     assert (code.augment, code.sampler, code.weight_decay, code.lr, code.batch_size) == ("transfer_paddle", "none", 1e-4, 1e-4, 64)
     assert code.milestones == paper.milestones == (15 / 40, 30 / 40) and code.momentum == 0.9
     assert code_affectnet.iterations == 20_000 and code_affectnet.weight_decay == 1e-4
+
+
+@pytest.mark.parametrize("stage", [2, 4])
+def test_vit_weights_meet_another_stems_grid_through_resampled_position_embeddings(tmp_path, stage):
+    """Table 2's stage-2 and stage-4 rows start from the same ViT as stage 3: its position
+    embedding is resized to their token grid (reported), everything else loads as it is."""
+    src = tiny()
+    vit = {k: v for k, v in src.state_dict().items() if k.startswith(("cls_token", "pos_embed", "blocks.", "norm."))}
+    torch.save(vit, tmp_path / "vit.pth")
+    model = tiny(**{"transfer.stage": stage, "weights.vit": str(tmp_path / "vit.pth")})
+    report = model.weight_reports["weights.vit"]
+    assert model.pos_embed.shape[1] == model.grid + 1 != src.pos_embed.shape[1]
+    assert "pos_embed" in report.resampled and "pos_embed" in report.summary()
+    assert torch.equal(model.pos_embed[:, :1], src.pos_embed[:, :1])  # the class token's entry is kept
+    assert torch.equal(model.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
+    assert model(X).shape == (8, 7)
+    assert "pos_embed" not in tiny(**{"weights.vit": str(tmp_path / "vit.pth")}).weight_reports["weights.vit"].resampled
