@@ -53,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-parallel", type=positive_int, default=None,
                    help="concurrent cells (default: one per GPU with GPUs, else one per core)")
     p.add_argument("--threads", type=positive_int, default=None, help="threads per cell (default: cores / parallel)")
+    p.add_argument("--cells-per-gpu", type=positive_int, default=None,
+                   help="local: cells sharing each GPU (default 1; 2 keeps a GPU busy with small models)")
     p.add_argument("--timeout-min", type=positive_float, default=None, help="per-cell time limit (default 60)")
     p.add_argument("--partition", default=None, help="SLURM partition")
     p.add_argument("--gpus", type=nonnegative_int, default=None, help="SLURM GPUs per node")
@@ -118,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     check_mlflow(env(MLFLOW_ENV), f"${MLFLOW_ENV}")
     spec = restrict_datasets(load_spec(args.table), args.datasets)
     cfg = ExecutorConfig.from_profile(args.profile, name=args.executor, device=args.device,
-                                      max_parallel=args.max_parallel,
+                                      max_parallel=args.max_parallel, cells_per_gpu=args.cells_per_gpu,
                                       threads=args.threads, timeout_min=args.timeout_min,
                                       slurm_partition=args.partition, slurm_gpus_per_node=args.gpus,
                                       slurm_mem_gb=args.mem_gb, max_retries=args.max_retries,

@@ -42,6 +42,7 @@ from harness.run.devices import gpu_count, local_gpu_parameters, resolve_device
 from harness.errors import UserError
 from harness.specs import load_yaml
 from harness.run.interrupts import Cancelled, spawning, stop_local_workers
+from harness.run.prepare import decode_once
 from harness.run.train.runner import CellJob
 from harness.store import Store, slurm_job_alive
 from harness.run.workqueue import QueueWorker, WorkQueue
@@ -64,9 +65,10 @@ class ExecutorConfig:
     poll_s: float = 0.5
     slurm_partition: str | None = None
     slurm_time_min: float | None = None
-    slurm_cpus_per_task: int = 1
+    slurm_cpus_per_task: int | None = None  # default: SLURM_GPU_CPUS for a GPU task, else 1
     slurm_gpus_per_node: int = 0
-    slurm_mem_gb: float = 4.0
+    slurm_mem_gb: float | None = None  # default: sized to the data the cells read (slurm_resources)
+    cells_per_gpu: int = 1  # local: cells sharing one GPU (small models leave it idle between kernels)
     slurm_array_parallelism: int = 64
     slurm_extra: dict[str, Any] = field(default_factory=dict)
     pdb: bool = False  # debug executor: post-mortem pdb on a failure (also FERBENCH_PDB=1)
@@ -88,6 +90,8 @@ class ExecutorConfig:
         cfg = cls(**values)
         if cfg.name not in EXECUTORS:
             raise UserError(f"unknown executor {cfg.name!r}; allowed: {', '.join(EXECUTORS)}")
+        if not isinstance(cfg.cells_per_gpu, int) or isinstance(cfg.cells_per_gpu, bool) or cfg.cells_per_gpu < 1:
+            raise UserError(f"cells_per_gpu: {cfg.cells_per_gpu!r} is not allowed; allowed values: an integer >= 1")
         return cfg
 
     def parallel(self) -> int:
@@ -96,7 +100,7 @@ class ExecutorConfig:
         if self.max_parallel:
             return self.max_parallel
         gpus = gpu_count(self.device) if self.name != "slurm" else 0
-        return max(1, gpus or os.cpu_count() or 1)
+        return max(1, gpus * self.cells_per_gpu or os.cpu_count() or 1)
 
     def cell_threads(self) -> int:
         """Threads per cell so that concurrent cells don't oversubscribe the cores."""
@@ -194,7 +198,27 @@ class QuietDebugExecutor(submitit.DebugExecutor):
         return [QuietDebugJob(self.folder, ds) for ds in delayed_submissions]
 
 
-def _make_executor(cfg: ExecutorConfig, store: Store) -> submitit.Executor:
+SLURM_GPU_CPUS = 8  # a GPU task's CPUs: its training thread, the checkpoint writer, torch's intra-op pool
+
+
+def slurm_resources(cfg: ExecutorConfig, gpus: int, data_bytes: int) -> tuple[int, float]:
+    """CPUs and GB of memory per SLURM array task: the profile's or flags' values, else defaults that
+    fit. A GPU task gets :data:`SLURM_GPU_CPUS` CPUs, a CPU task one; memory is 1.25 x the largest
+    decoded dataset the cells read (the memory map's pages count against the task's cgroup; an
+    AffectNet map at 112 px is about 11 GB) plus 6 GB with a GPU (model, optimiser state, pinned
+    batches and checkpoint snapshots on the host) or 3 GB without."""
+    cpus = cfg.slurm_cpus_per_task or (SLURM_GPU_CPUS if gpus else 1)
+    mem = cfg.slurm_mem_gb or round(1.25 * data_bytes / 2**30 + (6.0 if gpus else 3.0), 1)
+    return cpus, mem
+
+
+def slurm_gpus(cfg: ExecutorConfig) -> int:
+    """GPUs per SLURM array task: ``slurm_gpus_per_node``, else one when cells may use a GPU and
+    ``sinfo`` lists GPUs in the partition's generic resources, else none."""
+    return cfg.slurm_gpus_per_node or (1 if cfg.device != "cpu" and partition_has_gpus(cfg.slurm_partition) else 0)
+
+
+def _make_executor(cfg: ExecutorConfig, store: Store, data_bytes: int = 0, gpus: int = 0) -> submitit.Executor:
     folder = store.log_dir / cfg.name / "%j"
     if cfg.name == "debug":
         wants_pdb = cfg.pdb or os.environ.get("FERBENCH_PDB", "") not in ("", "0")
@@ -204,15 +228,14 @@ def _make_executor(cfg: ExecutorConfig, store: Store) -> submitit.Executor:
         ex.update_parameters(timeout_min=cfg.timeout_min, **local_gpu_parameters(cfg.device))
         return ex
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
-    params: dict[str, Any] = dict(time=int(cfg.slurm_time_min or cfg.timeout_min), cpus_per_task=cfg.slurm_cpus_per_task,
-                                  mem=f"{int(cfg.slurm_mem_gb * 1024)}M", signal_delay_s=30,
+    cpus, mem_gb = slurm_resources(cfg, gpus, data_bytes)
+    params: dict[str, Any] = dict(time=int(cfg.slurm_time_min or cfg.timeout_min), cpus_per_task=cpus,
+                                  mem=f"{int(mem_gb * 1024)}M", signal_delay_s=30,
                                   array_parallelism=cfg.slurm_array_parallelism, **cfg.slurm_extra)
     if cfg.slurm_partition:
         params["partition"] = cfg.slurm_partition
-    if cfg.slurm_gpus_per_node:
-        params["gpus_per_node"] = cfg.slurm_gpus_per_node
-    elif cfg.device != "cpu" and partition_has_gpus(cfg.slurm_partition):
-        params["gpus_per_node"] = 1  # one array task = one cell = one GPU
+    if gpus:
+        params["gpus_per_node"] = gpus  # one array task = one cell = its GPUs
     ex.update_parameters(**params)
     return ex
 
@@ -291,8 +314,10 @@ def run_cells(cells: list[Cell], store: Store, cfg: ExecutorConfig) -> Summary:
                desc="cells", dynamic_ncols=True, file=sys.stderr,
                mininterval=0.5 if sys.stderr.isatty() else 30)  # a log file gets a line every 30 s
     try:
-        executor = _make_executor(cfg, store)
-        threads = cfg.cell_threads()
+        data_bytes = decode_once(mine)  # before the fan-out, not under a lock by the first cell
+        gpus = slurm_gpus(cfg) if cfg.name == "slurm" else 0
+        executor = _make_executor(cfg, store, data_bytes, gpus)
+        threads = cfg.cell_threads() if cfg.name != "slurm" else (cfg.threads or slurm_resources(cfg, gpus, 0)[0])
         if cfg.name == "slurm" and cfg.detach:
             jobs = _submit_array(executor, mine, store, threads, cfg)
             summary.submitted = [c.id for c in mine]

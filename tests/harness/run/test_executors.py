@@ -100,7 +100,7 @@ def _schedule(tmp_path, monkeypatch, cells, run):
         finished.add(cell.id)
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    monkeypatch.setattr("harness.run.executors._make_executor", lambda cfg, store: SimpleNamespace(submit=submit))
+    monkeypatch.setattr("harness.run.executors._make_executor", lambda cfg, store, *sizes: SimpleNamespace(submit=submit))
     monkeypatch.setattr("harness.run.workqueue.run_and_record", run_and_record)
     monkeypatch.setattr(Store, "record", lambda self, cid: {"timing": {"wall_s": 1.0}} if cid in finished else None)
     summary = run_cells(cells, Store(tmp_path), ExecutorConfig(name="local", max_parallel=2, poll_s=0.01))
@@ -218,3 +218,40 @@ def test_a_stalled_worker_is_named(tmp_path, capsys):
     (store.cell_dir("c2") / "progress.json").write_text(json.dumps({**progress, "time": time.time() - 1800}))
     _say_why_waiting("c2", store, set())
     assert "no heartbeat for 30 min" in capsys.readouterr().err
+
+
+def test_cells_per_gpu_places_that_many_cells_on_each_gpu(monkeypatch):
+    monkeypatch.setattr("harness.run.executors.gpu_count", lambda spec: 2)
+    assert ExecutorConfig(cells_per_gpu=2).parallel() == 4 and ExecutorConfig().parallel() == 2
+    from harness.run.devices import worker_device
+
+    monkeypatch.setattr("harness.run.devices.gpu_count", lambda spec: 2)
+    assert [worker_device("cuda", slot) for slot in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    with pytest.raises(UserError, match="cells_per_gpu: 0"):
+        ExecutorConfig.from_profile(None, cells_per_gpu=0)
+
+
+def test_slurm_tasks_ask_for_cpus_and_memory_that_fit_the_data():
+    from harness.run.executors import SLURM_GPU_CPUS, slurm_resources
+
+    affectnet = 11 * 2**30  # the decoded AffectNet map at 112 px
+    assert slurm_resources(ExecutorConfig(name="slurm"), 1, affectnet) == (SLURM_GPU_CPUS, 19.8)
+    assert slurm_resources(ExecutorConfig(name="slurm"), 0, 0) == (1, 3.0)
+    assert slurm_resources(ExecutorConfig(name="slurm", slurm_cpus_per_task=4, slurm_mem_gb=32), 1, affectnet) == (4, 32)
+
+
+def test_datasets_are_decoded_once_before_the_fan_out(harness_env):
+    from harness.data.base import decoded_cache_path  # noqa: F401  (where the cache lives: FERBENCH_CACHE)
+    from harness.run.plan import DataSource, plan_table, with_upstream
+    from harness.run.prepare import decode_once
+    from harness.specs import load_spec
+    from tests.harness.conftest import write_spec
+
+    write_spec(harness_env["tables"], "dec", [{"label": "a", "set": {}}], seeds=2)
+    cells = with_upstream(plan_table(load_spec("dec"), source=DataSource()))
+    before = set(harness_env["cache"].rglob("*.decoded-*")) | set(harness_env["cache"].rglob("*.npy"))
+    size = decode_once(cells)
+    after = set(harness_env["cache"].rglob("*.decoded-*")) | set(harness_env["cache"].rglob("*.npy"))
+    assert size > 0 and len(after - before) <= 1 and after  # one dataset, one decode size: one file at most
+    assert decode_once([_cell(0)]) == 0  # /d holds no dataset: left to the cell, which records the error
+    assert decode_once([]) == 0
