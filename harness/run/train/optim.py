@@ -80,8 +80,9 @@ def fused_kwargs(params: list[torch.Tensor]) -> dict[str, bool]:
     return {"fused": True} if params and all(p.is_cuda and p.is_floating_point() for p in params) else {}
 
 
-def build_optimizers(model: nn.Module, recipe: Recipe) -> dict[str, torch.optim.Optimizer]:
-    """One optimiser per entry of :func:`optimizer_plan`, over the parameters it owns."""
+def build_optimizers(model: nn.Module, recipe: Recipe, fused: bool = True) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per entry of :func:`optimizer_plan`, over the parameters it owns; torch's fused
+    kernels where :func:`fused_kwargs` allows them, unless ``fused`` is False."""
     named = dict(model.named_parameters())
     opts = {}
     for name, s in optimizer_plan(model, recipe).items():
@@ -91,13 +92,13 @@ def build_optimizers(model: nn.Module, recipe: Recipe) -> dict[str, torch.optim.
             groups = _decay_groups([(n, named[n]) for n in s["params"]], recipe.no_weight_decay, s["weight_decay"])
         for g in groups:
             g["lr"] = s["lr"] * g.get("lr_scale", 1.0)
-        fused = fused_kwargs([p for g in groups for p in g["params"]])
+        kernels = fused_kwargs([p for g in groups for p in g["params"]]) if fused else {}
         if s["optimizer"] == "sgd":
-            opts[name] = torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"], **fused)
+            opts[name] = torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"], **kernels)
         elif s["optimizer"] == "adam":
-            opts[name] = torch.optim.Adam(groups, lr=s["lr"], betas=s["betas"], **fused)
+            opts[name] = torch.optim.Adam(groups, lr=s["lr"], betas=s["betas"], **kernels)
         elif s["optimizer"] == "adamw":
-            opts[name] = torch.optim.AdamW(groups, lr=s["lr"], betas=s["betas"], **fused)
+            opts[name] = torch.optim.AdamW(groups, lr=s["lr"], betas=s["betas"], **kernels)
         else:
             raise ValueError(f"train.optimizer={s['optimizer']!r}; allowed: sgd, adam, adamw")
     return opts

@@ -132,10 +132,10 @@ class Stepper:
     generator and a discriminator) step from one forward pass.
     """
 
-    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int) -> None:
+    def __init__(self, model: nn.Module, recipe: Recipe, steps_per_epoch: int, fused: bool = True) -> None:
         self.accum, self.micro = recipe.accum_steps, 0
         self.plan = optimizer_plan(model, recipe)
-        self.opts = build_optimizers(model, recipe)
+        self.opts = build_optimizers(model, recipe, fused)
         self.scheds = {n: build_scheduler(o, recipe, steps_per_epoch, **{k: self.plan[n][k] for k in
                                           ("schedule", "milestones", "warmup_epochs")})
                        for n, o in self.opts.items()}
@@ -369,24 +369,23 @@ def host_copy(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
-def speed_settings(model: nn.Module, recipe: Recipe, device: torch.device) -> dict[str, Any]:
+def speed_settings(model: nn.Module, recipe: Recipe, device: torch.device, layout: bool = True) -> dict[str, Any]:
     """Apply the GPU speed settings to ``model`` and say which hold (for the record's provenance).
 
-    CUDA only: ``channels_last`` for a model with convolutions (IR-50 is 43% of APViT's FLOPs) and
-    ``cudnn.benchmark``; fused optimisers are chosen by the optimiser builder for CUDA parameters.
-    ``train.compile`` compiles the model in place (``nn.Module.compile``: state-dict keys and
-    custom training steps unchanged) on any device.
+    CUDA only, unless ``layout`` is False: ``channels_last`` for a model with convolutions (IR-50 is
+    43% of APViT's FLOPs) and ``cudnn.benchmark``; fused optimisers are chosen by the optimiser
+    builder for CUDA parameters. ``train.compile`` compiles the model in place
+    (``nn.Module.compile``: state-dict keys and custom training steps unchanged) on any device.
     """
-    cuda = device.type == "cuda"
+    cuda = device.type == "cuda" and layout
     convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        if convs:
-            model.to(memory_format=torch.channels_last)
+    torch.backends.cudnn.benchmark = cuda
+    if cuda and convs:
+        model.to(memory_format=torch.channels_last)
     if recipe.compile != "off":
         model.compile(mode=recipe.compile)
     return {"channels_last": cuda and convs, "cudnn_benchmark": cuda, "compile": recipe.compile,
-            "fused_optimizer": cuda}
+            "fused_optimizer": device.type == "cuda"}
 
 
 class CheckpointWriter:

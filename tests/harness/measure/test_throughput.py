@@ -1,6 +1,8 @@
 """The throughput measurement: rates, the FLOP convention of MFU, and bad input."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from harness.measure import throughput
@@ -29,3 +31,22 @@ def test_unknown_peak_gives_no_mfu(harness_env):
 def test_bad_arguments_are_refused():
     with pytest.raises(UserError, match="--batch 0"):
         throughput.measure("apvit", "tiny", batch=0)
+
+
+@pytest.mark.parametrize("stage", ["A", "D"])
+def test_every_stage_of_the_gpu_path_runs_on_the_cpu(harness_env, stage):
+    r = throughput.measure("apvit", "tiny", batch=8, device="cpu", amp="off", steps=2, warmup=1, threads=1,
+                           speed=throughput.STAGES[stage])
+    assert r["real_data_images_per_s"] > 0 and r["speed"]["data"] == ("host" if stage == "A" else "resident")
+    assert r["settings"]["channels_last"] is False  # CUDA only
+    assert r["peak_memory_gb"] is None
+
+
+def test_eval_rates_profile_and_the_loss_after_fixed_steps(harness_env):
+    rates = throughput.eval_rates("apvit", "tiny", batches=(4, 8), device="cpu", amp="off", steps=1, warmup=0)
+    assert set(rates["images_per_s"]) == {"4", "8"} and all(v > 0 for v in rates["images_per_s"].values())
+    a = throughput.loss_after("apvit", "tiny", steps=2, batch=4, device="cpu", amp="off")
+    assert math.isfinite(a) and a == throughput.loss_after("apvit", "tiny", steps=2, batch=4, device="cpu", amp="off")
+    prof = throughput.profile_steps("apvit", "tiny", batch=4, device="cpu", amp="off", steps=1, warmup=0, top=5)
+    assert len(prof["top_kernels"]) == 5 and all(k["ms"] >= 0 for k in prof["top_kernels"])
+    assert {"backbone", "blocks"} <= set(prof["forward_by_module"])  # the IR-50 vs the ViT

@@ -90,3 +90,23 @@ def test_flops_are_counted_once_per_configuration(tmp_path, monkeypatch):
     assert json.loads(entry.read_text()) == first
     assert flops_mod.cached_flops(model, 8, tmp_path, {**key, "img_size": 16}) is not None
     assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_speed_settings_leave_the_cpu_path_alone_and_compile_in_place():
+    import dataclasses
+
+    from harness.run.train.runner import speed_settings
+
+    model, _ = _model_and_stepper()
+    x = torch.randn(2, 3, 8, 8)
+    eager = model(x)
+    keys = list(model.state_dict())
+    settings = speed_settings(model, dataclasses.replace(Recipe(), compile="default"), torch.device("cpu"))
+    assert settings == {"channels_last": False, "cudnn_benchmark": False, "compile": "default",
+                        "fused_optimizer": False}
+    assert list(model.state_dict()) == keys  # checkpoints and best states keep their keys
+    assert torch.allclose(model(x), eager, atol=1e-5)
+    from harness.run.overrides import apply_train_overrides
+
+    with pytest.raises(ValueError, match="train.compile='fast': allowed values: off, default, max-autotune"):
+        apply_train_overrides(Recipe(), {"compile": "fast"})
