@@ -149,8 +149,19 @@ def training_path(roots: tuple[str, ...], root: Path | tuple[Path, ...], package
         found[name] = path
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-        todo += imported_modules(ast.parse(path.read_text()), name, path.name == "__init__.py")
+        todo += _imports_of(path.read_text(), name, path.name == "__init__.py")
     return found
+
+
+# Keyed by the source text: every method's training path shares most files, parsed once per process.
+@lru_cache(maxsize=512)
+def _imports_of(source: str, module: str, is_package: bool) -> tuple[str, ...]:
+    return tuple(sorted(imported_modules(ast.parse(source), module, is_package)))
+
+
+@lru_cache(maxsize=512)
+def _statements_of(source: str, module: str, is_package: bool, packages: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    return normalised_statements(source, module, is_package, packages)
 
 
 def source_version(roots: tuple[str, ...], root: Path | tuple[Path, ...] = ROOT,
@@ -159,7 +170,7 @@ def source_version(roots: tuple[str, ...], root: Path | tuple[Path, ...] = ROOT,
     statements: list[str] = []
     imports: set[str] = set()
     for name, path in training_path(roots, root, packages).items():
-        body, names = normalised_statements(path.read_text(), name, path.name == "__init__.py", packages)
+        body, names = _statements_of(path.read_text(), name, path.name == "__init__.py", packages)
         statements += body
         imports |= names
     h = hashlib.sha256()

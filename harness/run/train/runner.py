@@ -218,17 +218,21 @@ def predict_splits(model: nn.Module, splits: list, transform, batch_size: int, d
 
     device = device or torch.device("cpu")
     model.eval()
+    compiled = getattr(model, "_compiled_call_impl", None) is not None  # nn.Module.compile
     logits, labels, sizes = [], [], []
     for split in splits:
         n = 0
         for x, y, _ in iterate_batches(split, batch_size=batch_size, transform=transform, seed=0, epoch=0,
                                        shuffle=False, device=device):
+            b = len(y)
+            if compiled and b < batch_size:  # a full batch: no recompilation for the last one (eval mode:
+                x = torch.cat([x, x.new_zeros(batch_size - b, *x.shape[1:])])  # samples do not mix)
             if memory_format is not None:
                 x = x.contiguous(memory_format=memory_format)
             with autocast(device, amp):
-                logits.append(model(x).float())
+                logits.append(model(x)[:b].float())
             labels.append(y)
-            n += len(y)
+            n += b
         sizes.append(n)
     all_logits, all_labels = torch.cat(logits).cpu().numpy(), torch.cat(labels).cpu().numpy()
     bounds = np.cumsum([0, *sizes])
