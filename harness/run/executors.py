@@ -218,7 +218,7 @@ def slurm_gpus(cfg: ExecutorConfig) -> int:
     return cfg.slurm_gpus_per_node or (1 if cfg.device != "cpu" and partition_has_gpus(cfg.slurm_partition) else 0)
 
 
-def _make_executor(cfg: ExecutorConfig, store: Store, data_bytes: int = 0, gpus: int = 0) -> submitit.Executor:
+def _make_executor(cfg: ExecutorConfig, store: Store, data_bytes: int = 0, gpus: int | None = None) -> submitit.Executor:
     folder = store.log_dir / cfg.name / "%j"
     if cfg.name == "debug":
         wants_pdb = cfg.pdb or os.environ.get("FERBENCH_PDB", "") not in ("", "0")
@@ -228,6 +228,7 @@ def _make_executor(cfg: ExecutorConfig, store: Store, data_bytes: int = 0, gpus:
         ex.update_parameters(timeout_min=cfg.timeout_min, **local_gpu_parameters(cfg.device))
         return ex
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
+    gpus = slurm_gpus(cfg) if gpus is None else gpus
     cpus, mem_gb = slurm_resources(cfg, gpus, data_bytes)
     params: dict[str, Any] = dict(time=int(cfg.slurm_time_min or cfg.timeout_min), cpus_per_task=cpus,
                                   mem=f"{int(mem_gb * 1024)}M", signal_delay_s=30,

@@ -75,6 +75,8 @@ def test_slurm_asks_for_one_gpu_per_task_on_a_gpu_partition(monkeypatch, tmp_pat
     forced_cpu = executors._make_executor(ExecutorConfig(name="slurm", slurm_partition="gpu", device="cpu"), store)
     assert gpu.parameters.get("gpus_per_node") == 1
     assert "gpus_per_node" not in cpu.parameters and "gpus_per_node" not in forced_cpu.parameters
+    assert (gpu.parameters["cpus_per_task"], cpu.parameters["cpus_per_task"]) == (executors.SLURM_GPU_CPUS, 1)
+    assert (gpu.parameters["mem"], cpu.parameters["mem"]) == ("6144M", "3072M")
 
 
 def test_partition_gpus_come_from_sinfo_gres(monkeypatch, tmp_path):
