@@ -7,12 +7,17 @@ still gives a report (the latency section alone).
 
 The report is built in a fresh folder beside ``--out`` and moved in only once complete (files of
 the same name replaced, ``index.html`` last, other files left): a full disk or an error mid-way
-leaves the previous report whole.
+leaves the previous report whole. A report whose inputs (the collected frame, the specs, the
+benchmarks, the options and the report's own code and templates) are those it was built from
+is left as it is (``<out>/.inputs.sha256`` holds their digest): a re-run with nothing new to
+train does not redraw the figures and pictures.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -102,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
     if not tables and (benchmarks is None or benchmarks.empty):
         raise UserError(f"no table has results and {args.benchmarks} holds no pytest-benchmark results")
     out = Path(args.out)
+    digest = inputs_digest(frame, specs, benchmarks, [args.seed_test, args.no_pictures, bool(args.frame)])
+    marker = out / INPUTS_FILE
+    if (out / "index.html").is_file() and marker.is_file() and marker.read_text().strip() == digest:
+        print(f"report: up to date (its inputs have not changed): {out / 'index.html'}", file=sys.stderr)
+        print(out / "index.html")
+        return 0
     with staged(out, merge=True) as tmp, tempfile.TemporaryDirectory(prefix="ferbench-pictures.") as folder:
         pictures = None
         if not args.frame and not args.no_pictures and tables:
@@ -110,5 +121,26 @@ def run(args: argparse.Namespace) -> int:
             # a local report: pictures of real data too (publish leaves them out)
             pictures = make_pictures(Path(args.results), frame, specs, Path(folder))
         build_report(frame, specs, tmp, benchmarks=benchmarks, seed_test=args.seed_test, pictures=pictures)
+        (tmp / INPUTS_FILE).write_text(digest + "\n")
     print(out / "index.html")
     return 0
+
+
+INPUTS_FILE = ".inputs.sha256"
+_REPORT_CODE = ("harness/report", "harness/stats", "harness/pictures.py", "harness/commands/report.py", "report_templates")
+
+
+def inputs_digest(frame: pd.DataFrame, specs: list, benchmarks: pd.DataFrame | None, options: list) -> str:
+    """SHA-256 of everything a report is built from: the frame, the specs, the benchmarks, the
+    options and the bytes of the report's code and templates."""
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for part in (frame, benchmarks):
+        h.update(b"\0" if part is None else part.astype(str).to_csv(index=True).encode())
+    h.update(repr([repr(s) for s in specs]).encode() + repr(options).encode())
+    for name in _REPORT_CODE:
+        path = root / name
+        for f in sorted(path.rglob("*") if path.is_dir() else [path]):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()

@@ -253,3 +253,19 @@ def test_report_from_a_foreign_frame_is_a_clear_error(tmp_path, capsys, content)
     err = capsys.readouterr().err
     assert f"--frame {path}" in err and ("not a Parquet file" in err or "no column table_id" in err)
     assert not (tmp_path / "rep" / "index.html").exists()
+
+
+def test_a_report_whose_inputs_have_not_changed_is_left_as_it_is(built, tmp_path, capsys):
+    _, _, out, _ = built
+    argv = ["report", "--frame", str(out / "data" / "frame.parquet"), "--table", "apvit_tab5", "--out",
+            str(tmp_path / "r")]
+    assert main(argv) == 0
+    index = tmp_path / "r" / "index.html"
+    built_at = index.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "up to date" in captured.err and captured.out.strip() == str(index)
+    assert index.stat().st_mtime_ns == built_at
+    assert main([*argv, "--seed-test", "welch"]) == 0  # another option: built again
+    assert "up to date" not in capsys.readouterr().err and index.stat().st_mtime_ns != built_at
