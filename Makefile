@@ -34,9 +34,7 @@ test: $(STAMP)
 # The report is written even when some cells failed (it shows the ledger); the exit status is kept.
 reproduce: $(STAMP)
 	@$(PY) -m harness reproduce --table $(TABLE) --scale $(SCALE) $(if $(SEEDS),--seeds $(SEEDS)) \
-		--executor $(EXECUTOR) --results $(RESULTS) $(ARGS); status=$$?; \
-	$(PY) -m harness report --table $(TABLE) --scale $(SCALE) --results $(RESULTS) --out $(REPORTS) \
-		&& exit $$status
+		--executor $(EXECUTOR) --results $(RESULTS) --report $(REPORTS) $(ARGS)
 
 report: $(STAMP)
 	$(PY) -m harness report --results $(RESULTS) --out $(REPORTS)

@@ -71,7 +71,6 @@ def _read_benchmarks(path: Path) -> pd.DataFrame:
 def run(args: argparse.Namespace) -> int:
     """Collect (or read) the frame, build the report, print the path of index.html."""
     from harness.report.collect import RunConfig, collect_tables, one_scale, run_spec, tables_with_results
-    from harness.report.build import build_report, read_exported, staged
     from harness.specs import list_specs, load_spec
 
     check_output_dir(args.out)  # before any work: an existing file or an unwritable place is an error
@@ -79,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.frame)
         if not path.is_file() or path.suffix != ".parquet":
             raise UserError(f"--frame {path}: expected an existing frame.parquet written by a report")
+        from harness.report.build import read_exported
+
         frame = read_exported(path)
         tables = args.table or list(dict.fromkeys(frame["table_id"]))
         keys = checked_datasets(tables, args.datasets)
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: up to date (its inputs have not changed): {out / 'index.html'}", file=sys.stderr)
         print(out / "index.html")
         return 0
+    from harness.report.build import build_report, staged  # matplotlib and seaborn: only to build
+
     with staged(out, merge=True) as tmp, tempfile.TemporaryDirectory(prefix="ferbench-pictures.") as folder:
         pictures = None
         if not args.frame and not args.no_pictures and tables:

@@ -84,6 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="add seeds in rounds to rows whose delta CI half-width is above W points")
     p.add_argument("--max-seeds", type=int, default=None, metavar="N",
                    help="the cap on seeds per row for --until-ci (required with it)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="then write this table's HTML report to DIR in the same process (what `report --table ID "
+                        "--scale S --out DIR` writes), also when cells failed; `make reproduce` uses it")
     p.add_argument("--mlflow", default=None, metavar="URI",
                    help="also log every cell's training curves to this MLflow tracking URI, one run per cell "
                         f"(needs mlflow; default: ${MLFLOW_ENV}); TensorBoard event files are written either way")
@@ -100,10 +103,24 @@ def run(args: argparse.Namespace) -> int:
     """
     with cancel_on_signals():
         try:
-            return _run(args)
+            status = _run(args)
         except Cancelled as err:
             _report_cancelled(err, args)
             return err.exit_code
+    if args.report and not args.dry_run and not args.detach:
+        return _write_report(args) or status
+    return status
+
+
+def _write_report(args: argparse.Namespace) -> int:
+    """The ``report`` command for this table and scale, in this process (torch and timm are
+    imported already: a second interpreter would pay for them again)."""
+    from harness.cli import build_parser
+
+    argv = ["report", "--table", args.table, "--scale", args.scale, "--results", str(args.results),
+            "--out", args.report]
+    report = build_parser("report").parse_args(argv)
+    return report.func(report)
 
 
 def _check_set_values(extra: dict) -> None:
