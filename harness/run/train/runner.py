@@ -376,7 +376,7 @@ def host_copy(obj: Any) -> Any:
 def speed_settings(model: nn.Module, recipe: Recipe, device: torch.device, layout: bool = True) -> dict[str, Any]:
     """Apply the GPU speed settings to ``model`` and say which hold (for the record's provenance).
 
-    CUDA only, unless ``layout`` is False: ``channels_last`` for a model with convolutions (IR-50 is
+    On CUDA, with ``layout``: ``channels_last`` for a model with convolutions (IR-50 is
     43% of APViT's FLOPs) and ``cudnn.benchmark``; fused optimisers are chosen by the optimiser
     builder for CUDA parameters. ``train.compile`` compiles the model in place
     (``nn.Module.compile``: state-dict keys and custom training steps unchanged) on any device.
