@@ -241,7 +241,6 @@ def test_slurm_tasks_ask_for_cpus_and_memory_that_fit_the_data():
 
 
 def test_datasets_are_decoded_once_before_the_fan_out(harness_env):
-    from harness.data.base import decoded_cache_path  # noqa: F401  (where the cache lives: FERBENCH_CACHE)
     from harness.run.plan import DataSource, plan_table, with_upstream
     from harness.run.prepare import decode_once
     from harness.specs import load_spec
