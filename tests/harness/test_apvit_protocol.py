@@ -35,11 +35,11 @@ def test_validation_under_decay_runs_at_the_final_k_and_r(harness_env, monkeypat
                base={"train.epochs": 2})
     (planned,) = plan_table(load_spec("decay_tab"), source=DataSource())
     seen_eval, seen_train = [], []
-    predict = runner.predict
+    predict_splits = runner.predict_splits
 
-    def spy(model, split, transform, batch_size, **where):
-        seen_eval.append(model.current_keep())
-        return predict(model, split, transform, batch_size, **where)
+    def spy(model, splits, transform, batch_size, *args, **where):
+        seen_eval.extend([model.current_keep()] * len(splits))  # one per split evaluated
+        return predict_splits(model, splits, transform, batch_size, *args, **where)
 
     set_progress = runner.set_progress
 
@@ -47,7 +47,7 @@ def test_validation_under_decay_runs_at_the_final_k_and_r(harness_env, monkeypat
         seen_train.append(p)
         set_progress(model, p)
 
-    monkeypatch.setattr(runner, "predict", spy)
+    monkeypatch.setattr(runner, "predict_splits", spy)
     monkeypatch.setattr(runner, "set_progress", spy_progress)
     record = runner.train_cell(planned.cell, Store(harness_env["results"]))
     steps = [p for p in seen_train if p < 1.0]  # one per optimizer step: training walked the schedule
