@@ -140,6 +140,7 @@ def _setup(model: str, preset: str, overrides: dict[str, Any] | None, amp: str, 
     net.to(dev).train()
     settings = speed_settings(net, recipe, dev, layout=speed.layout)
     stepper = Stepper(net, recipe, steps_per_epoch=1_000_000, fused=speed.fused)
+    settings["fused_optimizer"] = stepper.fused  # stages A-C turn them off
     kwargs = dict(recipe.loss_kwargs)
     if "prior" in kwargs:  # a data-derived prior costs the same as a uniform one
         k = getattr(net, "num_classes", 7)

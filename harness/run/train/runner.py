@@ -142,6 +142,11 @@ class Stepper:
         named = dict(model.named_parameters())
         self.params = {n: [named[p] for p in s["params"]] for n, s in self.plan.items()}
 
+    @property
+    def fused(self) -> bool:
+        """Whether the optimisers run torch's fused kernels (what the record's provenance says)."""
+        return any(o.defaults.get("fused") for o in self.opts.values())
+
     def lr(self) -> float:
         """The first optimiser's current lr (for messages)."""
         return next(iter(self.opts.values())).param_groups[0]["lr"]
@@ -516,6 +521,7 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
                         f"allowed values here: at most {batches}")
     steps_per_epoch = max(batches // recipe.accum_steps, 1)  # optimizer steps; a partial group is dropped
     stepper = Stepper(model, recipe, steps_per_epoch)
+    speed["fused_optimizer"] = stepper.fused
     mix = mixer(recipe, model, data.num_classes)
     if mix is not None:
         loss_fn = SoftTargetCrossEntropy()
