@@ -138,9 +138,8 @@ def _setup(model: str, preset: str, overrides: dict[str, Any] | None, amp: str, 
     recipe = dataclasses.replace(get_recipe(net), amp=amp, compile=speed.compile)
     macs = count_flops(net, recipe.img_size)["gflops"] * 1e9  # per image, forward, multiply-adds
     net.to(dev).train()
-    settings = speed_settings(net, recipe, dev, layout=speed.layout)
-    stepper = Stepper(net, recipe, steps_per_epoch=1_000_000, fused=speed.fused)
-    settings["fused_optimizer"] = stepper.fused  # stages A-C turn them off
+    stepper = Stepper(net, recipe, steps_per_epoch=1_000_000, fused=speed.fused)  # stages A-C: not fused
+    settings = speed_settings(net, recipe, dev, layout=speed.layout, fused=stepper.fused)
     kwargs = dict(recipe.loss_kwargs)
     if "prior" in kwargs:  # a data-derived prior costs the same as a uniform one
         k = getattr(net, "num_classes", 7)

@@ -378,13 +378,15 @@ def host_copy(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
-def speed_settings(model: nn.Module, recipe: Recipe, device: torch.device, layout: bool = True) -> dict[str, Any]:
+def speed_settings(model: nn.Module, recipe: Recipe, device: torch.device, layout: bool = True,
+                   fused: bool = False) -> dict[str, Any]:
     """Apply the GPU speed settings to ``model`` and say which hold (for the record's provenance).
 
     On CUDA, with ``layout``: ``channels_last`` for a model with convolutions (IR-50 is
-    43% of APViT's FLOPs) and ``cudnn.benchmark``; fused optimisers are chosen by the optimiser
-    builder for CUDA parameters. ``train.compile`` compiles the model in place
+    43% of APViT's FLOPs) and ``cudnn.benchmark``. ``train.compile`` compiles the model in place
     (``nn.Module.compile``: state-dict keys and custom training steps unchanged) on any device.
+    Fused optimisers are the optimiser builder's choice; ``fused`` is what it chose
+    (:attr:`Stepper.fused`), reported beside the rest.
     """
     cuda = device.type == "cuda" and layout
     convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -394,7 +396,7 @@ def speed_settings(model: nn.Module, recipe: Recipe, device: torch.device, layou
     if recipe.compile != "off":
         model.compile(mode=recipe.compile)
     return {"channels_last": cuda and convs, "cudnn_benchmark": cuda, "compile": recipe.compile,
-            "fused_optimizer": device.type == "cuda"}
+            "fused_optimizer": fused}
 
 
 class CheckpointWriter:
@@ -508,9 +510,6 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
     eval_tf = build_transform(recipe.augment, recipe.img_size, train=False, mean=recipe.mean, std=recipe.std)
     amp = amp_dtype(recipe.amp, dev)
     model.to(dev)
-    speed = speed_settings(model, recipe, dev)
-    fmt = torch.channels_last if speed["channels_last"] else None
-    where = {"device": dev, "amp": amp, "memory_format": fmt}
     eval_batch = eval_batch_size(recipe.batch_size, dev)
     loss_kwargs, loss_prior = resolve_loss_kwargs(recipe, data)  # prior: votes / file: -> the [K, K] matrix
     loss_fn = build_loss(recipe.loss, **loss_kwargs).to(dev)  # a prior is a buffer of the loss
@@ -521,7 +520,9 @@ def train_cell(cell: Cell, store: Store, *, threads: int = 1, device: str = "aut
                         f"allowed values here: at most {batches}")
     steps_per_epoch = max(batches // recipe.accum_steps, 1)  # optimizer steps; a partial group is dropped
     stepper = Stepper(model, recipe, steps_per_epoch)
-    speed["fused_optimizer"] = stepper.fused
+    speed = speed_settings(model, recipe, dev, fused=stepper.fused)
+    fmt = torch.channels_last if speed["channels_last"] else None
+    where = {"device": dev, "amp": amp, "memory_format": fmt}
     mix = mixer(recipe, model, data.num_classes)
     if mix is not None:
         loss_fn = SoftTargetCrossEntropy()
